@@ -1,0 +1,39 @@
+"""LP-LLM: Qwen3-VL with a Character-Aware Multimodal Reasoning Module, for degraded license plates."""
+
+from .cmrm import CharacterAwareReasoningModule
+from .configuration_lpllm import LPLLMConfig
+from .modeling_lpllm import LPLLMModel, LPLLMPreTrainedModel, Qwen3VLForPlateRecognition
+from .pipeline_lpllm import PlateRecognitionPipeline, load_plate_image
+from .processing_lpllm import (
+    CHAT_TEMPLATE,
+    DEFAULT_PROMPT,
+    LPLLMProcessor,
+    build_offline_processor,
+    build_plate_image_processor,
+    plate_messages,
+    to_rgb,
+)
+from .registration import register_lpllm
+from .tokenization_lpllm import CN_PROVINCES, DEFAULT_PLATE_CHARSET, build_char_tokenizer
+
+
+__all__ = [
+    "CharacterAwareReasoningModule",
+    "LPLLMConfig",
+    "LPLLMModel",
+    "LPLLMPreTrainedModel",
+    "Qwen3VLForPlateRecognition",
+    "PlateRecognitionPipeline",
+    "LPLLMProcessor",
+    "build_offline_processor",
+    "build_plate_image_processor",
+    "build_char_tokenizer",
+    "load_plate_image",
+    "plate_messages",
+    "register_lpllm",
+    "to_rgb",
+    "CHAT_TEMPLATE",
+    "CN_PROVINCES",
+    "DEFAULT_PLATE_CHARSET",
+    "DEFAULT_PROMPT",
+]

@@ -1,0 +1,146 @@
+"""The Character-Aware Multimodal Reasoning Module (CMRM) of LP-LLM.
+
+K learnable character slot queries attend, over L layers, to the projected visual tokens of ONE image:
+
+    S_0 = Q                                           (K x D)
+    S_l = LayerNorm_l(S_{l-1} + MultiHeadAttn_l(S_{l-1}, H, H))
+    g   = mean_k s_k                                  (D)
+    H'_i = H_i + alpha * g                            for every visual token i
+
+The output has the shape of the input, so the language model sees the same number of visual tokens.
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .configuration_lpllm import LPLLMConfig
+
+
+class CMRMCrossAttention(nn.Module):
+    """Multi-head attention from the slots (queries) to one image's visual tokens (keys and values)."""
+
+    def __init__(self, config: LPLLMConfig):
+        super().__init__()
+        hidden_size = config.text_config.hidden_size
+        self.num_heads = config.cmrm_num_heads
+        self.head_dim = hidden_size // self.num_heads
+        self.dropout = config.cmrm_dropout
+        self.q_proj = nn.Linear(hidden_size, hidden_size)
+        self.k_proj = nn.Linear(hidden_size, hidden_size)
+        self.v_proj = nn.Linear(hidden_size, hidden_size)
+        self.o_proj = nn.Linear(hidden_size, hidden_size)
+
+    def _split_heads(self, states: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = states.shape
+        return states.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(
+        self, slots: torch.Tensor, visual_tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """
+        Args:
+            slots: `(batch, K, D)`.
+            visual_tokens: `(batch, N, D)`.
+            key_padding_mask: `(batch, N)` boolean, True where a token is real; None when no token is padding.
+        """
+        query = self._split_heads(self.q_proj(slots))
+        key = self._split_heads(self.k_proj(visual_tokens))
+        value = self._split_heads(self.v_proj(visual_tokens))
+        attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        batch, _, num_slots, _ = attended.shape
+        return self.o_proj(attended.transpose(1, 2).reshape(batch, num_slots, -1))
+
+
+class CMRMLayer(nn.Module):
+    """One refinement step `S <- LayerNorm(S + MultiHeadAttn(S, H, H))`."""
+
+    def __init__(self, config: LPLLMConfig):
+        super().__init__()
+        self.cross_attention = CMRMCrossAttention(config)
+        self.layer_norm = nn.LayerNorm(config.text_config.hidden_size)
+
+    def forward(self, slots, visual_tokens, key_padding_mask=None):
+        return self.layer_norm(slots + self.cross_attention(slots, visual_tokens, key_padding_mask))
+
+
+class CharacterAwareReasoningModule(nn.Module):
+    """Maps each image's projected visual tokens to visual tokens of the same shape, enriched with a global
+    character context pooled from K slot queries (see the module docstring for the equations).
+
+    `slot_queries` and, when learnable, `alpha` are raw parameters: the model's `_init_weights` initialises them.
+    """
+
+    def __init__(self, config: LPLLMConfig):
+        super().__init__()
+        config.check_cmrm_settings()
+        hidden_size = config.text_config.hidden_size
+        self.num_slots = config.cmrm_num_slots
+        self.slot_queries = nn.Parameter(torch.empty(config.cmrm_num_slots, hidden_size))
+        self.layers = nn.ModuleList(CMRMLayer(config) for _ in range(config.cmrm_num_layers))
+        if config.cmrm_learnable_alpha:
+            self.alpha = nn.Parameter(torch.full((), float(config.cmrm_alpha)))
+        else:
+            self.alpha = float(config.cmrm_alpha)
+
+    def character_slots(
+        self, visual_tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Refined slots `S_L` of shape `(batch, K, D)` for padded visual tokens `(batch, N, D)`."""
+        slots = self.slot_queries.to(visual_tokens.dtype).unsqueeze(0).expand(visual_tokens.shape[0], -1, -1)
+        for layer in self.layers:
+            slots = layer(slots, visual_tokens, key_padding_mask)
+        return slots
+
+    def forward_padded(
+        self, visual_tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Applies CMRM to a padded batch of images.
+
+        Args:
+            visual_tokens: `(batch, N, D)`, one image per row.
+            key_padding_mask: `(batch, N)` boolean, True for real tokens. Padding never influences real outputs.
+
+        Returns:
+            `(enriched tokens (batch, N, D), character context g (batch, D))`.
+        """
+        context = self.character_slots(visual_tokens, key_padding_mask).mean(dim=1)
+        alpha = self.alpha.to(visual_tokens.dtype) if isinstance(self.alpha, torch.Tensor) else self.alpha
+        return visual_tokens + alpha * context.unsqueeze(1), context
+
+    def forward(self, image_tokens: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """Applies CMRM to each image independently.
+
+        Args:
+            image_tokens: one `(N_i, D)` tensor of projected visual tokens per image.
+
+        Returns:
+            a tuple of `(N_i, D)` tensors, in the same order.
+        """
+        enriched, _ = self.forward_with_context(image_tokens)
+        return enriched
+
+    def forward_with_context(self, image_tokens) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Like `forward`, also returning the character context `g` of each image as a `(num_images, D)` tensor."""
+        if len(image_tokens) == 0:
+            raise ValueError("CMRM got an empty list of images; at least one image's visual tokens are needed.")
+        for index, tokens in enumerate(image_tokens):
+            if tokens.dim() != 2 or tokens.shape[0] == 0 or tokens.shape[1] != self.slot_queries.shape[1]:
+                raise ValueError(
+                    f"CMRM expects each image's visual tokens as a non-empty (num_tokens, {self.slot_queries.shape[1]})"
+                    f" tensor; image {index} has shape {tuple(tokens.shape)}."
+                )
+        lengths = [tokens.shape[0] for tokens in image_tokens]
+        padded = nn.utils.rnn.pad_sequence(list(image_tokens), batch_first=True)
+        key_padding_mask = None
+        if min(lengths) != max(lengths):
+            positions = torch.arange(padded.shape[1], device=padded.device)
+            key_padding_mask = positions[None, :] < torch.tensor(lengths, device=padded.device)[:, None]
+        enriched, context = self.forward_padded(padded, key_padding_mask)
+        return tuple(row[:length] for row, length in zip(enriched, lengths)), context
+
+
+__all__ = ["CharacterAwareReasoningModule"]

@@ -1,0 +1,90 @@
+"""Configuration of LP-LLM: a Qwen3-VL configuration plus the settings of the Character-Aware Multimodal
+Reasoning Module (CMRM)."""
+
+from huggingface_hub.dataclasses import strict
+from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLConfig
+
+
+@strict
+class LPLLMConfig(Qwen3VLConfig):
+    r"""
+    Configuration of [`Qwen3VLForPlateRecognition`]. It accepts every argument of [`Qwen3VLConfig`]
+    (`text_config`, `vision_config`, `image_token_id`, ...) and adds the CMRM settings below.
+
+    Args:
+        cmrm_num_slots (`int`, *optional*, defaults to 8):
+            Number K of learnable character slot queries; the longest plate the model should read (7 for most
+            plates, 8 for Chinese new-energy plates).
+        cmrm_num_layers (`int`, *optional*, defaults to 2):
+            Number L of `S <- LayerNorm(S + MultiHeadAttn(S, H, H))` refinement layers.
+        cmrm_num_heads (`int`, *optional*, defaults to 8):
+            Attention heads of each CMRM layer. Must divide the language model's hidden size.
+        cmrm_dropout (`float`, *optional*, defaults to 0.0):
+            Dropout on the CMRM attention weights, in `[0, 1)`.
+        cmrm_alpha (`float`, *optional*, defaults to 1.0):
+            Scale of the character context `g` added to every visual token: `H'_i = H_i + alpha * g`. With
+            `0.0` the model computes exactly what the underlying Qwen3-VL computes.
+        cmrm_learnable_alpha (`bool`, *optional*, defaults to `False`):
+            Whether `alpha` is a trained parameter (initialised to `cmrm_alpha`) instead of a constant.
+        cmrm_enabled (`bool`, *optional*, defaults to `True`):
+            Switch for the whole module; off gives the plain Qwen3-VL (ablations A and B of the paper).
+        cmrm_apply_to_deepstack (`bool`, *optional*, defaults to `False`):
+            Whether the character context is also added to the DeepStack visual features that Qwen3-VL injects
+            into the first language-model layers (beyond the paper, which only changes the projected tokens).
+
+    Example:
+
+    ```python
+    >>> from modeling_lpllm import LPLLMConfig, Qwen3VLForPlateRecognition
+    >>> config = LPLLMConfig(cmrm_num_slots=7)
+    >>> model = Qwen3VLForPlateRecognition(config)
+    ```"""
+
+    model_type = "lpllm"
+    _auto_class = "AutoConfig"
+
+    cmrm_num_slots: int = 8
+    cmrm_num_layers: int = 2
+    cmrm_num_heads: int = 8
+    cmrm_dropout: float | int = 0.0
+    cmrm_alpha: float | int = 1.0
+    cmrm_learnable_alpha: bool = False
+    cmrm_enabled: bool = True
+    cmrm_apply_to_deepstack: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.check_cmrm_settings()
+
+    def check_cmrm_settings(self):
+        """Raises a `ValueError` naming the first CMRM field whose value cannot work.
+
+        It runs when the config is built and again when the module is built, so that values set after
+        construction (`from_pretrained(..., cmrm_num_heads=3)`) are checked too.
+        """
+        for name in ("cmrm_num_slots", "cmrm_num_layers", "cmrm_num_heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if not 0.0 <= self.cmrm_dropout < 1.0:
+            raise ValueError(f"`cmrm_dropout` must be in [0, 1), got {self.cmrm_dropout!r}.")
+        if isinstance(self.cmrm_alpha, bool) or not isinstance(self.cmrm_alpha, (int, float)):
+            raise ValueError(f"`cmrm_alpha` must be a number, got {self.cmrm_alpha!r}.")
+        if self.cmrm_alpha != self.cmrm_alpha or abs(self.cmrm_alpha) == float("inf"):
+            raise ValueError(f"`cmrm_alpha` must be finite, got {self.cmrm_alpha!r}.")
+        for name in ("cmrm_learnable_alpha", "cmrm_enabled", "cmrm_apply_to_deepstack"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
+        hidden_size = self.text_config.hidden_size
+        if self.vision_config.out_hidden_size != hidden_size:
+            raise ValueError(
+                f"`vision_config.out_hidden_size` ({self.vision_config.out_hidden_size}) must equal "
+                f"`text_config.hidden_size` ({hidden_size}): CMRM works on projected visual tokens."
+            )
+        if hidden_size % self.cmrm_num_heads != 0:
+            raise ValueError(
+                f"`cmrm_num_heads` ({self.cmrm_num_heads}) must divide the language model hidden size ({hidden_size})."
+            )
+
+
+__all__ = ["LPLLMConfig"]

@@ -1,0 +1,112 @@
+"""LP-LLM: Qwen3-VL with the Character-Aware Multimodal Reasoning Module between the vision-language projector and
+the language model.
+
+The only change to Qwen3-VL is in the image-feature hook: each image's merged visual tokens go through CMRM before
+they are scattered into the language model's input. Everything else (forward, loss, generation, caching, M-RoPE) is
+the parent's code, and the attribute names (`model.visual`, `model.language_model`, `lm_head`) are the parent's, so
+a stock Qwen3-VL checkpoint loads with only the CMRM weights reported missing.
+"""
+
+from transformers import initialization as init
+from transformers.dynamic_module_utils import custom_object_save
+from transformers.models.qwen3_vl.modeling_qwen3_vl import (
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLModel,
+    Qwen3VLPreTrainedModel,
+)
+from transformers.utils import can_return_tuple, logging
+from torch import nn
+
+from .cmrm import CharacterAwareReasoningModule
+from .configuration_lpllm import LPLLMConfig
+from .pipeline_lpllm import PlateRecognitionPipeline
+
+
+logger = logging.get_logger(__name__)
+
+# The auto classes a saved checkpoint answers to with `trust_remote_code=True`.
+_AUTO_MAP = {
+    "AutoConfig": "configuration_lpllm.LPLLMConfig",
+    "AutoModel": "modeling_lpllm.Qwen3VLForPlateRecognition",
+    "AutoModelForImageTextToText": "modeling_lpllm.Qwen3VLForPlateRecognition",
+    "AutoModelForCausalLM": "modeling_lpllm.Qwen3VLForPlateRecognition",
+}
+
+
+def _custom_pipelines() -> dict:
+    implementation = f"pipeline_lpllm.{PlateRecognitionPipeline.__name__}"
+    # transformers 5 removed the "image-to-text" task; the checkpoint brings its own implementation for it.
+    return {
+        "image-to-text": {"impl": implementation, "pt": ["AutoModelForImageTextToText"], "type": "multimodal"},
+    }
+
+
+class LPLLMPreTrainedModel(Qwen3VLPreTrainedModel):
+    config: LPLLMConfig
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, CharacterAwareReasoningModule):
+            init.normal_(module.slot_queries, mean=0.0, std=self.config.text_config.initializer_range)
+            if isinstance(module.alpha, nn.Parameter):
+                init.constant_(module.alpha, float(self.config.cmrm_alpha))
+
+
+class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
+    """Qwen3-VL base model whose image features pass through CMRM, one image at a time."""
+
+    def __init__(self, config: LPLLMConfig):
+        super().__init__(config)
+        self.cmrm = CharacterAwareReasoningModule(config) if config.cmrm_enabled else None
+
+    @can_return_tuple
+    def get_image_features(self, pixel_values, image_grid_thw=None, **kwargs):
+        kwargs.pop("return_dict", None)
+        vision_output = super().get_image_features(pixel_values, image_grid_thw, return_dict=True, **kwargs)
+        if self.cmrm is None:
+            return vision_output
+        image_tokens = vision_output.pooler_output
+        enriched, context = self.cmrm.forward_with_context(image_tokens)
+        vision_output.pooler_output = enriched
+        if self.config.cmrm_apply_to_deepstack:
+            offset = self.cmrm.alpha * context.unsqueeze(1)
+            vision_output.deepstack_features = [
+                tuple(feature + offset[index].to(feature.dtype) for index, feature in enumerate(level))
+                for level in vision_output.deepstack_features
+            ]
+        return vision_output
+
+    def get_video_features(self, pixel_values_videos, video_grid_thw=None, **kwargs):
+        # CMRM reads plates in still images; video frames keep the plain Qwen3-VL features.
+        return Qwen3VLModel.get_image_features(self, pixel_values_videos, video_grid_thw, **kwargs)
+
+
+class Qwen3VLForPlateRecognition(LPLLMPreTrainedModel, Qwen3VLForConditionalGeneration):
+    """Qwen3-VL for license-plate recognition, with CMRM on the visual tokens. Generates the plate text.
+
+    Start from any stock Qwen3-VL checkpoint (`Qwen3VLForPlateRecognition.from_pretrained("Qwen/Qwen3-VL-2B-Instruct",
+    cmrm_num_slots=8)`), or from a saved LP-LLM checkpoint, which `AutoModel.from_pretrained(path,
+    trust_remote_code=True)` also loads without this package installed.
+    """
+
+    _auto_class = "AutoModel"
+
+    def __init__(self, config: LPLLMConfig):
+        # Not the parent's __init__: it would build a plain Qwen3VLModel only to throw it away.
+        Qwen3VLPreTrainedModel.__init__(self, config)
+        self.model = LPLLMModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    @property
+    def cmrm(self) -> CharacterAwareReasoningModule | None:
+        return self.model.cmrm
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **_AUTO_MAP}
+        self.config.custom_pipelines = _custom_pipelines()
+        super().save_pretrained(save_directory, *args, **kwargs)
+        custom_object_save(PlateRecognitionPipeline, save_directory)
+
+
+__all__ = ["LPLLMPreTrainedModel", "LPLLMModel", "Qwen3VLForPlateRecognition"]

@@ -1,0 +1,110 @@
+"""`pipeline("image-to-text", model=<LP-LLM checkpoint>, trust_remote_code=True)`: reads plate images.
+
+transformers 5 removed the "image-to-text" task; LP-LLM checkpoints register this implementation for it in their
+config (`custom_pipelines`), so the task name users know keeps working.
+"""
+
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import Pipeline
+
+from .processing_lpllm import DEFAULT_PROMPT, plate_messages, to_rgb
+
+
+DEFAULT_MAX_NEW_TOKENS = 16
+DEFAULT_BATCH_SIZE = 8
+
+
+def load_plate_image(image) -> Image.Image:
+    """A path, a PIL image or an `(H, W)` / `(H, W, C)` uint8 array, as an RGB PIL image.
+
+    Raises:
+        ValueError: naming the input and what was expected, for anything else or an unreadable file.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with Image.open(image) as opened:
+                opened.load()
+                return to_rgb(opened)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"Cannot read the image file {os.fspath(image)!r}: {error}") from error
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
+            raise ValueError(
+                f"An image array must be (height, width) or (height, width, 3 or 4 channels); got shape {image.shape}."
+            )
+        if image.dtype != np.uint8:
+            raise ValueError(f"An image array must be uint8 (0-255); got dtype {image.dtype}.")
+        return to_rgb(Image.fromarray(image))
+    raise ValueError(
+        f"An image must be a file path, a PIL.Image.Image or a numpy array; got {type(image).__name__}."
+    )
+
+
+class PlateRecognitionPipeline(Pipeline):
+    """Reads license plates: `reader(image)` -> `[{"generated_text": "皖A12345"}]`; `reader([image, ...])` -> one
+    such list per image. Images may be paths, PIL images or numpy arrays. Decoding is greedy with the checkpoint's
+    `max_new_tokens` (16 when it has none).
+
+    Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`), `max_new_tokens`, `batch_size`
+    (images generated together, left-padded; default 8), `generate_kwargs` (passed to `model.generate`).
+    """
+
+    _load_processor = True
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def _sanitize_parameters(self, prompt=None, max_new_tokens=None, generate_kwargs=None, **kwargs):
+        preprocess_params = {} if prompt is None else {"prompt": prompt}
+        forward_params = dict(generate_kwargs or {})
+        if max_new_tokens is not None:
+            forward_params["max_new_tokens"] = max_new_tokens
+        return preprocess_params, forward_params, {}
+
+    def __call__(self, images, batch_size=None, **kwargs):
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        if not items:
+            raise ValueError("Got an empty list of images: give at least one image.")
+        batch_size = batch_size or self._batch_size or DEFAULT_BATCH_SIZE
+        preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
+        preprocess_params = {**self._preprocess_params, **preprocess_params}
+        forward_params = {**self._forward_params, **forward_params}
+        results = []
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            results.extend(self.run_single(batch, preprocess_params, forward_params, postprocess_params))
+        return results[0] if single else results
+
+    def preprocess(self, images, prompt=DEFAULT_PROMPT):
+        pil_images = [load_plate_image(image) for image in images]
+        text = self.processor.apply_chat_template(plate_messages(prompt), add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(
+            images=pil_images, text=[text] * len(pil_images), padding=True, padding_side="left", return_tensors="pt"
+        )
+        return inputs
+
+    def _forward(self, model_inputs, **generate_kwargs):
+        generation_config = self.model.generation_config
+        generate_kwargs.setdefault("do_sample", False)
+        generate_kwargs.setdefault("max_new_tokens", generation_config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
+        if generation_config.pad_token_id is None:
+            generate_kwargs.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
+        prompt_length = model_inputs["input_ids"].shape[1]
+        generated = self.model.generate(**model_inputs, **generate_kwargs)
+        return {"generated_ids": generated[:, prompt_length:]}
+
+    def postprocess(self, model_outputs):
+        texts = self.processor.batch_decode(model_outputs["generated_ids"], skip_special_tokens=True)
+        return [[{"generated_text": text.strip()}] for text in texts]
+
+
+__all__ = ["PlateRecognitionPipeline", "load_plate_image"]

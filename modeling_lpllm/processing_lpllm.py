@@ -1,0 +1,170 @@
+"""The LP-LLM processor: Qwen3-VL's prompt format for still images, with no video processor (so no torchvision),
+left padding (batched generation equals one-by-one generation) and a pixel budget sized for plate crops."""
+
+from PIL import Image
+from transformers import Qwen2VLImageProcessorPil
+from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
+from transformers.processing_utils import ProcessorMixin
+
+from .tokenization_lpllm import (
+    DEFAULT_PLATE_CHARSET,
+    IMAGE_TOKEN,
+    VIDEO_TOKEN,
+    VISION_END_TOKEN,
+    VISION_START_TOKEN,
+    build_char_tokenizer,
+)
+
+
+DEFAULT_PROMPT = "Read the license plate."
+
+# Qwen3-VL's stock budget (65k-16M pixels) would blow a 94x24 crop up to 256x256 and 64 visual tokens of mostly
+# interpolation. These bounds keep a plate's aspect ratio and give it ~24-48 visual tokens of 32x32 pixels.
+PLATE_MIN_PIXELS = 24 * 32 * 32
+PLATE_MAX_PIXELS = 48 * 32 * 32
+
+# The Qwen3-VL conversation format (<|im_start|>role\n...<|im_end|>\n), for images and text only.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] in ('image', 'image_url') -%}{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Returns an 8-bit RGB copy of a PIL image of any mode: transparency over white, 16-bit and float gray
+    rescaled to 8 bits, CMYK/palette/L converted.
+
+    Raises:
+        ValueError: for an image with a zero-sized side.
+    """
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"Image has an empty side: {image.width}x{image.height}.")
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        wide = image.convert("F")
+        low, high = wide.getextrema()
+        scale = 0.0 if high == low else 255.0 / (high - low)
+        return wide.point(lambda value: (value - low) * scale).convert("L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+class LPLLMProcessor(Qwen3VLProcessor):
+    r"""Builds Qwen3-VL inputs (`input_ids`, `attention_mask`, `pixel_values`, `image_grid_thw`,
+    `mm_token_type_ids`) from plate images and chat-formatted text. Pads on the left by default.
+
+    Args:
+        image_processor ([`Qwen2VLImageProcessorPil`]):
+            Resizes within a pixel budget (keeping the aspect ratio) and cuts images into patches.
+        tokenizer ([`PreTrainedTokenizerFast`]):
+            Any tokenizer with Qwen3-VL's special tokens: a stock Qwen3-VL tokenizer or [`build_char_tokenizer`]'s.
+        chat_template (`str`, *optional*):
+            A Jinja chat template; Qwen3-VL's own or [`CHAT_TEMPLATE`].
+    """
+
+    _auto_class = "AutoProcessor"
+    text_kwargs = {"return_token_type_ids": False, "padding_side": "left"}
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        def token_and_id(name, default):
+            token = getattr(tokenizer, name, None) or default
+            token_id = getattr(tokenizer, f"{name}_id", None) or tokenizer.convert_tokens_to_ids(token)
+            return token, token_id
+
+        self.image_token, self.image_token_id = token_and_id("image_token", IMAGE_TOKEN)
+        self.video_token, self.video_token_id = token_and_id("video_token", VIDEO_TOKEN)
+        self.vision_start_token, self.vision_start_token_id = token_and_id("vision_start_token", VISION_START_TOKEN)
+        self.vision_end_token, self.vision_end_token_id = token_and_id("vision_end_token", VISION_END_TOKEN)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    def __call__(self, images=None, text=None, **kwargs):
+        if images is not None:
+            images = self._images_as_rgb(images)
+        return super().__call__(images=images, text=text, **kwargs)
+
+    @classmethod
+    def _images_as_rgb(cls, images):
+        if isinstance(images, Image.Image):
+            return to_rgb(images)
+        if isinstance(images, (list, tuple)):
+            if len(images) == 0:
+                raise ValueError("`images` is an empty list: give at least one image, or `images=None` for text only.")
+            return [cls._images_as_rgb(image) for image in images]
+        return images
+
+    def special_token_ids(self) -> dict:
+        """The token ids a model config must agree on with this processor (`LPLLMConfig(**processor.special_token_ids())`)."""
+        return {
+            "image_token_id": self.image_token_id,
+            "video_token_id": self.video_token_id,
+            "vision_start_token_id": self.vision_start_token_id,
+            "vision_end_token_id": self.vision_end_token_id,
+        }
+
+
+def build_plate_image_processor(
+    min_pixels: int = PLATE_MIN_PIXELS, max_pixels: int = PLATE_MAX_PIXELS, patch_size: int = 16, merge_size: int = 2
+) -> Qwen2VLImageProcessorPil:
+    """A Qwen3-VL image processor (PIL backend, no torchvision) with a plate-sized pixel budget."""
+    if not 0 < min_pixels <= max_pixels:
+        raise ValueError(f"Need 0 < min_pixels <= max_pixels, got min_pixels={min_pixels}, max_pixels={max_pixels}.")
+    return Qwen2VLImageProcessorPil(
+        size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+        patch_size=patch_size,
+        temporal_patch_size=2,
+        merge_size=merge_size,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+
+
+def build_offline_processor(
+    charset: str = DEFAULT_PLATE_CHARSET,
+    min_pixels: int = PLATE_MIN_PIXELS,
+    max_pixels: int = PLATE_MAX_PIXELS,
+    patch_size: int = 16,
+    merge_size: int = 2,
+) -> LPLLMProcessor:
+    """A processor that needs nothing from the Hub: a character-level tokenizer over `charset` (plus printable
+    ASCII for the prompt) and a plate-sized image processor. For models trained from scratch and for tests."""
+    return LPLLMProcessor(
+        image_processor=build_plate_image_processor(min_pixels, max_pixels, patch_size, merge_size),
+        tokenizer=build_char_tokenizer(charset),
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def plate_messages(prompt: str = DEFAULT_PROMPT, num_images: int = 1, answer: str | None = None) -> list[dict]:
+    """The conversation LP-LLM is trained and queried with: image placeholder(s) then the instruction; with
+    `answer`, the assistant turn holding the plate text."""
+    content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+    messages = [{"role": "user", "content": content}]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return messages
+
+
+__all__ = [
+    "LPLLMProcessor",
+    "build_offline_processor",
+    "build_plate_image_processor",
+    "plate_messages",
+    "to_rgb",
+    "DEFAULT_PROMPT",
+    "CHAT_TEMPLATE",
+]

@@ -1,0 +1,72 @@
+"""An offline character-level tokenizer: every plate character is one token, CJK province characters included.
+
+It is for LP-LLM models trained from scratch (no Hub, no pretrained vocabulary) and for tests. It keeps the
+Qwen3-VL special tokens, so the Qwen3-VL prompt format and chat template work unchanged.
+"""
+
+import string
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+
+# The 31 province-level abbreviations that open a Chinese plate (CCPD's table order).
+CN_PROVINCES = "皖沪津渝冀晋蒙辽吉黑苏浙京闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新"
+# Characters that end special Chinese plates (police, coach, Hong Kong/Macau, trailer, embassy, consulate).
+CN_SPECIAL_SUFFIXES = "警学港澳挂使领"
+DEFAULT_PLATE_CHARSET = string.digits + string.ascii_uppercase + CN_PROVINCES + CN_SPECIAL_SUFFIXES
+
+# Qwen3-VL's special tokens, first in the vocabulary so their ids do not depend on the charset.
+PAD_TOKEN = "<|endoftext|>"
+IM_START_TOKEN = "<|im_start|>"
+IM_END_TOKEN = "<|im_end|>"
+VISION_START_TOKEN = "<|vision_start|>"
+VISION_END_TOKEN = "<|vision_end|>"
+IMAGE_TOKEN = "<|image_pad|>"
+VIDEO_TOKEN = "<|video_pad|>"
+UNKNOWN_TOKEN = "<unk>"
+SPECIAL_TOKENS = (
+    PAD_TOKEN,
+    IM_START_TOKEN,
+    IM_END_TOKEN,
+    VISION_START_TOKEN,
+    VISION_END_TOKEN,
+    IMAGE_TOKEN,
+    VIDEO_TOKEN,
+    UNKNOWN_TOKEN,
+)
+
+
+def build_char_tokenizer(charset: str = DEFAULT_PLATE_CHARSET) -> PreTrainedTokenizerFast:
+    """Builds a left-padding character-level tokenizer over `charset` plus printable ASCII (for prompt text).
+
+    Raises:
+        ValueError: if `charset` is empty or contains a whitespace or control character other than the space.
+    """
+    if not charset:
+        raise ValueError("`charset` must contain at least one character.")
+    bad = sorted({char for char in charset if (char.isspace() and char != " ") or not char.isprintable()})
+    if bad:
+        raise ValueError(f"`charset` must hold printable characters only; found {bad!r}.")
+    characters = dict.fromkeys(string.printable + charset)  # ordered, without repeats
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    for char in characters:
+        vocab.setdefault(char, len(vocab))
+
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNKNOWN_TOKEN))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token=UNKNOWN_TOKEN,
+        pad_token=PAD_TOKEN,
+        eos_token=IM_END_TOKEN,
+        padding_side="left",
+        model_max_length=4096,
+        clean_up_tokenization_spaces=False,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:7])})
+    return tokenizer
+
+
+__all__ = ["build_char_tokenizer", "CN_PROVINCES", "DEFAULT_PLATE_CHARSET"]
