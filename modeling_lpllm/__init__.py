@@ -1,7 +1,7 @@
 """LP-LLM: Qwen3-VL with a Character-Aware Multimodal Reasoning Module, for degraded license plates."""
 
 from .cmrm import CharacterAwareReasoningModule
-from .configuration_lpllm import LPLLMConfig
+from .configuration_lpllm import QWEN3_VL_2B_TEXT_CONFIG, QWEN3_VL_2B_VISION_CONFIG, LPLLMConfig
 from .modeling_lpllm import LPLLMModel, LPLLMPreTrainedModel, Qwen3VLForPlateRecognition
 from .pipeline_lpllm import PlateRecognitionPipeline, load_plate_image
 from .processing_lpllm import (
@@ -18,6 +18,8 @@ from .tokenization_lpllm import CN_PROVINCES, DEFAULT_PLATE_CHARSET, build_char_
 
 
 __all__ = [
+    "QWEN3_VL_2B_TEXT_CONFIG",
+    "QWEN3_VL_2B_VISION_CONFIG",
     "CharacterAwareReasoningModule",
     "LPLLMConfig",
     "LPLLMModel",

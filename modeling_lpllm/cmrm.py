@@ -12,13 +12,17 @@ The output has the shape of the input, so the language model sees the same numbe
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .configuration_lpllm import LPLLMConfig
 
 
 class CMRMCrossAttention(nn.Module):
-    """Multi-head attention from the slots (queries) to one image's visual tokens (keys and values)."""
+    """Multi-head attention from the slots (queries) to one image's visual tokens (keys and values).
+
+    It computes exactly `softmax(Q K^T / sqrt(d)) V` with `K = H W_k^T + b_k`, `V = H W_v^T + b_v`, but in the
+    cheaper association order: the key and value projections are folded into the K slot queries instead of being
+    applied to every visual token, which turns O(N D^2) work into O(heads K N D) (about 10x less for a 2B model).
+    """
 
     def __init__(self, config: LPLLMConfig):
         super().__init__()
@@ -31,10 +35,6 @@ class CMRMCrossAttention(nn.Module):
         self.v_proj = nn.Linear(hidden_size, hidden_size)
         self.o_proj = nn.Linear(hidden_size, hidden_size)
 
-    def _split_heads(self, states: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = states.shape
-        return states.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-
     def forward(
         self, slots: torch.Tensor, visual_tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -44,15 +44,24 @@ class CMRMCrossAttention(nn.Module):
             visual_tokens: `(batch, N, D)`.
             key_padding_mask: `(batch, N)` boolean, True where a token is real; None when no token is padding.
         """
-        query = self._split_heads(self.q_proj(slots))
-        key = self._split_heads(self.k_proj(visual_tokens))
-        value = self._split_heads(self.v_proj(visual_tokens))
-        attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
-        attended = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        batch, _, num_slots, _ = attended.shape
-        return self.o_proj(attended.transpose(1, 2).reshape(batch, num_slots, -1))
+        batch, num_slots, hidden_size = slots.shape
+        query = self.q_proj(slots).view(batch, num_slots, self.num_heads, self.head_dim).transpose(1, 2)
+        key_weight = self.k_proj.weight.view(self.num_heads, self.head_dim, hidden_size)
+        value_weight = self.v_proj.weight.view(self.num_heads, self.head_dim, hidden_size)
+        tokens = visual_tokens.unsqueeze(1)  # (batch, 1, N, D), shared by all heads
+
+        # q . (W_k h + b_k) = (q W_k) . h + q . b_k; the second term is the same for every token, and softmax
+        # ignores what is added to all its inputs alike, so it is left out.
+        scores = torch.matmul(query, key_weight) @ tokens.transpose(-1, -2) / self.head_dim**0.5
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(scores.dtype)
+        weights = nn.functional.dropout(weights, p=self.dropout, training=self.training)
+        # Attention rows sum to one, so sum_i a_i (W_v h_i + b_v) = W_v (sum_i a_i h_i) + b_v.
+        pooled_tokens = weights @ tokens  # (batch, heads, K, D)
+        value_bias = self.v_proj.bias.view(self.num_heads, 1, self.head_dim)
+        attended = torch.matmul(pooled_tokens, value_weight.transpose(-1, -2)) + value_bias
+        return self.o_proj(attended.transpose(1, 2).reshape(batch, num_slots, hidden_size))
 
 
 class CMRMLayer(nn.Module):

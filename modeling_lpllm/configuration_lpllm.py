@@ -1,15 +1,54 @@
 """Configuration of LP-LLM: a Qwen3-VL configuration plus the settings of the Character-Aware Multimodal
 Reasoning Module (CMRM)."""
 
+import copy
+
 from huggingface_hub.dataclasses import strict
 from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLConfig
+
+
+# Qwen/Qwen3-VL-2B-Instruct's architecture (its public config.json), the default when no sub-config is given:
+# the stock Qwen3VLConfig defaults pair an 8B-sized language model with a vision tower projecting to another size.
+QWEN3_VL_2B_TEXT_CONFIG = {
+    "vocab_size": 151936,
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "max_position_embeddings": 262144,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {
+        "rope_type": "default",
+        "rope_theta": 5000000.0,
+        "mrope_section": [24, 20, 20],
+        "mrope_interleaved": True,
+    },
+}
+QWEN3_VL_2B_VISION_CONFIG = {
+    "depth": 24,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_heads": 16,
+    "hidden_act": "gelu_pytorch_tanh",
+    "out_hidden_size": 2048,
+    "patch_size": 16,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "num_position_embeddings": 2304,
+    "deepstack_visual_indexes": [5, 11, 17],
+}
 
 
 @strict
 class LPLLMConfig(Qwen3VLConfig):
     r"""
     Configuration of [`Qwen3VLForPlateRecognition`]. It accepts every argument of [`Qwen3VLConfig`]
-    (`text_config`, `vision_config`, `image_token_id`, ...) and adds the CMRM settings below.
+    (`text_config`, `vision_config`, `image_token_id`, ...) and adds the CMRM settings below. A sub-config that is
+    not given takes the dimensions of Qwen/Qwen3-VL-2B-Instruct (`QWEN3_VL_2B_TEXT_CONFIG`,
+    `QWEN3_VL_2B_VISION_CONFIG`).
 
     Args:
         cmrm_num_slots (`int`, *optional*, defaults to 8):
@@ -53,6 +92,10 @@ class LPLLMConfig(Qwen3VLConfig):
     cmrm_apply_to_deepstack: bool = False
 
     def __post_init__(self, **kwargs):
+        if self.text_config is None:
+            self.text_config = copy.deepcopy(QWEN3_VL_2B_TEXT_CONFIG)
+        if self.vision_config is None:
+            self.vision_config = copy.deepcopy(QWEN3_VL_2B_VISION_CONFIG)
         super().__post_init__(**kwargs)
         self.check_cmrm_settings()
 
@@ -87,4 +130,4 @@ class LPLLMConfig(Qwen3VLConfig):
             )
 
 
-__all__ = ["LPLLMConfig"]
+__all__ = ["LPLLMConfig", "QWEN3_VL_2B_TEXT_CONFIG", "QWEN3_VL_2B_VISION_CONFIG"]

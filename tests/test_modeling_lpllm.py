@@ -1,0 +1,278 @@
+"""Qwen3VLForPlateRecognition: forward, loss, generation, equality with stock Qwen3-VL, config validation,
+stock checkpoints, and save/load round trips through the Hub format in a fresh process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+from modeling_lpllm import LPLLMConfig, Qwen3VLForPlateRecognition, plate_messages
+from tiny_lpllm import random_plate_image, save_tiny_checkpoint, tiny_config, tiny_model, tiny_processor
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return tiny_processor()
+
+
+def plate_inputs(processor, images, answers=None):
+    texts = []
+    for index, _ in enumerate(images):
+        answer = None if answers is None else answers[index]
+        messages = plate_messages(answer=answer)
+        texts.append(processor.apply_chat_template(messages, add_generation_prompt=answer is None, tokenize=False))
+    return processor(images=images, text=texts, padding=True, return_tensors="pt")
+
+
+def stock_twin(model):
+    """A stock Qwen3VLForConditionalGeneration with the same base weights as `model`."""
+    config_dict = {k: v for k, v in model.config.to_dict().items() if not k.startswith("cmrm_")}
+    for key in ("model_type", "auto_map", "architectures", "custom_pipelines"):
+        config_dict.pop(key, None)
+    stock = Qwen3VLForConditionalGeneration(Qwen3VLConfig(**config_dict)).eval()
+    missing, unexpected = stock.load_state_dict(model.state_dict(), strict=False)
+    assert missing == [] and all(".cmrm." in key for key in unexpected)
+    return stock
+
+
+class TestForwardAndGeneration:
+    def test_logits_cover_every_position_and_loss_is_finite(self, processor):
+        model = tiny_model(processor)
+        images = [random_plate_image(1), random_plate_image(2, size=(60, 40))]
+        inputs = plate_inputs(processor, images, answers=["皖A12345", "ABC1D23"])
+        outputs = model(**inputs, labels=inputs["input_ids"])
+        assert outputs.logits.shape == (*inputs["input_ids"].shape, len(processor.tokenizer))
+        assert torch.isfinite(outputs.loss)
+
+    def test_cmrm_keeps_the_number_of_visual_tokens(self, processor):
+        model = tiny_model(processor)
+        inputs = plate_inputs(processor, [random_plate_image(1), random_plate_image(2, size=(200, 30))])
+        features = model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+        expected = (inputs["image_grid_thw"].prod(-1) // 4).tolist()
+        assert [tokens.shape[0] for tokens in features.pooler_output] == expected
+        image_tokens = (inputs["input_ids"] == model.config.image_token_id).sum(dim=1).tolist()
+        assert image_tokens == expected
+
+    def test_cmrm_changes_the_visual_tokens_it_is_given(self, processor):
+        model = tiny_model(processor)
+        inputs = plate_inputs(processor, [random_plate_image(1)])
+        with torch.no_grad():
+            enriched = model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output[0]
+            model.config.cmrm_enabled = False
+            plain = stock_twin(model).get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+        shift = enriched - plain.pooler_output[0]
+        assert shift.abs().sum() > 0
+        torch.testing.assert_close(shift, shift[:1].expand_as(shift))
+
+    def test_gradients_reach_cmrm_from_the_language_model_loss(self, processor):
+        model = tiny_model(processor).train()
+        inputs = plate_inputs(processor, [random_plate_image(1)], answers=["AB12CD3"])
+        model(**inputs, labels=inputs["input_ids"]).loss.backward()
+        assert model.cmrm.slot_queries.grad.abs().sum() > 0
+        assert model.cmrm.layers[-1].cross_attention.q_proj.weight.grad.abs().sum() > 0
+
+    def test_batched_generation_equals_one_by_one(self, processor):
+        model = tiny_model(processor)
+        images = [random_plate_image(1), random_plate_image(2, size=(160, 40)), random_plate_image(3, size=(40, 40))]
+        batched = plate_inputs(processor, images)
+        batched_ids = model.generate(**batched, max_new_tokens=6, do_sample=False)[:, batched["input_ids"].shape[1] :]
+        for index, image in enumerate(images):
+            single = plate_inputs(processor, [image])
+            single_ids = model.generate(**single, max_new_tokens=6, do_sample=False)[:, single["input_ids"].shape[1] :]
+            assert batched_ids[index].tolist() == single_ids[0].tolist()
+
+    def test_wrong_number_of_image_tokens_is_a_clear_error(self, processor):
+        model = tiny_model(processor)
+        inputs = plate_inputs(processor, [random_plate_image(1)])
+        image_positions = (inputs["input_ids"][0] == model.config.image_token_id).nonzero()
+        inputs["input_ids"][0, image_positions[0]] = processor.tokenizer.convert_tokens_to_ids("A")
+        with pytest.raises(Exception, match="Image features and image tokens do not match"):
+            model(**inputs)
+
+    def test_deepstack_option_adds_the_context_to_deepstack_features(self, processor):
+        inputs = plate_inputs(processor, [random_plate_image(1)])
+        model = tiny_model(processor, cmrm_apply_to_deepstack=True)
+        stock = stock_twin(model)
+        with torch.no_grad():
+            enriched = model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+            plain = stock.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+        shift = enriched.pooler_output[0] - plain.pooler_output[0]
+        assert shift.abs().sum() > 0
+        for enriched_level, plain_level in zip(enriched.deepstack_features, plain.deepstack_features):
+            torch.testing.assert_close(enriched_level[0] - plain_level[0], shift)
+
+    def test_deepstack_features_untouched_by_default(self, processor):
+        inputs = plate_inputs(processor, [random_plate_image(1)])
+        model = tiny_model(processor)
+        with torch.no_grad():
+            enriched = model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+            plain = stock_twin(model).get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+        assert torch.equal(enriched.deepstack_features[0][0], plain.deepstack_features[0][0])
+
+
+class TestEqualityWithStockQwen3VL:
+    @pytest.mark.parametrize("overrides", [{"cmrm_alpha": 0.0}, {"cmrm_enabled": False}])
+    def test_logits_and_generated_ids_identical(self, processor, overrides):
+        model = tiny_model(processor, **overrides)
+        stock = stock_twin(model)
+        inputs = plate_inputs(processor, [random_plate_image(1), random_plate_image(4, size=(120, 30))])
+        with torch.no_grad():
+            assert torch.equal(model(**inputs).logits, stock(**inputs).logits)
+        generated = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+        stock_generated = stock.generate(**inputs, max_new_tokens=6, do_sample=False)
+        assert torch.equal(generated, stock_generated)
+
+    def test_cmrm_off_builds_no_cmrm_parameters(self, processor):
+        model = tiny_model(processor, cmrm_enabled=False)
+        assert model.cmrm is None
+        assert not any("cmrm" in name for name, _ in model.named_parameters())
+
+
+class TestConfig:
+    @pytest.mark.parametrize(
+        "field, value",
+        [
+            ("cmrm_num_slots", 0),
+            ("cmrm_num_layers", -1),
+            ("cmrm_num_heads", 3),  # does not divide hidden size 32
+            ("cmrm_dropout", 1.0),
+            ("cmrm_dropout", -0.1),
+            ("cmrm_alpha", float("nan")),
+        ],
+    )
+    def test_invalid_value_raises_value_error_naming_the_field(self, processor, field, value):
+        with pytest.raises(ValueError, match=field):
+            tiny_config(processor, **{field: value})
+
+    def test_invalid_from_pretrained_override_is_caught(self, tmp_path):
+        save_tiny_checkpoint(tmp_path)
+        with pytest.raises(ValueError, match="cmrm_num_heads"):
+            Qwen3VLForPlateRecognition.from_pretrained(tmp_path, cmrm_num_heads=3)
+
+    def test_defaults_and_round_trip(self, tmp_path):
+        config = LPLLMConfig()
+        assert (config.cmrm_num_slots, config.cmrm_num_layers, config.cmrm_enabled) == (8, 2, True)
+        assert config.model_type == "lpllm"
+        config.save_pretrained(tmp_path)
+        reloaded = LPLLMConfig.from_pretrained(tmp_path)
+        assert reloaded.to_dict() == config.to_dict()
+
+    def test_from_pretrained_overrides_set_cmrm_fields(self, tmp_path):
+        save_tiny_checkpoint(tmp_path)
+        model = Qwen3VLForPlateRecognition.from_pretrained(tmp_path, cmrm_alpha=0.25)
+        assert model.config.cmrm_alpha == 0.25 and model.cmrm.alpha == 0.25
+
+
+class TestStockCheckpoint:
+    @pytest.fixture(scope="class")
+    def stock_dir(self, tmp_path_factory):
+        """A tiny stock Qwen3-VL checkpoint, written with transformers alone."""
+        directory = tmp_path_factory.mktemp("stock_qwen3vl")
+        processor = tiny_processor()
+        stock = stock_twin(tiny_model(processor, seed=3))
+        stock.save_pretrained(directory)
+        processor.save_pretrained(directory)
+        assert json.loads((directory / "config.json").read_text())["model_type"] == "qwen3_vl"
+        return directory, stock
+
+    def test_loads_with_only_cmrm_reported_missing_and_base_weights_bit_exact(self, stock_dir):
+        directory, stock = stock_dir
+        model, info = Qwen3VLForPlateRecognition.from_pretrained(directory, output_loading_info=True)
+        assert info["unexpected_keys"] == set() and info["mismatched_keys"] == set()
+        expected_missing = {f"model.cmrm.{name}" for name, _ in model.cmrm.named_parameters()}
+        assert set(info["missing_keys"]) == expected_missing
+        model_state = model.state_dict()
+        for name, tensor in stock.state_dict().items():
+            assert torch.equal(model_state[name], tensor), name
+
+    def test_new_cmrm_weights_are_properly_initialised(self, stock_dir):
+        directory, _ = stock_dir
+        model = Qwen3VLForPlateRecognition.from_pretrained(directory, cmrm_learnable_alpha=True, cmrm_alpha=0.5)
+        for name, parameter in model.cmrm.named_parameters():
+            assert torch.isfinite(parameter).all(), name
+        std = model.config.text_config.initializer_range
+        assert 0.5 * std < model.cmrm.slot_queries.std().item() < 2 * std
+        assert model.cmrm.alpha.item() == 0.5
+        layer = model.cmrm.layers[0]
+        assert torch.equal(layer.layer_norm.weight, torch.ones_like(layer.layer_norm.weight))
+        assert torch.equal(layer.cross_attention.q_proj.bias, torch.zeros_like(layer.cross_attention.q_proj.bias))
+        assert layer.cross_attention.q_proj.weight.std().item() < 2 * std
+
+    def test_alpha_zero_matches_the_stock_model_exactly(self, stock_dir, processor):
+        directory, stock = stock_dir
+        model = Qwen3VLForPlateRecognition.from_pretrained(directory, cmrm_alpha=0.0).eval()
+        inputs = plate_inputs(processor, [random_plate_image(5)])
+        with torch.no_grad():
+            assert torch.equal(model(**inputs).logits, stock(**inputs).logits)
+        assert torch.equal(
+            model.generate(**inputs, max_new_tokens=5, do_sample=False),
+            stock.generate(**inputs, max_new_tokens=5, do_sample=False),
+        )
+
+
+FRESH_PROCESS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    class BlockProjectPackages:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("modeling_lpllm", "dataset_scripts", "tiny_lpllm"):
+                raise ImportError(f"{name} must not be importable in this test")
+
+    sys.meta_path.insert(0, BlockProjectPackages())
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+    checkpoint, inputs_file, output_file = sys.argv[1:4]
+    processor = AutoProcessor.from_pretrained(checkpoint, trust_remote_code=True)
+    inputs = torch.load(inputs_file)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Read the license plate."}]}],
+        add_generation_prompt=True, tokenize=False,
+    )
+    results = {"processor_class": type(processor).__name__, "text": text}
+    for auto_class in (AutoModel, AutoModelForImageTextToText, AutoModelForCausalLM):
+        model = auto_class.from_pretrained(checkpoint, trust_remote_code=True).eval()
+        with torch.no_grad():
+            results[auto_class.__name__] = (type(model).__name__, model(**inputs).logits)
+    torch.save(results, output_file)
+    """
+)
+
+
+def test_save_and_load_in_a_fresh_process_without_the_package(tmp_path, processor):
+    checkpoint = tmp_path / "checkpoint"
+    model, _ = save_tiny_checkpoint(checkpoint, seed=7, cmrm_learnable_alpha=True, cmrm_alpha=0.7)
+    saved_files = set(os.listdir(checkpoint))
+    assert {"config.json", "model.safetensors", "modeling_lpllm.py", "configuration_lpllm.py", "cmrm.py"} <= saved_files
+    assert {"processing_lpllm.py", "pipeline_lpllm.py", "processor_config.json", "tokenizer.json"} <= saved_files
+    assert not any(name.endswith(".bin") for name in saved_files)
+    auto_map = json.loads((checkpoint / "config.json").read_text())["auto_map"]
+    assert set(auto_map) >= {"AutoConfig", "AutoModel", "AutoModelForImageTextToText", "AutoModelForCausalLM"}
+
+    inputs = dict(plate_inputs(processor, [random_plate_image(1), random_plate_image(2, size=(50, 50))]))
+    torch.save(inputs, tmp_path / "inputs.pt")
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    script = tmp_path / "load_elsewhere.py"
+    script.write_text(FRESH_PROCESS_SCRIPT)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    completed = subprocess.run(
+        [sys.executable, str(script), str(checkpoint), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = torch.load(tmp_path / "out.pt")
+    assert results["processor_class"] == "LPLLMProcessor"
+    assert results["text"] == processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    for auto_name in ("AutoModel", "AutoModelForImageTextToText", "AutoModelForCausalLM"):
+        class_name, logits = results[auto_name]
+        assert class_name == "Qwen3VLForPlateRecognition"
+        assert torch.equal(logits, expected), auto_name

@@ -1,0 +1,139 @@
+"""The offline processor: character-level tokenizer, Qwen3-VL prompt format, left padding, plate pixel budget,
+image modes."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import AutoProcessor
+
+from modeling_lpllm import (
+    CN_PROVINCES,
+    DEFAULT_PLATE_CHARSET,
+    LPLLMProcessor,
+    build_char_tokenizer,
+    build_offline_processor,
+    plate_messages,
+    to_rgb,
+)
+from tiny_lpllm import random_plate_image
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return build_offline_processor()
+
+
+def test_every_plate_character_is_one_token_and_decodes_back():
+    tokenizer = build_char_tokenizer()
+    for plate in ("皖A12345", "粤BD12345", "ABC1D23", "京A·F0236".replace("·", "")):
+        ids = tokenizer(plate, add_special_tokens=False)["input_ids"]
+        assert len(ids) == len(plate)
+        assert tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids) == plate
+    assert len(CN_PROVINCES) == 31 and set(CN_PROVINCES) <= set(DEFAULT_PLATE_CHARSET)
+
+
+def test_unknown_characters_map_to_unk_and_bad_charsets_are_rejected():
+    tokenizer = build_char_tokenizer("0123456789")
+    assert tokenizer("Ω", add_special_tokens=False)["input_ids"] == [tokenizer.unk_token_id]
+    with pytest.raises(ValueError, match="at least one character"):
+        build_char_tokenizer("")
+    with pytest.raises(ValueError, match="printable"):
+        build_char_tokenizer("AB\tC")
+
+
+def test_chat_template_gives_the_qwen3_vl_prompt_format(processor):
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    assert prompt == (
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Read the license plate.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    full = processor.apply_chat_template(plate_messages(answer="皖A12345"), tokenize=False)
+    assert full == prompt + "皖A12345<|im_end|>\n"
+    two_frames = processor.apply_chat_template(plate_messages(num_images=2), add_generation_prompt=True, tokenize=False)
+    assert two_frames.count("<|vision_start|><|image_pad|><|vision_end|>") == 2
+
+
+def test_image_placeholder_expands_to_the_image_token_count(processor):
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    inputs = processor(images=[random_plate_image(0, size=(94, 24))], text=[prompt], return_tensors="pt")
+    grid = inputs["image_grid_thw"][0].tolist()
+    assert (inputs["input_ids"][0] == processor.image_token_id).sum().item() == grid[1] * grid[2] // 4
+    assert (inputs["mm_token_type_ids"][0] == 1).sum().item() == grid[1] * grid[2] // 4
+
+
+def test_plate_crop_keeps_its_aspect_ratio_and_is_not_blown_up(processor):
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    for width, height in ((94, 24), (288, 96), (520, 110), (200, 100)):
+        inputs = processor(images=[random_plate_image(0, size=(width, height))], text=[prompt], return_tensors="pt")
+        _, grid_h, grid_w = inputs["image_grid_thw"][0].tolist()
+        pixels = grid_h * grid_w * 16 * 16
+        assert pixels <= 48 * 32 * 32, (width, height)  # Qwen3-VL's stock minimum alone is 65,536 pixels
+        assert abs((grid_w / grid_h) / (width / height) - 1) < 0.3, (width, height, grid_h, grid_w)
+    # The LPRNet-style 94x24 crop becomes 96x320 pixels: 30 visual tokens.
+    inputs = processor(images=[random_plate_image(0, size=(94, 24))], text=[prompt], return_tensors="pt")
+    assert inputs["image_grid_thw"][0].tolist() == [1, 6, 20]
+
+
+def test_pads_on_the_left(processor):
+    short = processor.apply_chat_template(plate_messages(prompt="Plate?"), add_generation_prompt=True, tokenize=False)
+    long = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    images = [random_plate_image(0), random_plate_image(1)]
+    inputs = processor(images=images, text=[short, long], padding=True, return_tensors="pt")
+    mask = inputs["attention_mask"]
+    assert mask[0, 0] == 0 and mask[0, -1] == 1 and mask[1].all()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "P", "LA", "I;16", "I", "F", "1"])
+def test_non_rgb_images_are_converted(processor, mode):
+    image = random_plate_image(0, mode="RGB")
+    if mode in ("I;16", "I", "F"):
+        image = Image.fromarray((np.asarray(image.convert("L"), dtype=np.uint16) * 257)).convert(mode)
+    else:
+        image = image.convert(mode)
+    converted = to_rgb(image)
+    assert converted.mode == "RGB" and converted.size == image.size
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    inputs = processor(images=[image], text=[prompt], return_tensors="pt")
+    assert inputs["pixel_values"].shape[-1] == 3 * 2 * 16 * 16
+
+
+def test_sixteen_bit_gray_uses_the_full_8_bit_range():
+    gradient = np.linspace(1000, 3000, 94 * 24).reshape(24, 94).astype(np.uint16)
+    converted = np.asarray(to_rgb(Image.fromarray(gradient)))
+    assert converted.min() == 0 and converted.max() == 255
+
+
+def test_transparent_pixels_become_white():
+    image = Image.new("RGBA", (10, 4), (0, 0, 0, 0))
+    assert np.asarray(to_rgb(image)).min() == 255
+
+
+def test_empty_image_list_is_a_clear_error(processor):
+    with pytest.raises(ValueError, match="empty list"):
+        processor(images=[], text=["x"])
+
+
+def test_save_and_load_round_trip(tmp_path, processor):
+    processor.save_pretrained(tmp_path)
+    reloaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert type(reloaded).__name__ == "LPLLMProcessor"
+    assert reloaded.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
+    assert reloaded.tokenizer.padding_side == "left"
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    image = random_plate_image(3)
+    original = processor(images=[image], text=[prompt], return_tensors="np")
+    again = reloaded(images=[image], text=[prompt], return_tensors="np")
+    for key in ("input_ids", "pixel_values", "image_grid_thw"):
+        np.testing.assert_array_equal(original[key], again[key])
+    assert isinstance(LPLLMProcessor.from_pretrained(tmp_path), LPLLMProcessor)
+
+
+def test_jpeg_bytes_round_trip_through_pil(processor):
+    buffer = io.BytesIO()
+    random_plate_image(2).save(buffer, format="JPEG")
+    image = Image.open(io.BytesIO(buffer.getvalue()))
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    assert processor(images=[image], text=[prompt], return_tensors="pt")["pixel_values"].shape[0] > 0
