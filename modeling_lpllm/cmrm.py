@@ -104,21 +104,10 @@ class CharacterAwareReasoningModule(nn.Module):
             slots = layer(slots, visual_tokens, key_padding_mask)
         return slots
 
-    def forward_padded(
-        self, visual_tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Applies CMRM to a padded batch of images.
-
-        Args:
-            visual_tokens: `(batch, N, D)`, one image per row.
-            key_padding_mask: `(batch, N)` boolean, True for real tokens. Padding never influences real outputs.
-
-        Returns:
-            `(enriched tokens (batch, N, D), character context g (batch, D))`.
-        """
-        context = self.character_slots(visual_tokens, key_padding_mask).mean(dim=1)
+    def add_context(self, visual_tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """`H'_i = H_i + alpha * g` for visual tokens `(batch, N, D)` and contexts `g` `(batch, D)`."""
         alpha = self.alpha.to(visual_tokens.dtype) if isinstance(self.alpha, torch.Tensor) else self.alpha
-        return visual_tokens + alpha * context.unsqueeze(1), context
+        return visual_tokens + alpha * context.unsqueeze(1)
 
     def forward(self, image_tokens: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """Applies CMRM to each image independently.
@@ -129,11 +118,12 @@ class CharacterAwareReasoningModule(nn.Module):
         Returns:
             a tuple of `(N_i, D)` tensors, in the same order.
         """
-        enriched, _ = self.forward_with_context(image_tokens)
+        enriched, _ = self.forward_with_slots(image_tokens)
         return enriched
 
-    def forward_with_context(self, image_tokens) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """Like `forward`, also returning the character context `g` of each image as a `(num_images, D)` tensor."""
+    def forward_with_slots(self, image_tokens) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Like `forward`, also returning each image's refined slots `S_L` as a `(num_images, K, D)` tensor (their
+        mean over K is the character context `g`)."""
         if len(image_tokens) == 0:
             raise ValueError("CMRM got an empty list of images; at least one image's visual tokens are needed.")
         for index, tokens in enumerate(image_tokens):
@@ -148,8 +138,6 @@ class CharacterAwareReasoningModule(nn.Module):
         if min(lengths) != max(lengths):
             positions = torch.arange(padded.shape[1], device=padded.device)
             key_padding_mask = positions[None, :] < torch.tensor(lengths, device=padded.device)[:, None]
-        enriched, context = self.forward_padded(padded, key_padding_mask)
-        return tuple(row[:length] for row, length in zip(enriched, lengths)), context
-
-
-__all__ = ["CharacterAwareReasoningModule"]
+        slots = self.character_slots(padded, key_padding_mask)
+        enriched = self.add_context(padded, slots.mean(dim=1))
+        return tuple(row[:length] for row, length in zip(enriched, lengths)), slots

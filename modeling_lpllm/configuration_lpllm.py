@@ -70,6 +70,10 @@ class LPLLMConfig(Qwen3VLConfig):
         cmrm_apply_to_deepstack (`bool`, *optional*, defaults to `False`):
             Whether the character context is also added to the DeepStack visual features that Qwen3-VL injects
             into the first language-model layers (beyond the paper, which only changes the projected tokens).
+        cmrm_slot_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of an auxiliary per-slot character classification loss on CMRM's refined slots (beyond the
+            paper, off in its recipe): slot k is classified through `lm_head` as the plate's k-th character. Needs
+            `slot_labels` in the forward call; the training collator provides them when this is positive.
 
     Example:
 
@@ -90,6 +94,7 @@ class LPLLMConfig(Qwen3VLConfig):
     cmrm_learnable_alpha: bool = False
     cmrm_enabled: bool = True
     cmrm_apply_to_deepstack: bool = False
+    cmrm_slot_loss_weight: float | int = 0.0
 
     def __post_init__(self, **kwargs):
         if self.text_config is None:
@@ -115,6 +120,8 @@ class LPLLMConfig(Qwen3VLConfig):
             raise ValueError(f"`cmrm_alpha` must be a number, got {self.cmrm_alpha!r}.")
         if self.cmrm_alpha != self.cmrm_alpha or abs(self.cmrm_alpha) == float("inf"):
             raise ValueError(f"`cmrm_alpha` must be finite, got {self.cmrm_alpha!r}.")
+        if isinstance(self.cmrm_slot_loss_weight, bool) or not self.cmrm_slot_loss_weight >= 0:
+            raise ValueError(f"`cmrm_slot_loss_weight` must be a number >= 0, got {self.cmrm_slot_loss_weight!r}.")
         for name in ("cmrm_learnable_alpha", "cmrm_enabled", "cmrm_apply_to_deepstack"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")

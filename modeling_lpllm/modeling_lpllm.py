@@ -7,15 +7,20 @@ the parent's code, and the attribute names (`model.visual`, `model.language_mode
 a stock Qwen3-VL checkpoint loads with only the CMRM weights reported missing.
 """
 
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
 from transformers import initialization as init
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.models.qwen3_vl.modeling_qwen3_vl import (
+    BaseModelOutputWithDeepstackFeatures,
     Qwen3VLForConditionalGeneration,
     Qwen3VLModel,
     Qwen3VLPreTrainedModel,
 )
 from transformers.utils import can_return_tuple, logging
-from torch import nn
 
 from .cmrm import CharacterAwareReasoningModule
 from .configuration_lpllm import LPLLMConfig
@@ -41,6 +46,16 @@ def _custom_pipelines() -> dict:
     }
 
 
+@dataclass
+class LPLLMImageFeatures(BaseModelOutputWithDeepstackFeatures):
+    r"""
+    character_slots (`torch.FloatTensor` of shape `(num_images, cmrm_num_slots, hidden_size)`, *optional*):
+        CMRM's refined character slots `S_L` for each image (None when CMRM is off).
+    """
+
+    character_slots: torch.FloatTensor | None = None
+
+
 class LPLLMPreTrainedModel(Qwen3VLPreTrainedModel):
     config: LPLLMConfig
 
@@ -60,21 +75,20 @@ class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
         self.cmrm = CharacterAwareReasoningModule(config) if config.cmrm_enabled else None
 
     @can_return_tuple
-    def get_image_features(self, pixel_values, image_grid_thw=None, **kwargs):
+    def get_image_features(self, pixel_values, image_grid_thw=None, **kwargs) -> LPLLMImageFeatures:
         kwargs.pop("return_dict", None)
         vision_output = super().get_image_features(pixel_values, image_grid_thw, return_dict=True, **kwargs)
+        features = LPLLMImageFeatures(**vision_output)
         if self.cmrm is None:
-            return vision_output
-        image_tokens = vision_output.pooler_output
-        enriched, context = self.cmrm.forward_with_context(image_tokens)
-        vision_output.pooler_output = enriched
+            return features
+        features.pooler_output, features.character_slots = self.cmrm.forward_with_slots(vision_output.pooler_output)
         if self.config.cmrm_apply_to_deepstack:
-            offset = self.cmrm.alpha * context.unsqueeze(1)
-            vision_output.deepstack_features = [
-                tuple(feature + offset[index].to(feature.dtype) for index, feature in enumerate(level))
+            contexts = features.character_slots.mean(dim=1)
+            features.deepstack_features = [
+                tuple(self.cmrm.add_context(feature[None], context[None])[0] for feature, context in zip(level, contexts))
                 for level in vision_output.deepstack_features
             ]
-        return vision_output
+        return features
 
     def get_video_features(self, pixel_values_videos, video_grid_thw=None, **kwargs):
         # CMRM reads plates in still images; video frames keep the plain Qwen3-VL features.
@@ -102,6 +116,40 @@ class Qwen3VLForPlateRecognition(LPLLMPreTrainedModel, Qwen3VLForConditionalGene
     def cmrm(self) -> CharacterAwareReasoningModule | None:
         return self.model.cmrm
 
+    # `generate` and `Trainer` read the forward signature to know which inputs the model takes: show them the
+    # parent's, which this forward passes through unchanged.
+    @functools.wraps(Qwen3VLForConditionalGeneration.forward, assigned=(), updated=())
+    def forward(self, *args, slot_labels: torch.LongTensor | None = None, **kwargs):
+        r"""
+        The parent's forward, plus an optional auxiliary loss beyond the paper (`config.cmrm_slot_loss_weight > 0`):
+
+        slot_labels (`torch.LongTensor` of shape `(num_images, cmrm_num_slots)`, *optional*):
+            Token id of the plate character each CMRM slot should hold (slot k: the k-th character; slots past the
+            plate's end: the end-of-answer token; -100: ignored). Each slot is classified through `lm_head`, so no
+            parameter is added, and `loss` becomes the language-model loss plus `cmrm_slot_loss_weight` times the
+            slots' cross-entropy. Gives dense, per-character supervision straight into CMRM and the vision tower.
+        """
+        if slot_labels is None:
+            return super().forward(*args, **kwargs)
+        if self.cmrm is None or self.config.cmrm_slot_loss_weight <= 0:
+            raise ValueError("`slot_labels` needs CMRM on and `config.cmrm_slot_loss_weight` > 0.")
+        if args or kwargs.get("pixel_values") is None:
+            raise ValueError("`slot_labels` needs keyword inputs with `pixel_values` and `image_grid_thw`.")
+        features = self.model.get_image_features(kwargs.pop("pixel_values"), kwargs["image_grid_thw"])
+        outputs = super().forward(mm_encoder_outputs={"image": features}, **kwargs)
+        slot_logits = self.lm_head(features.character_slots).float()
+        if slot_labels.shape != slot_logits.shape[:2]:
+            raise ValueError(
+                f"`slot_labels` must have shape (num_images, cmrm_num_slots) = {tuple(slot_logits.shape[:2])}, "
+                f"got {tuple(slot_labels.shape)}."
+            )
+        slot_loss = nn.functional.cross_entropy(
+            slot_logits.flatten(0, 1), slot_labels.flatten().to(slot_logits.device), ignore_index=-100
+        )
+        weighted = self.config.cmrm_slot_loss_weight * slot_loss
+        outputs.loss = weighted if outputs.loss is None else outputs.loss + weighted
+        return outputs
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **_AUTO_MAP}
         self.config.custom_pipelines = _custom_pipelines()
@@ -109,4 +157,4 @@ class Qwen3VLForPlateRecognition(LPLLMPreTrainedModel, Qwen3VLForConditionalGene
         custom_object_save(PlateRecognitionPipeline, save_directory)
 
 
-__all__ = ["LPLLMPreTrainedModel", "LPLLMModel", "Qwen3VLForPlateRecognition"]
+__all__ = ["LPLLMImageFeatures", "LPLLMPreTrainedModel", "LPLLMModel", "Qwen3VLForPlateRecognition"]

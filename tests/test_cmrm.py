@@ -51,7 +51,8 @@ def test_matches_independent_recomputation_of_the_equations(alpha):
     module = make_cmrm(cmrm_alpha=alpha)
     images = [torch.randn(6, 32), torch.randn(11, 32)]
     with torch.no_grad():
-        outputs, contexts = module.forward_with_context(images)
+        outputs, slots = module.forward_with_slots(images)
+    contexts = slots.mean(dim=1)
     for tokens, output, context in zip(images, outputs, contexts):
         expected, expected_context = reference_cmrm(module, tokens)
         torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-5)

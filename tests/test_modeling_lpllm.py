@@ -276,3 +276,44 @@ def test_save_and_load_in_a_fresh_process_without_the_package(tmp_path, processo
         class_name, logits = results[auto_name]
         assert class_name == "Qwen3VLForPlateRecognition"
         assert torch.equal(logits, expected), auto_name
+
+
+class TestSlotLoss:
+    def slot_labels(self, processor, plates, num_slots=8):
+        tokenizer = processor.tokenizer
+        rows = []
+        for plate in plates:
+            ids = tokenizer.convert_tokens_to_ids(list(plate))
+            rows.append(ids + [tokenizer.eos_token_id] * (num_slots - len(ids)))
+        return torch.tensor(rows)
+
+    def test_loss_adds_weighted_slot_cross_entropy_through_lm_head(self, processor):
+        model = tiny_model(processor, cmrm_slot_loss_weight=0.5)
+        plates = ["皖A12345", "AB12CD3"]
+        inputs = plate_inputs(processor, [random_plate_image(1), random_plate_image(2)], answers=plates)
+        labels = self.slot_labels(processor, plates)
+        with torch.no_grad():
+            plain = model(**inputs, labels=inputs["input_ids"])
+            combined = model(**inputs, labels=inputs["input_ids"], slot_labels=labels)
+            features = model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+            slot_logits = model.lm_head(features.character_slots)
+            expected_slot_loss = torch.nn.functional.cross_entropy(slot_logits.flatten(0, 1), labels.flatten())
+        torch.testing.assert_close(combined.loss, plain.loss + 0.5 * expected_slot_loss)
+        assert torch.equal(combined.logits, plain.logits)
+
+    def test_slot_loss_reaches_the_vision_tower(self, processor):
+        model = tiny_model(processor, cmrm_slot_loss_weight=1.0).train()
+        inputs = plate_inputs(processor, [random_plate_image(1)], answers=["AB12CD3"])
+        labels = self.slot_labels(processor, ["AB12CD3"])
+        model(**inputs, slot_labels=labels).loss.backward()
+        assert model.model.visual.patch_embed.proj.weight.grad.abs().sum() > 0
+        assert model.cmrm.slot_queries.grad.abs().sum() > 0
+
+    def test_slot_labels_without_the_option_are_rejected(self, processor):
+        model = tiny_model(processor)
+        inputs = plate_inputs(processor, [random_plate_image(1)], answers=["AB12CD3"])
+        with pytest.raises(ValueError, match="cmrm_slot_loss_weight"):
+            model(**inputs, slot_labels=self.slot_labels(processor, ["AB12CD3"]))
+        weighted = tiny_model(processor, cmrm_slot_loss_weight=1.0)
+        with pytest.raises(ValueError, match=r"shape \(num_images, cmrm_num_slots\)"):
+            weighted(**inputs, slot_labels=torch.zeros(1, 3, dtype=torch.long))
