@@ -1,5 +1,8 @@
 """Tiny LP-LLM models and processors for tests: random weights, offline processor, a few hundred KB."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
@@ -16,51 +19,16 @@ def tiny_processor():
     return build_offline_processor(min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
 
 
-def tiny_text_config(vocab_size: int, pad_token_id: int) -> dict:
-    return {
-        "vocab_size": vocab_size,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "head_dim": 16,
-        "rope_parameters": {
-            "rope_type": "default",
-            "rope_theta": 10000.0,
-            "mrope_section": [2, 3, 3],
-            "mrope_interleaved": True,
-        },
-        "pad_token_id": pad_token_id,
-    }
-
-
-def tiny_vision_config() -> dict:
-    return {
-        "depth": 2,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_heads": 2,
-        "out_hidden_size": 32,
-        "patch_size": 16,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-        "num_position_embeddings": 64,
-        "deepstack_visual_indexes": [1],
-    }
+# The tiny architecture is the smoke recipe's, so tests and `recipes/smoke.yaml` build the same model.
+TINY_MODEL_CONFIG = Path(__file__).resolve().parents[1] / "recipes" / "models" / "lpllm_tiny.json"
 
 
 def tiny_config(processor=None, **overrides) -> LPLLMConfig:
     processor = processor or tiny_processor()
     tokenizer = processor.tokenizer
-    kwargs = {
-        "text_config": tiny_text_config(len(tokenizer), tokenizer.pad_token_id),
-        "vision_config": tiny_vision_config(),
-        "cmrm_num_slots": 8,
-        "cmrm_num_layers": 2,
-        "cmrm_num_heads": 2,
-        **processor.special_token_ids(),
-    }
+    kwargs = json.loads(TINY_MODEL_CONFIG.read_text())
+    kwargs["text_config"].update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    kwargs.update(processor.special_token_ids())
     kwargs.update(overrides)
     return LPLLMConfig(**kwargs)
 

@@ -1,0 +1,1 @@
+"""Training helpers behind train_sft.py: arguments, model set-up, collator, trainer, export."""

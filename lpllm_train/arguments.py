@@ -1,0 +1,123 @@
+"""LP-LLM's own training arguments (next to TRL's `ScriptArguments`, `SFTConfig` and `ModelConfig`), and the paper's
+ablations as trainable-parameter sets."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One row of the paper's Table 2: which parameter sets train."""
+
+    name: str
+    lora: bool
+    cmrm: bool
+    description: str
+
+    @property
+    def trains(self) -> bool:
+        return self.lora or self.cmrm
+
+
+ABLATIONS = {
+    "A": Ablation("A", lora=False, cmrm=False, description="zero-shot Qwen3-VL: nothing trained, CMRM off"),
+    "B": Ablation("B", lora=True, cmrm=False, description="LoRA on the language model only, CMRM off"),
+    "C": Ablation("C", lora=False, cmrm=True, description="CMRM only, everything else frozen"),
+    "D": Ablation("D", lora=True, cmrm=True, description="LoRA on the language model + CMRM (LP-LLM)"),
+}
+
+# LoRA goes on the language model's attention and MLP projections only; the vision tower and merger stay frozen.
+LANGUAGE_MODEL_LORA_TARGETS = (
+    r".*language_model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
+)
+
+CMRM_OVERRIDE_FIELDS = (
+    "cmrm_num_slots",
+    "cmrm_num_layers",
+    "cmrm_num_heads",
+    "cmrm_dropout",
+    "cmrm_alpha",
+    "cmrm_learnable_alpha",
+    "cmrm_apply_to_deepstack",
+    "cmrm_slot_loss_weight",
+)
+
+
+@dataclass
+class PlateTrainingArguments:
+    """Arguments of `train_sft.py` beyond TRL's: ablations, images, CMRM, evaluation with generation."""
+
+    ablation: str | None = field(
+        default=None,
+        metadata={
+            "help": "The paper's Table 2 row: A (zero-shot, trains nothing), B (LoRA only), C (CMRM only), "
+            "D (LoRA + CMRM). Sets the trainable parameters; needs a pretrained model, not a from-scratch config."
+        },
+    )
+    dataset_eval_split: str = field(
+        default="validation", metadata={"help": "Split evaluated during training (loss and generation metrics)."}
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Resize every image to image_size x image_size (the paper: 448). Default: keep the "
+        "aspect ratio within the processor's plate pixel budget."},
+    )
+    min_pixels: int | None = field(default=None, metadata={"help": "Override the processor's pixel budget floor."})
+    max_pixels: int | None = field(default=None, metadata={"help": "Override the processor's pixel budget cap."})
+    charset: str | None = field(
+        default=None,
+        metadata={"help": "Characters of the offline tokenizer when training from scratch (default: digits, "
+        "Latin capitals and the Chinese plate characters)."},
+    )
+    cmrm_num_slots: int | None = field(default=None, metadata={"help": "Override: CMRM slot queries K."})
+    cmrm_num_layers: int | None = field(default=None, metadata={"help": "Override: CMRM layers L."})
+    cmrm_num_heads: int | None = field(default=None, metadata={"help": "Override: CMRM attention heads."})
+    cmrm_dropout: float | None = field(default=None, metadata={"help": "Override: CMRM attention dropout."})
+    cmrm_alpha: float | None = field(default=None, metadata={"help": "Override: CMRM context scale alpha."})
+    cmrm_learnable_alpha: bool | None = field(default=None, metadata={"help": "Override: train alpha."})
+    cmrm_apply_to_deepstack: bool | None = field(
+        default=None, metadata={"help": "Override: also add the character context to DeepStack features."}
+    )
+    cmrm_slot_loss_weight: float | None = field(
+        default=None,
+        metadata={"help": "Beyond the paper: weight of the auxiliary per-slot character loss (0 = off)."},
+    )
+    generation_eval_samples: int = field(
+        default=256, metadata={"help": "Validation samples read with generation at each evaluation (0 = none)."}
+    )
+    generation_batch_size: int = field(default=32, metadata={"help": "Batch size of greedy generation."})
+    max_new_tokens: int = field(default=12, metadata={"help": "Generation length cap, saved with the model."})
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "Stop training after this many minutes (then evaluate and save)."}
+    )
+    final_eval_split: str | None = field(
+        default="test", metadata={"help": "Split evaluated once after training (None to skip)."}
+    )
+    realdata_dir: str | None = field(
+        default=None,
+        metadata={"help": "A folder of real crop sets (e.g. ../shared/realdata) read after training, when present."},
+    )
+    model_card_template: str = field(
+        default="model_card.md", metadata={"help": "Template of the model card written beside the final model."}
+    )
+
+    def __post_init__(self):
+        if self.ablation is not None:
+            self.ablation = self.ablation.upper()
+            if self.ablation not in ABLATIONS:
+                raise ValueError(f"`ablation` must be one of {', '.join(ABLATIONS)}; got {self.ablation!r}.")
+        for name in ("image_size", "min_pixels", "max_pixels", "generation_batch_size", "max_new_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if self.generation_eval_samples < 0:
+            raise ValueError(f"`generation_eval_samples` must be >= 0, got {self.generation_eval_samples}.")
+        if self.max_train_minutes is not None and self.max_train_minutes <= 0:
+            raise ValueError(f"`max_train_minutes` must be positive, got {self.max_train_minutes}.")
+
+    def cmrm_overrides(self) -> dict:
+        """The CMRM settings given on the command line or in the recipe (unset ones keep the model's)."""
+        return {name: getattr(self, name) for name in CMRM_OVERRIDE_FIELDS if getattr(self, name) is not None}
+
+    @property
+    def ablation_spec(self) -> Ablation | None:
+        return None if self.ablation is None else ABLATIONS[self.ablation]

@@ -1,0 +1,146 @@
+"""Builds the model and processor a training run starts from, and decides what trains.
+
+Three starts:
+- a from-scratch config (a `.json` file): random weights, the offline character-level processor, everything trains;
+- a stock Qwen3-VL checkpoint: CMRM newly initialised, LoRA and/or CMRM train as the ablation says;
+- a saved LP-LLM checkpoint: the same, continuing from its CMRM.
+"""
+
+import json
+
+import torch
+from peft import LoraConfig
+from transformers import AutoProcessor
+from transformers.utils import logging
+
+from modeling_lpllm import (
+    DEFAULT_PLATE_CHARSET,
+    LPLLMConfig,
+    LPLLMProcessor,
+    Qwen3VLForPlateRecognition,
+    build_offline_processor,
+)
+from modeling_lpllm.processing_lpllm import PLATE_MAX_PIXELS, PLATE_MIN_PIXELS
+
+from .arguments import LANGUAGE_MODEL_LORA_TARGETS, Ablation, PlateTrainingArguments
+
+
+logger = logging.get_logger(__name__)
+
+
+def is_from_scratch(model_name_or_path: str) -> bool:
+    return model_name_or_path.endswith(".json")
+
+
+def load_processor(model_name_or_path: str):
+    """The checkpoint's own processor (remote code for LP-LLM), else an `LPLLMProcessor` over its files (a stock
+    Qwen3-VL processor would also build a video processor, which needs torchvision)."""
+    try:
+        processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
+        if type(processor).__name__ == LPLLMProcessor.__name__:
+            return processor
+    except (OSError, ValueError, ImportError) as error:
+        logger.info(f"AutoProcessor could not load {model_name_or_path} ({error}); using LPLLMProcessor.")
+    return LPLLMProcessor.from_pretrained(model_name_or_path)
+
+
+def build_from_scratch(config_file: str, args: PlateTrainingArguments):
+    """A randomly initialised LP-LLM of the architecture in `config_file`, with the offline processor."""
+    processor = build_offline_processor(
+        charset=args.charset or DEFAULT_PLATE_CHARSET,
+        min_pixels=args.min_pixels or PLATE_MIN_PIXELS,
+        max_pixels=args.max_pixels or PLATE_MAX_PIXELS,
+    )
+    try:
+        with open(config_file, encoding="utf-8") as handle:
+            config_dict = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read the model config {config_file!r}: {error}") from error
+    if not isinstance(config_dict.get("text_config"), dict) or not isinstance(config_dict.get("vision_config"), dict):
+        raise ValueError(f"{config_file}: a from-scratch config needs `text_config` and `vision_config` objects.")
+    tokenizer = processor.tokenizer
+    # The vocabulary and special token ids come from the processor, never from the file, so they always agree.
+    config_dict["text_config"] = {
+        **config_dict["text_config"],
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config_dict.update(processor.special_token_ids())
+    config_dict.update(args.cmrm_overrides())
+    config_dict.pop("model_type", None)
+    config = LPLLMConfig(**config_dict)
+    model = Qwen3VLForPlateRecognition(config)
+    return model, processor
+
+
+def load_model_and_processor(model_name_or_path: str, args: PlateTrainingArguments, dtype: str | None = None):
+    """Returns `(model, processor)` for the run, with generation settings for plates."""
+    if is_from_scratch(model_name_or_path):
+        if args.ablation is not None:
+            raise ValueError(
+                "`--ablation` selects what trains in a pretrained model; a from-scratch config trains everything. "
+                "Drop `--ablation` or start from a checkpoint."
+            )
+        model, processor = build_from_scratch(model_name_or_path, args)
+    else:
+        overrides = args.cmrm_overrides()
+        if args.ablation_spec is not None:
+            overrides["cmrm_enabled"] = args.ablation_spec.cmrm
+        torch_dtype = getattr(torch, dtype) if dtype not in (None, "auto") else "auto"
+        model = Qwen3VLForPlateRecognition.from_pretrained(model_name_or_path, dtype=torch_dtype, **overrides)
+        processor = load_processor(model_name_or_path)
+        if args.min_pixels or args.max_pixels:
+            size = dict(processor.image_processor.size)
+            size["shortest_edge"] = args.min_pixels or size["shortest_edge"]
+            size["longest_edge"] = args.max_pixels or size["longest_edge"]
+            processor.image_processor.size = size
+    configure_generation(model, processor, args.max_new_tokens)
+    return model, processor
+
+
+def configure_generation(model, processor, max_new_tokens: int) -> None:
+    """Greedy decoding that stops at the end of the answer, saved with the model for the pipeline."""
+    tokenizer = processor.tokenizer
+    end_ids = [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in end_ids:
+        end_ids.append(tokenizer.pad_token_id)
+    generation_config = model.generation_config
+    generation_config.eos_token_id = end_ids
+    generation_config.pad_token_id = tokenizer.pad_token_id
+    generation_config.max_new_tokens = max_new_tokens
+    generation_config.do_sample = False
+    for sampling_only in ("temperature", "top_p", "top_k"):
+        setattr(generation_config, sampling_only, None)
+
+
+def lora_config(model_args, ablation: Ablation | None) -> LoraConfig | None:
+    """LoRA on the language model's attention and MLP projections; CMRM trains in full and is saved with the
+    adapter when the ablation trains it."""
+    if ablation is None or not ablation.lora:
+        return None
+    return LoraConfig(
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=model_args.lora_target_modules or LANGUAGE_MODEL_LORA_TARGETS,
+        modules_to_save=["cmrm"] if ablation.cmrm else None,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+
+
+def set_trainable_parameters(model, ablation: Ablation | None) -> None:
+    """Everything trains from scratch; with an ablation only CMRM (C, D) trains here, and LoRA adds its adapters
+    (B, D) when the trainer wraps the model."""
+    if ablation is None:
+        model.requires_grad_(True)
+        return
+    model.requires_grad_(False)
+    if ablation.cmrm and model.cmrm is not None:
+        model.cmrm.requires_grad_(True)
+
+
+def describe_trainable(model) -> str:
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    total = sum(parameter.numel() for parameter in model.parameters())
+    return f"{trainable:,} of {total:,} parameters train ({100 * trainable / max(total, 1):.2f}%)"

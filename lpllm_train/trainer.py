@@ -1,0 +1,59 @@
+"""`SFTTrainer` that also reads validation plates with greedy generation at every evaluation, so exact match and
+CER (not only the loss) are logged and can pick the best checkpoint (`metric_for_best_model: eval_exact_match`)."""
+
+from tqdm.auto import tqdm
+from trl import SFTTrainer
+
+from lpllm_eval.metrics import summary_metrics
+from lpllm_eval.recognizers import VisionLanguageRecognizer
+
+from .collator import completion_text
+
+
+def read_dataset(model, processor, dataset, batch_size: int, max_new_tokens: int, device, description="reading"):
+    """Greedy readings of every row of a plate dataset: returns `(predictions, labels)`."""
+    reader = VisionLanguageRecognizer(model, processor, name="training", device=device, max_new_tokens=max_new_tokens)
+    predictions, labels = [], []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=description, leave=False):
+        rows = dataset[start : start + batch_size]
+        predictions.extend(reader.read(rows["images"]))
+        labels.extend(completion_text(completion) for completion in rows["completion"])
+    return predictions, labels
+
+
+class PlateSFTTrainer(SFTTrainer):
+    """Args beyond `SFTTrainer`'s:
+    generation_eval_dataset: rows (`images`, `completion`) read with generation at each evaluation; None to skip.
+    generation_batch_size, max_new_tokens: of that generation.
+    """
+
+    def __init__(self, *args, generation_eval_dataset=None, generation_batch_size=32, max_new_tokens=12, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.generation_eval_dataset = generation_eval_dataset
+        self.generation_batch_size = generation_batch_size
+        self.max_new_tokens = max_new_tokens
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        metrics = {}
+        if eval_dataset is not None or self.eval_dataset is not None:
+            metrics = super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        if self.generation_eval_dataset is not None and len(self.generation_eval_dataset) > 0:
+            was_training = self.model.training
+            predictions, labels = read_dataset(
+                self.model,
+                self.processing_class,
+                self.generation_eval_dataset,
+                self.generation_batch_size,
+                self.max_new_tokens,
+                self.args.device,
+                description="generation eval",
+            )
+            self.model.train(was_training)
+            summary = summary_metrics(predictions, labels)
+            generation_metrics = {
+                f"{metric_key_prefix}_exact_match": summary["accuracy"],
+                f"{metric_key_prefix}_cer": summary["cer"],
+            }
+            self.log(generation_metrics)
+            metrics.update(generation_metrics)
+        return metrics

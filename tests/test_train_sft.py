@@ -1,0 +1,251 @@
+"""train_sft.py on tiny models: what trains for each ablation, the loss mask, the exported model, resuming, and
+clear errors for bad recipes and datasets."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from lpllm_train.collator import PlateCollator
+from modeling_lpllm import plate_messages
+from tiny_lpllm import TINY_MAX_PIXELS, TINY_MIN_PIXELS, random_plate_image, save_tiny_checkpoint, tiny_processor
+import train_sft
+
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = str(REPO / "recipes" / "smoke.yaml")
+
+
+def plate_split(size, seed):
+    rows = []
+    for index in range(size):
+        plate = "".join("ABCDEFGH0123456789"[(seed * 7 + index * 3 + k * 5) % 18] for k in range(7))
+        messages = plate_messages(answer=plate)
+        rows.append(
+            {
+                "images": [random_plate_image(seed * 1000 + index)],
+                "prompt": [messages[0]],
+                "completion": [messages[1]],
+                "text": plate,
+                "region": "XX",
+                "source": "noise",
+                "id": f"{seed}-{index}",
+            }
+        )
+    return Dataset.from_list(rows)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("plates")
+    DatasetDict({"train": plate_split(16, 1), "validation": plate_split(4, 2), "test": plate_split(4, 3)}).save_to_disk(
+        directory
+    )
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("pretrained")
+    save_tiny_checkpoint(directory, seed=5)
+    return str(directory)
+
+
+def run(dataset_dir, output_dir, *extra):
+    os.chdir(REPO)  # recipes name the model config relative to the repository
+    return train_sft.main(["--config", SMOKE, "--dataset_name", dataset_dir, "--output_dir", str(output_dir), *extra])
+
+
+def final_weights(output_dir):
+    return load_file(Path(output_dir) / "final" / "model.safetensors")
+
+
+def changed_groups(before, after):
+    """Which parameter groups differ between two state dicts: 'lm_lora_targets', 'cmrm', 'other'."""
+    groups = set()
+    for name, tensor in after.items():
+        if name in before and torch.equal(before[name], tensor):
+            continue
+        if ".cmrm." in name:
+            groups.add("cmrm")
+        elif "language_model.layers" in name and name.endswith("_proj.weight"):
+            groups.add("lm_lora_targets")
+        else:
+            groups.add(f"other:{name}")
+    return groups
+
+
+def test_from_scratch_smoke_run_exports_a_model_that_loads_in_a_fresh_process(dataset_dir, tmp_path):
+    destination = run(dataset_dir, tmp_path / "run")
+    assert destination == tmp_path / "run" / "final"
+    files = set(os.listdir(destination))
+    assert {"model.safetensors", "config.json", "generation_config.json", "processor_config.json", "README.md"} <= files
+    card = (destination / "README.md").read_text()
+    assert "pipeline_tag: image-to-text" in card and "library_name: transformers" in card
+    assert "{{" not in card and "trained from scratch" in card
+
+    script = textwrap.dedent(
+        """
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("modeling_lpllm", "lpllm_train", "lpllm_eval"):
+                    raise ImportError(name)
+        sys.meta_path.insert(0, Block())
+        from PIL import Image
+        from transformers import AutoModel, pipeline
+        model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
+        reader = pipeline("image-to-text", model=sys.argv[1], trust_remote_code=True)
+        result = reader(Image.new("RGB", (94, 24), "white"))
+        assert type(model).__name__ == "Qwen3VLForPlateRecognition"
+        assert isinstance(result[0]["generated_text"], str)
+        print("OK", model.generation_config.max_new_tokens)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(destination)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split()[-2:] == ["OK", "10"]
+
+
+@pytest.mark.parametrize(
+    "ablation, expected",
+    [
+        ("A", set()),
+        ("B", {"lm_lora_targets"}),
+        ("C", {"cmrm"}),
+        ("D", {"lm_lora_targets", "cmrm"}),
+    ],
+)
+def test_each_ablation_trains_exactly_its_parameter_set(dataset_dir, pretrained_dir, tmp_path, ablation, expected):
+    before = load_file(Path(pretrained_dir) / "model.safetensors")
+    run(
+        dataset_dir, tmp_path / ablation, "--model_name_or_path", pretrained_dir, "--ablation", ablation,
+        "--learning_rate", "0.01", "--lora_r", "4", "--lora_alpha", "8", "--max_steps", "3",
+    )
+    after = final_weights(tmp_path / ablation)
+    has_cmrm = any(".cmrm." in name for name in after)
+    assert has_cmrm == (ablation in ("C", "D"))
+    assert not any("lora" in name for name in after), "LoRA must be merged into the final weights"
+    assert changed_groups(before, after) == expected
+    if ablation in ("B", "D"):
+        assert (tmp_path / ablation / "adapter_config.json").is_file()
+    if ablation == "D":
+        adapter = load_file(tmp_path / ablation / "adapter_model.safetensors")
+        assert any("cmrm" in name for name in adapter), "CMRM is saved with the adapter"
+
+
+def test_loss_is_on_the_answer_and_its_end_token_only():
+    processor = tiny_processor()
+    collator = PlateCollator(processor=processor, completion_only_loss=True, num_slots=8)
+    examples = []
+    for index, plate in enumerate(("AB12CD3", "皖A12345")):
+        messages = plate_messages(answer=plate)
+        examples.append({"images": [random_plate_image(index)], "prompt": [messages[0]], "completion": [messages[1]]})
+    batch = collator(examples)
+    tokenizer = processor.tokenizer
+    supervised = [tokenizer.decode(row[labels != -100]) for row, labels in zip(batch["input_ids"], batch["labels"])]
+    assert supervised == ["AB12CD3<|im_end|>", "皖A12345<|im_end|>"]
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert batch["slot_labels"].tolist()[1] == tokenizer.convert_tokens_to_ids(list("皖A12345")) + [end]
+
+
+def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(dataset_dir, tmp_path):
+    common = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "2", "--learning_rate", "0.005"]
+    run(dataset_dir, tmp_path / "straight", *common)
+
+    class Killed(Exception):
+        pass
+
+    interrupted = tmp_path / "interrupted"
+
+    class KillCallback(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise Killed()
+
+    original_init = train_sft.PlateSFTTrainer.__init__
+
+    def init_with_kill(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.add_callback(KillCallback())
+
+    train_sft.PlateSFTTrainer.__init__ = init_with_kill
+    try:
+        with pytest.raises(Killed):
+            run(dataset_dir, interrupted, *common)
+    finally:
+        train_sft.PlateSFTTrainer.__init__ = original_init
+    assert (interrupted / "checkpoint-4").is_dir() and not (interrupted / "final").exists()
+    run(dataset_dir, interrupted, *common, "--resume_from_checkpoint", "true")
+
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(interrupted)
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+
+
+def test_unknown_recipe_field_fails_before_any_work(dataset_dir, tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(Path(SMOKE).read_text() + "learning_rat: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        train_sft.main(["--config", str(recipe), "--dataset_name", dataset_dir, "--output_dir", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("ablation", "Z", "ablation"), ("max_new_tokens", "0", "max_new_tokens"), ("learning_rate", "fast", "learning_rate")],
+)
+def test_invalid_recipe_value_fails_with_a_clear_message(dataset_dir, tmp_path, capsys, field, value, message):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(Path(SMOKE).read_text() + f"{field}: {value}\n")
+    with pytest.raises((ValueError, SystemExit)) as raised:
+        train_sft.main(["--config", str(recipe), "--dataset_name", dataset_dir, "--output_dir", str(tmp_path / "o")])
+    shown = str(raised.value) + capsys.readouterr().err
+    assert message in shown
+    assert not (tmp_path / "o").exists()
+
+
+def test_dataset_with_wrong_columns_is_rejected_naming_the_column(tmp_path):
+    broken = tmp_path / "broken"
+    rows = [{"images": [random_plate_image(0)], "text": "AB12CD3"}]
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(broken)
+    with pytest.raises(ValueError, match=r"missing the column\(s\) prompt, completion"):
+        run(str(broken), tmp_path / "o", "--final_eval_split", "none")
+
+
+def test_ablation_on_a_from_scratch_config_is_rejected(dataset_dir, tmp_path):
+    with pytest.raises(ValueError, match="from-scratch config trains everything"):
+        run(dataset_dir, tmp_path / "o", "--ablation", "D")
+
+
+def test_slot_loss_option_trains(dataset_dir, tmp_path):
+    destination = run(dataset_dir, tmp_path / "slots", "--cmrm_slot_loss_weight", "0.5", "--max_steps", "2")
+    config = (destination / "config.json").read_text()
+    assert '"cmrm_slot_loss_weight": 0.5' in config
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(dataset_dir, tmp_path):
+    output_dir = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        str(REPO / "train_sft.py"), "--config", SMOKE, "--dataset_name", dataset_dir, "--output_dir", str(output_dir),
+        "--max_steps", "2", "--ddp_backend", "gloo",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert (output_dir / "final" / "model.safetensors").is_file()
+    assert completed.stderr.count("on 2 process(es)") == 2  # both ranks trained together

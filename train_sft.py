@@ -1,0 +1,223 @@
+"""Supervised fine-tuning of LP-LLM (Qwen3-VL + CMRM) on plate conversations, with TRL's `SFTTrainer` and PEFT LoRA.
+
+```bash
+# The paper's recipe (LoRA r=64/alpha=16 on the language model, CMRM in full, lr 1e-4, cosine, 20 epochs, batch 16,
+# 448x448 images), then push the merged model:
+python train_sft.py --config recipes/qwen3vl_2b_lora_cmrm.yaml --dataset_name data/ccpd_blur \
+    --output_dir runs/lpllm-ccpd --push_to_hub --hub_model_id org/lpllm-ccpd
+
+# The paper's ablations (Table 2): A zero-shot, B LoRA only, C CMRM only, D LoRA + CMRM
+python train_sft.py --config recipes/qwen3vl_2b_lora_cmrm.yaml --ablation C --dataset_name data/ccpd_blur \
+    --output_dir runs/C
+
+# Several GPUs or machines (configs in recipes/accelerate/: ddp, fsdp, deepspeed_zero2, deepspeed_zero3)
+accelerate launch --config_file recipes/accelerate/ddp.yaml train_sft.py --config recipes/qwen3vl_2b_lora_cmrm.yaml ...
+
+# No GPU, no Hub: a small LP-LLM from scratch on the CPU (model config file + offline character-level processor)
+python train_sft.py --config recipes/demo_cpu.yaml --dataset_name data/synthetic --output_dir runs/demo
+
+# Seconds, for tests
+python train_sft.py --config recipes/smoke.yaml --dataset_name DIR --output_dir OUT
+```
+
+Every YAML field can be overridden on the command line. Whatever the run, `OUT/final/` ends up holding the merged
+model with its processor, generation config and model card, readable with
+`pipeline("image-to-text", model="OUT/final", trust_remote_code=True)`.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
+from transformers import set_seed
+from transformers.utils import logging
+
+from lpllm_train.arguments import PlateTrainingArguments
+from lpllm_train.callbacks import TimeBudgetCallback
+from lpllm_train.collator import PlateCollator
+from lpllm_train.data import load_plate_dataset, training_split
+from lpllm_train.export import export_final_model
+from lpllm_train.model_setup import (
+    describe_trainable,
+    is_from_scratch,
+    load_model_and_processor,
+    lora_config,
+    set_trainable_parameters,
+)
+from lpllm_train.realdata import realdata_evaluations
+from lpllm_train.trainer import PlateSFTTrainer, read_dataset
+
+
+logger = logging.get_logger(__name__)
+
+
+def parse_arguments(argv=None):
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, PlateTrainingArguments))
+    script_args, training_args, model_args, plate_args = parser.parse_args_and_config(argv)
+    if not script_args.dataset_name:
+        raise ValueError("--dataset_name is required: a directory written by `python -m dataset_scripts.build`.")
+    if not model_args.model_name_or_path:
+        raise ValueError(
+            "--model_name_or_path is required: a Qwen3-VL or LP-LLM checkpoint, or a model config .json to start "
+            "from scratch."
+        )
+    if is_from_scratch(model_args.model_name_or_path) and not os.path.isfile(model_args.model_name_or_path):
+        raise ValueError(f"--model_name_or_path {model_args.model_name_or_path}: no such model config file.")
+    if not os.path.isfile(plate_args.model_card_template):
+        raise ValueError(f"--model_card_template {plate_args.model_card_template}: no such file.")
+    return script_args, training_args, model_args, plate_args
+
+
+def resume_checkpoint(value):
+    """`--resume_from_checkpoint` as the Trainer wants it: a path, True for the last checkpoint, or None."""
+    if value is None or str(value).lower() in ("", "false", "none"):
+        return None
+    return True if str(value).lower() in ("true", "last") else value
+
+
+def main(argv=None):
+    script_args, training_args, model_args, plate_args = parse_arguments(argv)
+    ablation = plate_args.ablation_spec
+
+    dataset = load_plate_dataset(script_args.dataset_name)
+    train_dataset = training_split(dataset, script_args.dataset_train_split, script_args.dataset_name)
+    eval_dataset = None
+    if plate_args.dataset_eval_split in dataset:
+        eval_dataset = training_split(dataset, plate_args.dataset_eval_split, script_args.dataset_name)
+    if training_args.eval_strategy != "no" and eval_dataset is None:
+        raise ValueError(
+            f"eval_strategy={training_args.eval_strategy} needs a {plate_args.dataset_eval_split!r} split in "
+            f"{script_args.dataset_name}; it has {sorted(dataset)}."
+        )
+
+    set_seed(training_args.seed)  # from-scratch and newly added CMRM weights are drawn from this seed
+    model, processor = load_model_and_processor(model_args.model_name_or_path, plate_args, model_args.dtype)
+    set_trainable_parameters(model, ablation)
+    peft_config = lora_config(model_args, ablation)
+    slot_loss = model.cmrm is not None and model.config.cmrm_slot_loss_weight > 0
+    collator = PlateCollator(
+        processor=processor,
+        max_length=training_args.max_length,
+        completion_only_loss=True,
+        image_size=plate_args.image_size,
+        num_slots=model.config.cmrm_num_slots if slot_loss else None,
+    )
+    generation_eval_dataset = None
+    if eval_dataset is not None and plate_args.generation_eval_samples > 0:
+        generation_eval_dataset = eval_dataset.select(range(min(plate_args.generation_eval_samples, len(eval_dataset))))
+    callbacks = [TimeBudgetCallback(plate_args.max_train_minutes)] if plate_args.max_train_minutes else None
+
+    trainer = PlateSFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
+        processing_class=processor,
+        data_collator=collator,
+        peft_config=peft_config,
+        callbacks=callbacks,
+        generation_eval_dataset=generation_eval_dataset if training_args.eval_strategy != "no" else None,
+        generation_batch_size=plate_args.generation_batch_size,
+        max_new_tokens=plate_args.max_new_tokens,
+    )
+    logger.warning(
+        f"Training: {describe_trainable(trainer.model)}, on {training_args.world_size} process(es) "
+        f"({training_args.device})"
+    )
+
+    if ablation is None or ablation.trains:
+        trainer.train(resume_from_checkpoint=resume_checkpoint(training_args.resume_from_checkpoint))
+        trainer.save_model()  # the adapter (with CMRM) for LoRA runs, the whole model otherwise
+    if not trainer.is_world_process_zero():
+        return None
+
+    final_model = trainer.model
+    evaluations = []
+    if plate_args.final_eval_split and plate_args.final_eval_split in dataset:
+        test_dataset = training_split(dataset, plate_args.final_eval_split, script_args.dataset_name)
+        predictions, labels = read_dataset(
+            final_model, processor, test_dataset, plate_args.generation_batch_size, plate_args.max_new_tokens,
+            training_args.device, description=f"reading {plate_args.final_eval_split}",
+        )
+        evaluations.append(evaluation_entry(f"{script_args.dataset_name} [{plate_args.final_eval_split}]",
+                                            predictions, labels))
+    if plate_args.realdata_dir:
+        evaluations.extend(
+            realdata_evaluations(final_model, processor, plate_args.realdata_dir, plate_args.generation_batch_size,
+                                 plate_args.max_new_tokens, training_args.device)
+        )
+
+    destination = export_final_model(
+        final_model, processor, training_args.output_dir,
+        card_fields=card_fields(script_args, training_args, model_args, plate_args, trainer),
+        card_template=plate_args.model_card_template, evaluations=evaluations,
+    )
+    for evaluation in evaluations:
+        logger.warning(
+            f"{evaluation['name']}: exact match {100 * evaluation['accuracy']:.2f}%, CER {evaluation['cer']:.4f} "
+            f"({evaluation['num_samples']} plates)"
+        )
+    if training_args.push_to_hub:
+        from huggingface_hub import HfApi
+
+        repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+        api = HfApi(token=training_args.hub_token)
+        api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True)
+        api.upload_folder(folder_path=str(destination), repo_id=repo_id, commit_message="LP-LLM final model")
+    return destination
+
+
+def evaluation_entry(name, predictions, labels) -> dict:
+    from lpllm_eval.metrics import summary_metrics
+
+    summary = summary_metrics(predictions, labels)
+    return {"name": name, "num_samples": summary["num_samples"], "accuracy": summary["accuracy"], "cer": summary["cer"]}
+
+
+def card_fields(script_args, training_args, model_args, plate_args, trainer) -> dict:
+    model = trainer.model
+    config = model.config
+    from_scratch = is_from_scratch(model_args.model_name_or_path)
+    ablation = plate_args.ablation_spec
+    cmrm = (
+        f"K={config.cmrm_num_slots} slots, L={config.cmrm_num_layers} layers, {config.cmrm_num_heads} heads, "
+        f"alpha={config.cmrm_alpha}{' (learnable)' if config.cmrm_learnable_alpha else ''}"
+        + (f", auxiliary slot loss weight {config.cmrm_slot_loss_weight}" if config.cmrm_slot_loss_weight else "")
+        if config.cmrm_enabled else "off"
+    )
+    recipe = {
+        "ablation": f"{ablation.name}: {ablation.description}" if ablation else "none (all parameters train)",
+        "learning rate": training_args.learning_rate,
+        "schedule": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, "
+        f"warm-up {training_args.warmup_steps or training_args.warmup_ratio}",
+        "optimizer": getattr(training_args.optim, "value", training_args.optim),
+        "epochs / max steps": f"{training_args.num_train_epochs} / {training_args.max_steps}",
+        "batch size per device": training_args.per_device_train_batch_size,
+        "steps trained": trainer.state.global_step,
+        "images": f"{plate_args.image_size}x{plate_args.image_size}" if plate_args.image_size else "plate pixel budget",
+    }
+    if ablation and ablation.lora:
+        recipe["LoRA"] = f"r={model_args.lora_r}, alpha={model_args.lora_alpha}, language-model attention + MLP"
+    return {
+        "model_name": Path(training_args.hub_model_id or training_args.output_dir).name,
+        "repo_or_path": training_args.hub_model_id or str(Path(training_args.output_dir) / "final"),
+        "base_model": None if from_scratch else model_args.model_name_or_path,
+        # The card's metadata names Hub datasets only; a local folder is described in the text.
+        "dataset_name": None if os.path.exists(script_args.dataset_name) else script_args.dataset_name,
+        "eval_split": plate_args.final_eval_split,
+        "start_description": (
+            f"trained from scratch (architecture {model_args.model_name_or_path}, character-level tokenizer)"
+            if from_scratch else f"fine-tuned from {model_args.model_name_or_path}"
+        ),
+        "trainable_description": describe_trainable(model),
+        "cmrm_description": cmrm,
+        "data_description": f"`{script_args.dataset_name}`, split `{script_args.dataset_train_split}` "
+        f"({len(trainer.train_dataset)} samples).",
+        "recipe": recipe,
+    }
+
+
+if __name__ == "__main__":
+    main()
