@@ -249,3 +249,18 @@ def test_ddp_on_two_cpu_processes(dataset_dir, tmp_path):
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert (output_dir / "final" / "model.safetensors").is_file()
     assert completed.stderr.count("on 2 process(es)") == 2  # both ranks trained together
+
+
+def test_paper_recipe_holds_the_paper_defaults(tmp_path):
+    recipe = str(REPO / "recipes" / "qwen3vl_2b_lora_cmrm.yaml")
+    # bf16 needs a GPU; everything else is parsed exactly as a GPU user gets it.
+    script_args, training_args, model_args, plate_args = train_sft.parse_arguments(
+        ["--config", recipe, "--dataset_name", "data/ccpd_blur", "--output_dir", str(tmp_path), "--bf16", "false"]
+    )
+    assert (model_args.lora_r, model_args.lora_alpha) == (64, 16)
+    assert training_args.learning_rate == 1e-4 and training_args.optim.value == "adamw_torch"
+    assert training_args.lr_scheduler_type.value == "cosine" and training_args.warmup_steps == 0.1
+    assert (training_args.num_train_epochs, training_args.per_device_train_batch_size) == (20, 16)
+    assert plate_args.image_size == 448 and plate_args.ablation == "D"
+    assert training_args.metric_for_best_model == "eval_exact_match" and training_args.load_best_model_at_end
+    assert model_args.model_name_or_path == "Qwen/Qwen3-VL-2B-Instruct"
