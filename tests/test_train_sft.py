@@ -264,3 +264,21 @@ def test_paper_recipe_holds_the_paper_defaults(tmp_path):
     assert plate_args.image_size == 448 and plate_args.ablation == "D"
     assert training_args.metric_for_best_model == "eval_exact_match" and training_args.load_best_model_at_end
     assert model_args.model_name_or_path == "Qwen/Qwen3-VL-2B-Instruct"
+
+
+def test_starts_from_a_stock_qwen3_vl_checkpoint(dataset_dir, tmp_path):
+    from test_modeling_lpllm import stock_twin
+    from tiny_lpllm import tiny_model
+
+    stock_dir = tmp_path / "stock"
+    processor = tiny_processor()
+    stock_twin(tiny_model(processor, seed=2)).save_pretrained(stock_dir)
+    processor.save_pretrained(stock_dir)
+    destination = run(
+        dataset_dir, tmp_path / "run", "--model_name_or_path", str(stock_dir), "--ablation", "D", "--lora_r", "4",
+        "--max_steps", "2",
+    )
+    config = (destination / "config.json").read_text()
+    assert '"model_type": "lpllm"' in config and '"cmrm_enabled": true' in config
+    weights = final_weights(tmp_path / "run")
+    assert any(".cmrm.slot_queries" in name for name in weights)
