@@ -1,0 +1,133 @@
+"""Trains a CTC baseline (CRNN or LPRNet) on the TRAIN split of a dataset written by `dataset_scripts.build`, within
+a stated time budget, and saves a checkpoint that eval.py evaluates:
+
+    python -m baselines.train --arch crnn --dataset_name data/ccpd_blur --output_dir baselines_runs/crnn \
+        --max_minutes 20
+    python -m baselines.train --arch lprnet --dataset_name data/ccpd_blur --output_dir baselines_runs/lprnet \
+        --max_minutes 20
+    python eval.py --compare runs/lpllm baselines_runs/crnn baselines_runs/lprnet --dataset_name data/ccpd_blur \
+        --output_dir reports/table1
+
+Folders of crops (`labels.csv`, e.g. ../shared/realdata) have no train split and are refused: they are for
+evaluation only. The budget actually used (steps, epochs, minutes, device) is saved in the checkpoint and shown in
+every report that includes the model. An existing non-empty output dir is refused unless `--overwrite` is given.
+"""
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import datasets
+import torch
+
+from lpllm_eval.data import LABELS_FILE, load_eval_data
+from lpllm_eval.normalization import PlateNormalizer
+from lpllm_eval.outputs import prepare_output_dir
+from lpllm_eval.recognizers import pick_device
+from modeling_lpllm import DEFAULT_PLATE_CHARSET
+
+from .checkpoint import ARCHITECTURES, BaselineConfig, build_model, save_baseline
+from .ctc import CTCCodec
+from .training import TrainingSettings, sequence_accuracy, train_ctc
+
+
+logger = logging.getLogger("baselines.train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES))
+    parser.add_argument("--dataset_name", required=True, help="A dataset_scripts.build output dir with a train split.")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--max_minutes", type=float, default=10.0, help="Wall-clock training budget.")
+    parser.add_argument("--max_steps", type=int, help="Optional step budget (whichever comes first).")
+    parser.add_argument("--max_epochs", type=int, help="Optional epoch budget (whichever comes first).")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--charset", default=DEFAULT_PLATE_CHARSET, help="Output characters of the reader.")
+    parser.add_argument(
+        "--validation_split", default="validation", help="Split for the end-of-training accuracy check."
+    )
+    parser.add_argument("--max_samples", type=int, help="Use only the first N training rows.")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu).")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--log_level", default="INFO")
+    return parser
+
+
+def _check_trainable_dataset(path: Path) -> list[str]:
+    """The splits of a saved DatasetDict that has a train split; a ValueError otherwise."""
+    if path.suffix.lower() == ".csv" or (path / LABELS_FILE).is_file():
+        raise ValueError(
+            f"{path} is a folder/CSV of crops with no train split. Baselines train on the train split of a"
+            " dataset_scripts.build output only; crop folders such as ../shared/realdata are for evaluation."
+        )
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as error:
+        raise ValueError(f"{path} is not a dataset saved by dataset_scripts.build: {error}") from error
+    if not isinstance(loaded, datasets.DatasetDict) or "train" not in loaded:
+        splits = sorted(loaded) if isinstance(loaded, datasets.DatasetDict) else "a single unsplit dataset"
+        raise ValueError(f"{path} has no 'train' split ({splits}); baselines train on the train split only.")
+    return sorted(loaded)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    dataset_path = Path(args.dataset_name)
+    splits = _check_trainable_dataset(dataset_path)
+    output_dir = prepare_output_dir(args.output_dir, overwrite=args.overwrite)
+    device = pick_device(args.device)
+    torch.manual_seed(args.seed)
+
+    # The same loader and normalisation as evaluation, so train and test labels mean the same thing.
+    normalizer = PlateNormalizer()
+    train = load_eval_data(dataset_path, "train", normalizer, args.charset, args.max_samples)
+    validation = None
+    if args.validation_split in splits:
+        validation = load_eval_data(dataset_path, args.validation_split, normalizer, args.charset)
+    config = BaselineConfig(arch=args.arch, charset=args.charset)
+    model = build_model(config)
+    codec = CTCCodec(args.charset)
+    settings = TrainingSettings(
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        max_epochs=args.max_epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
+    logger.info("Training %s on %d samples of %s [train] on %s", args.arch, len(train.samples), train.name, device)
+    summary = train_ctc(model, codec, train.samples, config.input_size, device, settings)
+    validation_accuracy = None
+    if validation is not None:
+        validation_accuracy = sequence_accuracy(model, codec, validation.samples, config.input_size, device)
+        logger.info("Validation exact-match accuracy: %s", validation_accuracy)
+    config.training = {
+        "dataset": str(dataset_path),
+        "split": "train",
+        "num_train_samples": len(train.samples),
+        "num_train_excluded": len(train.excluded),
+        **summary,
+        "max_minutes": args.max_minutes,
+        "max_steps": args.max_steps,
+        "max_epochs": args.max_epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+        "augmentation": "none",
+        "device": str(device),
+        "validation_split": args.validation_split if validation is not None else None,
+        "validation_accuracy": validation_accuracy,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    save_baseline(output_dir, model, config)
+    logger.info("Saved %s checkpoint to %s", args.arch, output_dir)
+    return output_dir
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Runs one reader over one dataset and assembles the `results.json` payload."""
+
+import datetime
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import EvalData
+from .efficiency import count_parameters, describe_device, measure_latency, throughput_from_batches
+from .normalization import PlateNormalizer
+from .report import prediction_rows
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSettings:
+    """How to run an evaluation.
+
+    Args:
+        batch_size: samples read together (left-padded greedy generation for VLMs); also the throughput batch.
+        latency_runs: timed batch-1 reads for the latency figures; 0 skips the latency measurement.
+        latency_warmup: untimed batch-1 reads before them.
+        top_k_confusions: confusion pairs listed in the report.
+    """
+
+    batch_size: int = 8
+    latency_runs: int = 20
+    latency_warmup: int = 3
+    top_k_confusions: int = 20
+
+
+def read_all(recognizer, samples, batch_size: int) -> tuple[list[str], list[tuple[int, float]]]:
+    """Raw outputs for every sample, in order, and `(batch size, seconds)` for each batch."""
+    outputs, batch_seconds = [], []
+    device = getattr(recognizer, "device", torch.device("cpu"))
+    for start in tqdm(range(0, len(samples), batch_size), desc=f"Reading with {recognizer.name}", unit="batch"):
+        batch = samples[start : start + batch_size]
+        began = time.perf_counter()
+        texts = recognizer.read([sample.images for sample in batch], [sample.prompt for sample in batch])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        batch_seconds.append((len(batch), time.perf_counter() - began))
+        if len(texts) != len(batch):
+            raise RuntimeError(f"{recognizer.name} returned {len(texts)} outputs for a batch of {len(batch)} samples.")
+        outputs.extend("" if text is None else str(text) for text in texts)
+    return outputs, batch_seconds
+
+
+def evaluate_recognizer(
+    recognizer, data: EvalData, metric, normalizer: PlateNormalizer, settings: EvalSettings, charset: str | None
+) -> tuple[dict, list[dict]]:
+    """Reads `data` with `recognizer` and scores it with `metric` (the `lpllm_metrics` evaluate module).
+
+    Returns:
+        `(results payload for results.json, rows for predictions.csv)`.
+
+    Raises:
+        ValueError: when no sample of `data` can be evaluated (the reasons of the first few are in the message).
+    """
+    samples = data.samples
+    if not samples:
+        reasons = "; ".join(f"{e.id}: {e.reason}" for e in data.excluded[:5])
+        raise ValueError(f"No sample of {data.path} can be evaluated ({len(data.excluded)} excluded: {reasons}).")
+    logger.info("Evaluating %s on %d samples of %s", recognizer.name, len(samples), data.name)
+    raw_predictions, batch_seconds = read_all(recognizer, samples, settings.batch_size)
+    # An empty or unreadable answer becomes "" and simply counts as wrong.
+    predictions = [normalizer(raw, sample.region) for raw, sample in zip(raw_predictions, samples)]
+    metrics = metric.compute(
+        predictions=predictions,
+        references=[sample.label for sample in samples],
+        regions=[sample.region for sample in samples],
+        sources=[sample.source for sample in samples],
+        subsets=[sample.subset for sample in samples],
+        degradations=[sample.degradation for sample in samples],
+        severities=[sample.severity for sample in samples],
+        normalize=False,
+        top_k_confusions=settings.top_k_confusions,
+    )
+    latency = None
+    if settings.latency_runs > 0:
+        items = [(sample.images, sample.prompt) for sample in samples[: settings.latency_runs]]
+        latency = measure_latency(
+            recognizer.read, items, recognizer.device, warmup=settings.latency_warmup, runs=settings.latency_runs
+        )
+    # Readers that are not torch modules (an ONNX graph) count their own weights.
+    counter = getattr(recognizer, "parameter_counts", None)
+    parameters = counter() if counter else count_parameters(recognizer.model)
+    description = recognizer.describe()
+    results = {
+        **metrics,
+        "model": {
+            "name": recognizer.name,
+            "path": getattr(recognizer, "path", None),
+            "paradigm": recognizer.paradigm,
+            "parameters": parameters,
+            "description": description,
+            "training": description.pop("training", None),
+        },
+        "dataset": {
+            "name": data.name,
+            "path": data.path,
+            "split": data.split,
+            "num_rows": len(samples) + len(data.excluded),
+            "num_evaluated": len(samples),
+            "num_excluded": len(data.excluded),
+            "multi_frame": any(len(sample.images) > 1 for sample in samples),
+        },
+        "excluded": [{"id": e.id, "file": e.file, "reason": e.reason} for e in data.excluded],
+        "efficiency": {
+            "device": describe_device(recognizer.device),
+            "parameters": parameters,
+            "latency": latency,
+            "throughput": throughput_from_batches(batch_seconds, settings.batch_size),
+            "total_read_seconds": sum(seconds for _, seconds in batch_seconds),
+        },
+        "normalization": normalizer.to_dict(),
+        "charset": charset,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return results, prediction_rows(samples, raw_predictions, predictions)
+
+
+__all__ = ["EvalSettings", "evaluate_recognizer", "read_all"]

@@ -1,0 +1,142 @@
+"""CTC baselines: codec by hand, a few training steps on a tiny synthetic set, checkpoint reload, evaluation."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from baselines import BaselineConfig, CTCCodec, build_model, load_baseline
+from baselines.fast_plate_ocr import export_dataset, plate_config_yaml
+from baselines.preprocessing import images_to_tensor
+from baselines.train import main as train_main
+from lpllm_eval.recognizers import load_recognizer
+from test_eval_helpers import noise_image, save_plate_dataset, standard_splits, write_crop_folder
+
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import eval as eval_cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def plate_dataset(tmp_path_factory):
+    return save_plate_dataset(tmp_path_factory.mktemp("plates") / "data", standard_splits())
+
+
+def one_hot(path, num_classes):
+    logits = torch.full((1, len(path), num_classes), -10.0)
+    for step, index in enumerate(path):
+        logits[0, step, index] = 10.0
+    return logits
+
+
+def test_ctc_codec_by_hand():
+    codec = CTCCodec("AB1")
+    assert codec.num_classes == 4
+    assert codec.encode("BA1") == [2, 1, 3]
+    # A A _ A B B _ 1 -> repeats merged, blanks dropped, a blank separates the two A's.
+    assert codec.decode(one_hot([1, 1, 0, 1, 2, 2, 0, 3], 4)) == ["AAB1"]
+    assert codec.decode(one_hot([0, 0, 0], 4)) == [""]
+    with pytest.raises(ValueError, match="outside the reader's charset: 'Z'"):
+        codec.encode("AZ")
+    with pytest.raises(ValueError, match="repeated"):
+        CTCCodec("AA")
+
+
+@pytest.mark.parametrize("arch, steps", [("crnn", 32), ("lprnet", 18)])
+def test_architectures_score_fixed_step_sequences(arch, steps):
+    config = BaselineConfig(arch=arch, charset="AB1")
+    model = build_model(config).eval()
+    height, width = config.input_size
+    assert model(torch.zeros(2, 3, height, width)).shape == (2, steps, 4)
+
+
+@pytest.mark.parametrize("arch", ["crnn", "lprnet"])
+def test_train_a_few_steps_reload_and_evaluate(arch, plate_dataset, tmp_path):
+    output = tmp_path / arch
+    train_main(
+        [
+            "--arch",
+            arch,
+            "--dataset_name",
+            str(plate_dataset),
+            "--output_dir",
+            str(output),
+            "--max_steps",
+            "3",
+            "--batch_size",
+            "4",
+            "--max_minutes",
+            "2",
+            "--log_level",
+            "WARNING",
+        ]
+    )
+    config = json.loads((output / "baseline_config.json").read_text(encoding="utf-8"))
+    training = config["training"]
+    assert config["arch"] == arch
+    assert training["split"] == "train" and training["num_train_samples"] == 6  # the train split only
+    assert training["steps"] == 3 and training["stopped_by"] == "max_steps"
+    assert training["epochs"] == pytest.approx(3 / 2)  # 6 images in batches of 4: 2 steps per epoch
+    assert training["max_minutes"] == 2 and training["validation_split"] == "validation"
+
+    # The reloaded checkpoint computes exactly what the saved one would.
+    model, reloaded = load_baseline(output)
+    assert reloaded.training == training
+    pixels = images_to_tensor([noise_image(7)], reloaded.input_size)
+    again, _ = load_baseline(output)
+    assert torch.equal(model(pixels), again(pixels))
+
+    reader = load_recognizer(str(output), device="cpu")
+    texts = reader.read([[noise_image(1)], [noise_image(2), noise_image(3)]])
+    assert len(texts) == 2 and all(isinstance(text, str) for text in texts)
+
+    report = tmp_path / "report"
+    results = eval_cli.main(
+        [
+            "--model_name_or_path",
+            str(output),
+            "--dataset_name",
+            str(plate_dataset),
+            "--output_dir",
+            str(report),
+            "--latency_runs",
+            "2",
+            "--latency_warmup",
+            "1",
+            "--log_level",
+            "WARNING",
+        ]
+    )
+    assert results["model"]["training"]["steps"] == 3
+    assert results["model"]["parameters"]["total"] == sum(p.numel() for p in model.parameters())
+    assert results["dataset"]["num_evaluated"] == 4
+    assert "training budget: 3 steps / 1.50 epochs" in (report / "results.md").read_text(encoding="utf-8")
+
+
+def test_training_refuses_crop_folders_and_unsplit_data(tmp_path):
+    folder = write_crop_folder(tmp_path / "crops", [("images/a.png", "AB123", "ok")])
+    with pytest.raises(ValueError, match="no train split"):
+        train_main(["--arch", "crnn", "--dataset_name", str(folder), "--output_dir", str(tmp_path / "out")])
+    only_test = save_plate_dataset(tmp_path / "test_only", {"test": standard_splits()["test"]})
+    with pytest.raises(ValueError, match="no 'train' split"):
+        train_main(["--arch", "crnn", "--dataset_name", str(only_test), "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_fast_plate_ocr_export_uses_its_csv_format(plate_dataset, tmp_path):
+    output = export_dataset(str(plate_dataset), str(tmp_path / "fpo"))
+    with open(output / "train" / "annotations.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["plate_text"] for row in rows] == ["皖A12345", "AB123", "XY789", "CD456", "皖B0000", "EF12"]
+    assert all((output / "train" / row["image_path"]).is_file() for row in rows)
+    assert (output / "validation" / "annotations.csv").is_file()
+    assert not (output / "test").exists()  # nothing from the test split leaves for training
+    # Alphabet: the sorted characters of the train+validation labels, then the pad character.
+    config = (output / "plate_config.yaml").read_text(encoding="utf-8")
+    assert config == plate_config_yaml("0123456789ABCDEFXY皖", 7, 64, 128)
+    assert 'alphabet: "0123456789ABCDEFXY皖_"' in config and "max_plate_slots: 7" in config
+    assert "fast-plate-ocr train" in (output / "TRAINING.md").read_text(encoding="utf-8")
