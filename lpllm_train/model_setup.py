@@ -46,11 +46,6 @@ def load_processor(model_name_or_path: str):
 
 def build_from_scratch(config_file: str, args: PlateTrainingArguments):
     """A randomly initialised LP-LLM of the architecture in `config_file`, with the offline processor."""
-    processor = build_offline_processor(
-        charset=args.charset or DEFAULT_PLATE_CHARSET,
-        min_pixels=args.min_pixels or PLATE_MIN_PIXELS,
-        max_pixels=args.max_pixels or PLATE_MAX_PIXELS,
-    )
     try:
         with open(config_file, encoding="utf-8") as handle:
             config_dict = json.load(handle)
@@ -58,6 +53,15 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
         raise ValueError(f"Cannot read the model config {config_file!r}: {error}") from error
     if not isinstance(config_dict.get("text_config"), dict) or not isinstance(config_dict.get("vision_config"), dict):
         raise ValueError(f"{config_file}: a from-scratch config needs `text_config` and `vision_config` objects.")
+    vision = config_dict["vision_config"]
+    processor = build_offline_processor(
+        charset=args.charset or DEFAULT_PLATE_CHARSET,
+        min_pixels=args.min_pixels or PLATE_MIN_PIXELS,
+        max_pixels=args.max_pixels or PLATE_MAX_PIXELS,
+        # The image processor cuts the patches the vision tower embeds: the two must agree.
+        patch_size=vision.get("patch_size", 16),
+        merge_size=vision.get("spatial_merge_size", 2),
+    )
     tokenizer = processor.tokenizer
     # The vocabulary and special token ids come from the processor, never from the file, so they always agree.
     config_dict["text_config"] = {
@@ -94,8 +98,23 @@ def load_model_and_processor(model_name_or_path: str, args: PlateTrainingArgumen
             size["shortest_edge"] = args.min_pixels or size["shortest_edge"]
             size["longest_edge"] = args.max_pixels or size["longest_edge"]
             processor.image_processor.size = size
+    check_processor_matches_model(processor, model.config, model_name_or_path)
     configure_generation(model, processor, args.max_new_tokens)
     return model, processor
+
+
+def check_processor_matches_model(processor, config, where: str) -> None:
+    """Raises a `ValueError` when the processor's patches or special tokens are not the model's."""
+    image_processor, vision = processor.image_processor, config.vision_config
+    for name, model_value in (("patch_size", vision.patch_size), ("merge_size", vision.spatial_merge_size)):
+        if getattr(image_processor, name) != model_value:
+            raise ValueError(
+                f"{where}: the processor's {name} is {getattr(image_processor, name)} but the vision tower's is "
+                f"{model_value}; save the matching processor beside the model."
+            )
+    for name, token_id in processor.special_token_ids().items():
+        if getattr(config, name) != token_id:
+            raise ValueError(f"{where}: the processor's {name} is {token_id} but the model's is {getattr(config, name)}.")
 
 
 def configure_generation(model, processor, max_new_tokens: int) -> None:

@@ -33,6 +33,15 @@ class PlateSFTTrainer(SFTTrainer):
         self.generation_batch_size = generation_batch_size
         self.max_new_tokens = max_new_tokens
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "slot_labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # TRL computes its loss from per-token log-probabilities and would drop the auxiliary slot loss; the model's
+        # own `loss` holds both (next-token cross-entropy + weighted slot cross-entropy).
+        inputs["use_cache"] = False
+        outputs = model(**inputs)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         metrics = {}
         if eval_dataset is not None or self.eval_dataset is not None:
