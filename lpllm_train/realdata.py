@@ -8,6 +8,7 @@ from transformers.utils import logging
 
 from lpllm_eval.data import LABELS_FILE, load_eval_data
 from lpllm_eval.metrics import summary_metrics
+from lpllm_eval.normalization import PlateNormalizer
 from lpllm_eval.recognizers import VisionLanguageRecognizer
 
 
@@ -22,6 +23,8 @@ def realdata_evaluations(model, processor, realdata_dir, batch_size: int, max_ne
         logger.warning(f"No real crops at {root}; skipping the real-data evaluation.")
         return []
     reader = VisionLanguageRecognizer(model, processor, name="final", device=device, max_new_tokens=max_new_tokens)
+    # Labels come normalised (case, separators, region conventions such as O/0 on US plates); readings get the same.
+    normalizer = PlateNormalizer()
     evaluations = []
     for set_dir in sorted(path for path in root.iterdir() if (path / LABELS_FILE).is_file()):
         data = load_eval_data(set_dir)
@@ -30,7 +33,8 @@ def realdata_evaluations(model, processor, realdata_dir, batch_size: int, max_ne
         predictions = []
         for start in tqdm(range(0, len(data.samples), batch_size), desc=f"reading {set_dir.name}", leave=False):
             batch = data.samples[start : start + batch_size]
-            predictions.extend(reader.read([sample.images for sample in batch]))
+            readings = reader.read([sample.images for sample in batch])
+            predictions.extend(normalizer(text, region=sample.region) for text, sample in zip(readings, batch))
         summary = summary_metrics(predictions, [sample.label for sample in data.samples])
         evaluations.append(
             {"name": f"real crops: {set_dir.name}", "num_samples": summary["num_samples"],

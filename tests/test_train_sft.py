@@ -282,3 +282,22 @@ def test_starts_from_a_stock_qwen3_vl_checkpoint(dataset_dir, tmp_path):
     assert '"model_type": "lpllm"' in config and '"cmrm_enabled": true' in config
     weights = final_weights(tmp_path / "run")
     assert any(".cmrm.slot_queries" in name for name in weights)
+
+
+def test_real_crop_sets_are_read_after_training(tmp_path):
+    from lpllm_train.realdata import realdata_evaluations
+    from tiny_lpllm import tiny_model
+
+    root = tmp_path / "realdata"
+    for set_name, labels in (("set_a", ["AB12CD3", "XY98ZW1"]), ("set_b", ["QQ11RR2"])):
+        (root / set_name / "images").mkdir(parents=True)
+        rows = ["file,text,region"]
+        for index, label in enumerate(labels):
+            random_plate_image(index).save(root / set_name / "images" / f"{index}.png")
+            rows.append(f"images/{index}.png,{label},BR")
+        (root / set_name / "labels.csv").write_text("\n".join(rows) + "\n")
+    processor = tiny_processor()
+    evaluations = realdata_evaluations(tiny_model(processor), processor, root, 4, 8, torch.device("cpu"))
+    assert [(e["name"], e["num_samples"]) for e in evaluations] == [("real crops: set_a", 2), ("real crops: set_b", 1)]
+    assert all(0.0 <= e["accuracy"] <= 1.0 and e["cer"] >= 0 for e in evaluations)
+    assert realdata_evaluations(None, processor, tmp_path / "absent", 4, 8, torch.device("cpu")) == []
