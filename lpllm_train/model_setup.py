@@ -10,7 +10,6 @@ import json
 
 import torch
 from peft import LoraConfig
-from transformers import AutoProcessor
 from transformers.utils import logging
 
 from modeling_lpllm import (
@@ -30,18 +29,6 @@ logger = logging.get_logger(__name__)
 
 def is_from_scratch(model_name_or_path: str) -> bool:
     return model_name_or_path.endswith(".json")
-
-
-def load_processor(model_name_or_path: str):
-    """The checkpoint's own processor (remote code for LP-LLM), else an `LPLLMProcessor` over its files (a stock
-    Qwen3-VL processor would also build a video processor, which needs torchvision)."""
-    try:
-        processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
-        if type(processor).__name__ == LPLLMProcessor.__name__:
-            return processor
-    except (OSError, ValueError, ImportError) as error:
-        logger.info(f"AutoProcessor could not load {model_name_or_path} ({error}); using LPLLMProcessor.")
-    return LPLLMProcessor.from_pretrained(model_name_or_path)
 
 
 def build_from_scratch(config_file: str, args: PlateTrainingArguments):
@@ -92,7 +79,9 @@ def load_model_and_processor(model_name_or_path: str, args: PlateTrainingArgumen
             overrides["cmrm_enabled"] = args.ablation_spec.cmrm
         torch_dtype = getattr(torch, dtype) if dtype not in (None, "auto") else "auto"
         model = Qwen3VLForPlateRecognition.from_pretrained(model_name_or_path, dtype=torch_dtype, **overrides)
-        processor = load_processor(model_name_or_path)
+        # Reads an LP-LLM checkpoint's processor and a stock Qwen3-VL one alike (tokenizer, chat template, image
+        # processor), without the video processor that would need torchvision.
+        processor = LPLLMProcessor.from_pretrained(model_name_or_path)
         if args.min_pixels or args.max_pixels:
             size = dict(processor.image_processor.size)
             size["shortest_edge"] = args.min_pixels or size["shortest_edge"]

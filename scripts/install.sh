@@ -19,4 +19,7 @@ if [ -n "$extras" ]; then
 else
     python -m pip install --quiet -e .
 fi
+# Fonts for synthetic plates (Chinese province characters among them), from Debian's archive when missing.
+bash dataset_scripts/install_fonts.sh
+
 python -c "import torch, transformers, trl, peft, datasets; print(f'torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, peft {peft.__version__}, datasets {datasets.__version__}')"

@@ -1,0 +1,219 @@
+"""Reading input images safely, cutting plates out by their corners, and encoding samples.
+
+Every reader goes through `load_image`, which turns each way an image file can be unusable (empty, not an image,
+truncated, a decompression bomb, 1x1, 10000x10) into an `InputProblem` with a clear reason, and normalises the
+rest (CMYK, 16-bit, RGBA, grayscale, palette) to 8-bit RGB with the processor's own `to_rgb`.
+"""
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from modeling_lpllm.processing_lpllm import to_rgb
+
+from .reports import InputProblem
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Sizes an input image must have to be believable.
+
+    Args:
+        min_side: Smallest width or height, in pixels.
+        max_pixels: Largest width x height; checked from the header, before decoding, so a decompression bomb is
+            refused without allocating it.
+        max_aspect: Largest ratio of the longer to the shorter side.
+    """
+
+    min_side: int = 8
+    max_pixels: int = 40_000_000
+    max_aspect: float = 25.0
+
+
+#: Limits for plate crops (a plate is at most ~5:1; a wide margin still stays far below 25:1).
+CROP_LIMITS = ImageLimits()
+#: Limits for whole scenes that plates are cut from (CCPD, RodoSol).
+SCENE_LIMITS = ImageLimits(min_side=16, max_aspect=10.0)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    image: Image.Image  # 8-bit RGB
+    original_mode: str
+
+
+def describe(path: Path, root: Path | None) -> str:
+    """`path` relative to `root` when it is inside it (as users see it in their folder), else absolute."""
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix() if root else str(path)
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def load_image(
+    path: Path, limits: ImageLimits = CROP_LIMITS, name: str | None = None, exif_transpose: bool = False
+) -> LoadedImage:
+    """Opens, checks and decodes `path` into 8-bit RGB.
+
+    Args:
+        path: The image file.
+        limits: Sizes the image must have.
+        name: How the file is named in error messages (default: `path`).
+        exif_transpose: Apply the EXIF orientation tag (for crops from cameras; not for scenes whose annotations
+            are in stored pixel coordinates).
+
+    Raises:
+        InputProblem: with code `missing_file`, `empty_file`, `not_an_image`, `too_large`, `too_small`,
+            `bad_aspect_ratio` or `corrupt_image`.
+    """
+    name = name or str(path)
+    path = Path(path)
+    if not path.is_file():
+        raise InputProblem(name, "missing_file", f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise InputProblem(name, "empty_file", "file is empty (0 bytes); expected an image")
+    with warnings.catch_warnings():
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; a bomb is an error here either way.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except UnidentifiedImageError:
+            raise InputProblem(
+                name, "not_an_image", "cannot identify image file; expected a JPEG, PNG, BMP, WebP, TIFF or GIF image"
+            ) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise InputProblem(name, "too_large", f"refused as a possible decompression bomb ({error})") from None
+        except OSError as error:
+            raise InputProblem(name, "corrupt_image", f"cannot open image: {error}") from None
+        with image:
+            width, height = image.size
+            check_size(width, height, limits, name)
+            try:
+                image.load()
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as error:
+                raise InputProblem(
+                    name, "corrupt_image", f"cannot decode image ({error}); the file is truncated or damaged"
+                ) from None
+            original_mode = image.mode
+            if exif_transpose:
+                image = ImageOps.exif_transpose(image)
+            try:
+                rgb = to_rgb(image)
+            except (OSError, ValueError) as error:
+                raise InputProblem(
+                    name, "corrupt_image", f"cannot convert {original_mode} image to RGB: {error}"
+                ) from None
+            if rgb is image:
+                rgb = image.copy()
+    return LoadedImage(rgb, original_mode)
+
+
+def check_size(width: int, height: int, limits: ImageLimits, name: str) -> None:
+    """Raises an `InputProblem` when a `width` x `height` image is outside `limits`."""
+    if width * height > limits.max_pixels:
+        raise InputProblem(
+            name,
+            "too_large",
+            f"image is {width}x{height} = {width * height} pixels; at most {limits.max_pixels} accepted",
+        )
+    if min(width, height) < limits.min_side:
+        raise InputProblem(
+            name, "too_small", f"image is {width}x{height}; each side must be at least {limits.min_side} pixels"
+        )
+    if max(width, height) / min(width, height) > limits.max_aspect:
+        raise InputProblem(
+            name,
+            "bad_aspect_ratio",
+            f"image is {width}x{height} (aspect {max(width, height) / min(width, height):.0f}:1); "
+            f"at most {limits.max_aspect:g}:1 accepted",
+        )
+
+
+def order_corners(points) -> np.ndarray:
+    """The four corners of a quadrilateral as (top-left, top-right, bottom-right, bottom-left), whatever order
+    they were annotated in, so that a warp comes out upright."""
+    points = np.asarray(points, dtype=np.float32).reshape(4, 2)
+    center = points.mean(axis=0)
+    angles = np.arctan2(points[:, 1] - center[1], points[:, 0] - center[0])
+    # Image y points down, so increasing angle runs clockwise on screen: start at the top-left corner.
+    ordered = points[np.argsort(angles)]
+    start = int(np.argmin(ordered.sum(axis=1)))
+    return np.roll(ordered, -start, axis=0)
+
+
+def crop_quad(image: Image.Image, corners, name: str, min_side: int = 4, tolerance: float = 2.0) -> Image.Image:
+    """Cuts the quadrilateral `corners` out of `image` with a perspective warp into an upright rectangle whose
+    sides are the quadrilateral's longer opposite sides.
+
+    Raises:
+        InputProblem: `bad_corners` when a corner lies outside the image or the plate would be under `min_side`
+            pixels high or wide.
+    """
+    quad = order_corners(corners)
+    width, height = image.size
+    if (
+        (quad[:, 0] < -tolerance).any()
+        or (quad[:, 0] > width - 1 + tolerance).any()
+        or ((quad[:, 1] < -tolerance).any() or (quad[:, 1] > height - 1 + tolerance).any())
+    ):
+        raise InputProblem(
+            name, "bad_corners", f"plate corners {quad.tolist()} fall outside the {width}x{height} image"
+        )
+    top_left, top_right, bottom_right, bottom_left = quad
+    out_width = int(round(max(np.linalg.norm(top_right - top_left), np.linalg.norm(bottom_right - bottom_left))))
+    out_height = int(round(max(np.linalg.norm(bottom_left - top_left), np.linalg.norm(bottom_right - top_right))))
+    if min(out_width, out_height) < min_side:
+        raise InputProblem(
+            name,
+            "bad_corners",
+            f"plate corners {quad.tolist()} give a {out_width}x{out_height} crop; "
+            f"need at least {min_side} pixels a side",
+        )
+    target = np.array(
+        [[0, 0], [out_width - 1, 0], [out_width - 1, out_height - 1], [0, out_height - 1]], dtype=np.float32
+    )
+    matrix = cv2.getPerspectiveTransform(quad, target)
+    warped = cv2.warpPerspective(
+        np.asarray(image), matrix, (out_width, out_height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return Image.fromarray(warped)
+
+
+def encode_png(image: Image.Image | np.ndarray) -> bytes:
+    """Lossless PNG bytes of an RGB image (PIL or HxWx3 uint8 array). Compression level 1: plate crops are small,
+    and higher levels cost more encoding time than they save in bytes."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(array, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:  # pragma: no cover - OpenCV fails only on empty arrays, which never reach here
+        raise ValueError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """The RGB image encoded in `data` (for tests and previews)."""
+    return to_rgb(Image.open(io.BytesIO(data)))
+
+
+__all__ = [
+    "CROP_LIMITS",
+    "IMAGE_EXTENSIONS",
+    "ImageLimits",
+    "LoadedImage",
+    "SCENE_LIMITS",
+    "check_size",
+    "crop_quad",
+    "decode_image",
+    "describe",
+    "encode_png",
+    "load_image",
+    "order_corners",
+]

@@ -1,0 +1,266 @@
+"""The single definition of what a plate of each region may say: its charset and its layouts, position by position.
+
+The synthetic generator draws plate texts from these layouts, the dataset builders validate labels against the
+region charsets, and constrained decoding can read the per-position character sets. Chinese province characters
+come from `modeling_lpllm.tokenization_lpllm` so that the tokenizer and the data agree on one table, and every
+region charset is a subset of `DEFAULT_PLATE_CHARSET` (the tokenizer's charset).
+"""
+
+import re
+import string
+import unicodedata
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+from modeling_lpllm.tokenization_lpllm import CN_PROVINCES, CN_SPECIAL_SUFFIXES, DEFAULT_PLATE_CHARSET
+
+DIGITS = string.digits
+LETTERS = string.ascii_uppercase
+ALNUM = LETTERS + DIGITS
+# Chinese plates never use I or O after the province character (they read as 1 and 0).
+CN_LETTERS = "".join(char for char in LETTERS if char not in "IO")
+CN_ALNUM = CN_LETTERS + DIGITS
+# New-energy plates mark the energy type with D (battery electric) or F (other new energy).
+CN_ENERGY = "DF"
+
+# Characters a label may contain as decoration, dropped by `normalize_plate_text`: spaces, the dashes and dots
+# printed between character groups, and the middle dot of Chinese plates.
+_SEPARATORS = re.compile(r"[\s\-_.·•・]+")
+
+
+@dataclass(frozen=True)
+class PlateLayout:
+    """One way a plate of a region is written: the allowed characters at each position.
+
+    Args:
+        name: Unique layout name, e.g. `"cn_blue"`.
+        region: Code of the region this layout belongs to, e.g. `"CN"`.
+        positions: For each character position, the string of characters allowed there.
+        rows: Characters per printed row (`(7,)` for a one-row plate, `(2, 5)` for a two-row one); the label always
+            reads the rows top to bottom, left to right, without separators.
+        description: What the layout is, for people.
+    """
+
+    name: str
+    region: str
+    positions: tuple[str, ...]
+    rows: tuple[int, ...]
+    description: str = ""
+
+    def __post_init__(self):
+        if sum(self.rows) != len(self.positions):
+            raise ValueError(
+                f"Layout {self.name!r}: rows {self.rows} do not add up to {len(self.positions)} positions."
+            )
+
+    @property
+    def length(self) -> int:
+        return len(self.positions)
+
+    def matches(self, text: str) -> bool:
+        """Whether `text` (already normalised) fits this layout position by position."""
+        return len(text) == self.length and all(char in allowed for char, allowed in zip(text, self.positions))
+
+    def sample(self, rng: np.random.Generator) -> str:
+        """A random plate text of this layout, one uniform draw per position from `rng`."""
+        return "".join(allowed[rng.integers(len(allowed))] for allowed in self.positions)
+
+    def split_rows(self, text: str) -> list[str]:
+        """`text` cut into its printed rows."""
+        rows, start = [], 0
+        for count in self.rows:
+            rows.append(text[start : start + count])
+            start += count
+        return rows
+
+
+def _layout(name, region, pattern, rows=None, description=""):
+    positions = tuple(pattern)
+    return PlateLayout(name, region, positions, tuple(rows or (len(positions),)), description)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A plate region: every character its plates may hold, their length range and their known layouts.
+
+    Labels are validated against `charset` and the length range only, not against the layouts: real data holds
+    vanity, diplomatic and old plates that no layout list covers, and they are still correct labels.
+    """
+
+    code: str
+    name: str
+    charset: str
+    min_length: int
+    max_length: int
+    layouts: tuple[PlateLayout, ...] = ()
+
+    def validate(self, text: str) -> str | None:
+        """Returns what is wrong with the normalised label `text` for this region, or None if it is acceptable."""
+        if not text:
+            return "label is empty"
+        outside = sorted({char for char in text if char not in self.charset})
+        if outside:
+            return (
+                f"label {text!r} has character(s) {''.join(outside)!r} outside the {self.code} charset "
+                f"({self.name}: {_describe_charset(self.charset)})"
+            )
+        if not self.min_length <= len(text) <= self.max_length:
+            return (
+                f"label {text!r} has {len(text)} characters; {self.code} plates have "
+                f"{self.min_length} to {self.max_length}"
+            )
+        return None
+
+    def layout_of(self, text: str) -> PlateLayout | None:
+        """The first layout of this region that `text` fits, or None."""
+        return next((layout for layout in self.layouts if layout.matches(text)), None)
+
+
+def _describe_charset(charset: str) -> str:
+    parts = []
+    if set(DIGITS) <= set(charset):
+        parts.append("0-9")
+    letters = "".join(char for char in LETTERS if char in charset)
+    if letters == LETTERS:
+        parts.append("A-Z")
+    elif letters:
+        missing = "".join(char for char in LETTERS if char not in charset)
+        parts.append(f"A-Z without {missing}")
+    others = "".join(char for char in charset if char not in ALNUM)
+    if others:
+        parts.append(others)
+    return ", ".join(parts)
+
+
+_CN_LAYOUTS = (
+    _layout("cn_blue", "CN", [CN_PROVINCES, CN_LETTERS] + [CN_ALNUM] * 5, description="blue, 7 characters"),
+    _layout(
+        "cn_green_small",
+        "CN",
+        [CN_PROVINCES, CN_LETTERS, CN_ENERGY, CN_ALNUM] + [DIGITS] * 4,
+        description="green new-energy car, 8 characters, energy letter third",
+    ),
+    _layout(
+        "cn_green_large",
+        "CN",
+        [CN_PROVINCES, CN_LETTERS] + [DIGITS] * 5 + [CN_ENERGY],
+        description="green-yellow new-energy truck/bus, 8 characters, energy letter last",
+    ),
+    _layout(
+        "cn_yellow_two_row",
+        "CN",
+        [CN_PROVINCES, CN_LETTERS] + [CN_ALNUM] * 5,
+        rows=(2, 5),
+        description="yellow two-row large vehicle, province and letter on top",
+    ),
+    _layout(
+        "cn_special",
+        "CN",
+        [CN_PROVINCES, CN_LETTERS] + [CN_ALNUM] * 4 + [CN_SPECIAL_SUFFIXES],
+        description="coach/police/trailer/HK-Macau plates ending with a special character",
+    ),
+)
+
+_BR_LAYOUTS = (
+    _layout("br_old", "BR", [LETTERS] * 3 + [DIGITS] * 4, description="grey plate before Mercosur, LLLNNNN"),
+    _layout("br_mercosur", "BR", [LETTERS] * 3 + [DIGITS, LETTERS, DIGITS, DIGITS], description="Mercosur, LLLNLNN"),
+)
+
+_AR_LAYOUTS = (
+    _layout("ar_old", "AR", [LETTERS] * 3 + [DIGITS] * 3, description="black plate 1995-2016, LLLNNN"),
+    _layout("ar_mercosur", "AR", [LETTERS] * 2 + [DIGITS] * 3 + [LETTERS] * 2, description="Mercosur, LLNNNLL"),
+)
+
+_EU_LAYOUTS = (
+    _layout("eu_llnnnll", "EU", [LETTERS] * 2 + [DIGITS] * 3 + [LETTERS] * 2, description="EU strip, LL NNN LL"),
+)
+
+_US_LAYOUTS = (
+    _layout("us_nlllnnn", "US", [DIGITS] + [LETTERS] * 3 + [DIGITS] * 3, description="NLLLNNN (e.g. California)"),
+    _layout("us_lllnnnn", "US", [LETTERS] * 3 + [DIGITS] * 4, description="LLLNNNN (e.g. New York)"),
+)
+
+_REGIONS = (
+    Region("CN", "China", CN_PROVINCES + CN_ALNUM + CN_SPECIAL_SUFFIXES, 7, 8, _CN_LAYOUTS),
+    Region("BR", "Brazil", ALNUM, 7, 7, _BR_LAYOUTS),
+    Region("AR", "Argentina", ALNUM, 6, 7, _AR_LAYOUTS),
+    # EU and US labels vary by country/state and include vanity plates: any 1-10 letters and digits.
+    Region("EU", "European Union", ALNUM, 1, 10, _EU_LAYOUTS),
+    Region("US", "United States", ALNUM, 1, 8, _US_LAYOUTS),
+)
+
+#: Region code -> Region. Read-only.
+REGIONS = MappingProxyType({region.code: region for region in _REGIONS})
+
+#: The region of labels whose region is unknown: anything the tokenizer can spell, 1-12 characters.
+GENERIC_REGION = Region("XX", "unspecified", DEFAULT_PLATE_CHARSET, 1, 12)
+
+#: Layout name -> PlateLayout, over all regions. Read-only.
+LAYOUTS = MappingProxyType({layout.name: layout for region in _REGIONS for layout in region.layouts})
+
+# Region names seen in the wild (fast-plate-ocr's `plate_region`, folder names) -> region code.
+_REGION_ALIASES = MappingProxyType(
+    {
+        "china": "CN",
+        "cn": "CN",
+        "chinese": "CN",
+        "brazil": "BR",
+        "brasil": "BR",
+        "br": "BR",
+        "argentina": "AR",
+        "ar": "AR",
+        "europe": "EU",
+        "eu": "EU",
+        "european union": "EU",
+        "usa": "US",
+        "us": "US",
+        "united states": "US",
+        "united states of america": "US",
+    }
+)
+
+
+def normalize_plate_text(text: str) -> str:
+    """The canonical form of a plate label: Unicode NFKC (full-width letters become ASCII), upper case, and no
+    spaces, dashes, dots or underscores. `" 皖a-12345 "` -> `"皖A12345"`."""
+    return _SEPARATORS.sub("", unicodedata.normalize("NFKC", text)).upper()
+
+
+def resolve_region_code(name: str | None) -> str | None:
+    """Maps a region name or code (`"Brazil"`, `"br"`, `"CN"`) to a region code; None or empty -> None. A name
+    that is neither a known code nor a known alias is returned upper-cased, so it stays visible in the data."""
+    if name is None or not name.strip():
+        return None
+    key = name.strip().lower()
+    if key.upper() in REGIONS:
+        return key.upper()
+    return _REGION_ALIASES.get(key, name.strip().upper())
+
+
+def get_region(code: str | None) -> Region:
+    """The Region for `code` (a code or a known alias); the generic region for None or an unknown code."""
+    resolved = resolve_region_code(code)
+    return REGIONS.get(resolved, GENERIC_REGION) if resolved else GENERIC_REGION
+
+
+def infer_region_code(text: str) -> str | None:
+    """A region code when the label itself says it (a Chinese province character first), else None."""
+    return "CN" if text and text[0] in CN_PROVINCES else None
+
+
+__all__ = [
+    "CN_ALNUM",
+    "CN_LETTERS",
+    "CN_PROVINCES",
+    "GENERIC_REGION",
+    "LAYOUTS",
+    "PlateLayout",
+    "REGIONS",
+    "Region",
+    "get_region",
+    "infer_region_code",
+    "normalize_plate_text",
+    "resolve_region_code",
+]
