@@ -130,6 +130,7 @@ def main(argv=None):
     if ablation is None or ablation.trains:
         trainer.train(resume_from_checkpoint=resume_checkpoint(training_args.resume_from_checkpoint))
         trainer.save_model()  # the adapter (with CMRM) for LoRA runs, the whole model otherwise
+        trainer.save_state()  # trainer_state.json: the logged loss and evaluation curve, with wall-clock minutes
     if not trainer.is_world_process_zero():
         return None
 

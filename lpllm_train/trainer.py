@@ -1,6 +1,8 @@
 """`SFTTrainer` that also reads validation plates with greedy generation at every evaluation, so exact match and
 CER (not only the loss) are logged and can pick the best checkpoint (`metric_for_best_model: eval_exact_match`)."""
 
+import time
+
 from tqdm.auto import tqdm
 from trl import SFTTrainer
 
@@ -32,6 +34,17 @@ class PlateSFTTrainer(SFTTrainer):
         self.generation_eval_dataset = generation_eval_dataset
         self.generation_batch_size = generation_batch_size
         self.max_new_tokens = max_new_tokens
+        self._wall_clock_start = None
+
+    def train(self, *args, **kwargs):
+        self._wall_clock_start = time.monotonic()
+        return super().train(*args, **kwargs)
+
+    def log(self, logs, *args, **kwargs):
+        # Wall-clock minutes beside every logged value, so runs compare at equal training time.
+        if self._wall_clock_start is not None:
+            logs = {**logs, "minutes": round((time.monotonic() - self._wall_clock_start) / 60, 3)}
+        super().log(logs, *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "slot_labels" not in inputs:
