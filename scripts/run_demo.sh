@@ -44,6 +44,8 @@ else
     echo "(no real crops at $realdata: skipped)"
 fi
 
+python scripts/plot_training_curve.py "$out/lpllm"
+
 echo "== 4/4 reading a few test plates with the pipeline"
 python scripts/read_samples.py --model "$out/lpllm/final" --dataset_name "$data" --num 8 --output_dir "$out/samples"
 
