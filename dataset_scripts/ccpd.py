@@ -17,10 +17,11 @@ from pathlib import Path
 
 from modeling_lpllm.tokenization_lpllm import CN_PROVINCES
 
-from .images import IMAGE_EXTENSIONS, SCENE_LIMITS, crop_quad, encode_png, load_image
+from .images import IMAGE_EXTENSIONS
 from .labels import checked_label
 from .pipeline import BuildOptions, BuildResult, Task, run_build
 from .reports import InputProblem, SkipLog
+from .scenes import scene_crop_sample
 from .schema import Sample
 from .splits import split_alias
 
@@ -179,18 +180,7 @@ def list_ccpd_tasks(input_dir: Path, skip_log: SkipLog) -> list[Task]:
 
 def process_ccpd(task: Task) -> Sample:
     """Loads a CCPD scene and cuts the plate out by its corners."""
-    path, text, corners, subset = task.payload
-    loaded = load_image(Path(path), SCENE_LIMITS, name=task.name)
-    crop = crop_quad(loaded.image, corners, task.name)
-    return Sample(
-        id=task.id,
-        images=[encode_png(crop)],
-        text=text,
-        region="CN",
-        source=SOURCE,
-        subset=subset,
-        original_modes=(loaded.original_mode,),
-    )
+    return scene_crop_sample(task, region="CN", source=SOURCE)
 
 
 def build_ccpd(input_dir: str | Path, output_dir: str | Path, options: BuildOptions | None = None) -> BuildResult:
