@@ -29,11 +29,11 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 from transformers import set_seed
 from transformers.utils import logging
 
+from lpllm_eval.metrics import summary_metrics
 from lpllm_train.arguments import PlateTrainingArguments
 from lpllm_train.callbacks import TimeBudgetCallback
 from lpllm_train.collator import PlateCollator
@@ -171,8 +171,6 @@ def main(argv=None):
 
 
 def evaluation_entry(name, predictions, labels) -> dict:
-    from lpllm_eval.metrics import summary_metrics
-
     summary = summary_metrics(predictions, labels)
     return {"name": name, "num_samples": summary["num_samples"], "accuracy": summary["accuracy"], "cer": summary["cer"]}
 
