@@ -25,7 +25,6 @@ model with its processor, generation config and model card, readable with
 `pipeline("image-to-text", model="OUT/final", trust_remote_code=True)`.
 """
 
-import json
 import os
 from pathlib import Path
 

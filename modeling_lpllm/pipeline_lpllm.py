@@ -7,7 +7,6 @@ config (`custom_pipelines`), so the task name users know keeps working.
 import os
 
 import numpy as np
-import torch
 from PIL import Image
 from transformers import Pipeline
 

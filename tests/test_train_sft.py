@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from lpllm_train.collator import PlateCollator
 from modeling_lpllm import plate_messages
-from tiny_lpllm import TINY_MAX_PIXELS, TINY_MIN_PIXELS, random_plate_image, save_tiny_checkpoint, tiny_processor
+from tiny_lpllm import random_plate_image, save_tiny_checkpoint, tiny_processor
 import train_sft
 
 
