@@ -17,7 +17,7 @@ from pathlib import Path
 
 from modeling_lpllm.tokenization_lpllm import CN_PROVINCES
 
-from .images import IMAGE_EXTENSIONS
+from .images import image_files
 from .labels import checked_label
 from .pipeline import BuildOptions, BuildResult, Task, run_build
 from .reports import InputProblem, SkipLog
@@ -145,13 +145,10 @@ def list_ccpd_tasks(input_dir: Path, skip_log: SkipLog) -> list[Task]:
         FileNotFoundError: `input_dir` is not a folder.
     """
     input_dir = Path(input_dir)
-    if not input_dir.is_dir():
-        raise FileNotFoundError(f"CCPD input {input_dir} is not a folder.")
+    paths = image_files(input_dir, "CCPD input")
     split_lists = _read_split_lists(input_dir)
     tasks = []
-    for path in sorted(input_dir.rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
+    for path in paths:
         relative = path.relative_to(input_dir)
         name = relative.as_posix()
         try:

@@ -21,6 +21,18 @@ from .reports import InputProblem
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 
+def image_files(folder: Path, source: str) -> list[Path]:
+    """The image files anywhere under `folder`, in a stable order.
+
+    Raises:
+        FileNotFoundError: `folder` is not a folder (the message names `source`, e.g. "CCPD input").
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{source} {folder} is not a folder.")
+    return sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """Sizes an input image must have to be believable.

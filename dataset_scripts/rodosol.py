@@ -15,7 +15,7 @@ without a `split.txt`, get a split drawn from the seed.
 
 from pathlib import Path
 
-from .images import IMAGE_EXTENSIONS
+from .images import image_files
 from .labels import checked_label
 from .pipeline import BuildOptions, BuildResult, Task, run_build
 from .reports import InputProblem, SkipLog
@@ -74,13 +74,10 @@ def list_rodosol_tasks(input_dir: Path, skip_log: SkipLog) -> list[Task]:
         FileNotFoundError: `input_dir` is not a folder.
     """
     input_dir = Path(input_dir)
-    if not input_dir.is_dir():
-        raise FileNotFoundError(f"RodoSol input {input_dir} is not a folder.")
+    paths = image_files(input_dir, "RodoSol input")
     splits = _read_split_file(input_dir)
     tasks = []
-    for path in sorted(input_dir.rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
+    for path in paths:
         name = path.relative_to(input_dir).as_posix()
         annotation_path = path.with_suffix(".txt")
         if not annotation_path.is_file():
