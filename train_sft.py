@@ -32,7 +32,6 @@ from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 from transformers import set_seed
 from transformers.utils import logging
 
-from lpllm_eval.metrics import summary_metrics
 from lpllm_train.arguments import PlateTrainingArguments
 from lpllm_train.callbacks import TimeBudgetCallback
 from lpllm_train.collator import PlateCollator
@@ -46,7 +45,7 @@ from lpllm_train.model_setup import (
     set_trainable_parameters,
 )
 from lpllm_train.realdata import realdata_evaluations
-from lpllm_train.trainer import PlateSFTTrainer, read_dataset
+from lpllm_train.trainer import PlateSFTTrainer, evaluation_entry, read_dataset
 
 
 logger = logging.get_logger(__name__)
@@ -167,11 +166,6 @@ def main(argv=None):
         api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True)
         api.upload_folder(folder_path=str(destination), repo_id=repo_id, commit_message="LP-LLM final model")
     return destination
-
-
-def evaluation_entry(name, predictions, labels) -> dict:
-    summary = summary_metrics(predictions, labels)
-    return {"name": name, "num_samples": summary["num_samples"], "accuracy": summary["accuracy"], "cer": summary["cer"]}
 
 
 def card_fields(script_args, training_args, model_args, plate_args, trainer) -> dict:

@@ -3,13 +3,14 @@ its synthetic training transfers to real plates."""
 
 from pathlib import Path
 
-from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from lpllm_eval.data import LABELS_FILE, load_eval_data
-from lpllm_eval.metrics import summary_metrics
+from lpllm_eval.evaluation import read_all
 from lpllm_eval.normalization import PlateNormalizer
 from lpllm_eval.recognizers import VisionLanguageRecognizer
+
+from .trainer import evaluation_entry
 
 
 logger = logging.get_logger(__name__)
@@ -30,14 +31,8 @@ def realdata_evaluations(model, processor, realdata_dir, batch_size: int, max_ne
         data = load_eval_data(set_dir)
         if data.excluded:
             logger.warning(f"{set_dir.name}: {len(data.excluded)} crops excluded (unreadable or label outside charset).")
-        predictions = []
-        for start in tqdm(range(0, len(data.samples), batch_size), desc=f"reading {set_dir.name}", leave=False):
-            batch = data.samples[start : start + batch_size]
-            readings = reader.read([sample.images for sample in batch])
-            predictions.extend(normalizer(text, region=sample.region) for text, sample in zip(readings, batch))
-        summary = summary_metrics(predictions, [sample.label for sample in data.samples])
-        evaluations.append(
-            {"name": f"real crops: {set_dir.name}", "num_samples": summary["num_samples"],
-             "accuracy": summary["accuracy"], "cer": summary["cer"]}
-        )
+        readings, _ = read_all(reader, data.samples, batch_size)
+        predictions = [normalizer(text, region=sample.region) for text, sample in zip(readings, data.samples)]
+        labels = [sample.label for sample in data.samples]
+        evaluations.append(evaluation_entry(f"real crops: {set_dir.name}", predictions, labels))
     return evaluations

@@ -23,6 +23,12 @@ def read_dataset(model, processor, dataset, batch_size: int, max_new_tokens: int
     return predictions, labels
 
 
+def evaluation_entry(name: str, predictions, labels) -> dict:
+    """`{name, num_samples, accuracy, cer}`: one line of a run's final evaluation (model card, eval_results.json)."""
+    summary = summary_metrics(predictions, labels)
+    return {"name": name, "num_samples": summary["num_samples"], "accuracy": summary["accuracy"], "cer": summary["cer"]}
+
+
 class PlateSFTTrainer(SFTTrainer):
     """Args beyond `SFTTrainer`'s:
     generation_eval_dataset: rows (`images`, `completion`) read with generation at each evaluation; None to skip.
