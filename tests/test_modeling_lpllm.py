@@ -12,7 +12,7 @@ import torch
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
 from modeling_lpllm import LPLLMConfig, Qwen3VLForPlateRecognition, plate_messages
-from tiny_lpllm import random_plate_image, save_tiny_checkpoint, tiny_config, tiny_model, tiny_processor
+from tiny_lpllm import BLOCK_PROJECT_IMPORTS, random_plate_image, save_tiny_checkpoint, tiny_config, tiny_model, tiny_processor
 
 
 @pytest.fixture(scope="module")
@@ -215,16 +215,8 @@ class TestStockCheckpoint:
         )
 
 
-FRESH_PROCESS_SCRIPT = textwrap.dedent(
+FRESH_PROCESS_SCRIPT = BLOCK_PROJECT_IMPORTS + textwrap.dedent(
     """
-    import sys
-
-    class BlockProjectPackages:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("modeling_lpllm", "dataset_scripts", "tiny_lpllm"):
-                raise ImportError(f"{name} must not be importable in this test")
-
-    sys.meta_path.insert(0, BlockProjectPackages())
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 

@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from lpllm_train.collator import PlateCollator
 from modeling_lpllm import plate_messages
-from tiny_lpllm import random_plate_image, save_tiny_checkpoint, tiny_processor
+from tiny_lpllm import BLOCK_PROJECT_IMPORTS, random_plate_image, save_tiny_checkpoint, tiny_processor
 import train_sft
 
 
@@ -91,14 +91,8 @@ def test_from_scratch_smoke_run_exports_a_model_that_loads_in_a_fresh_process(da
     assert "pipeline_tag: image-to-text" in card and "library_name: transformers" in card
     assert "{{" not in card and "trained from scratch" in card
 
-    script = textwrap.dedent(
+    script = BLOCK_PROJECT_IMPORTS + textwrap.dedent(
         """
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("modeling_lpllm", "lpllm_train", "lpllm_eval"):
-                    raise ImportError(name)
-        sys.meta_path.insert(0, Block())
         from PIL import Image
         from transformers import AutoModel, pipeline
         model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)

@@ -59,3 +59,17 @@ def save_tiny_checkpoint(directory, seed: int = 0, **overrides):
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return model, processor
+
+
+# Prepended to scripts run in a fresh process: the project's own packages cannot be imported there, so whatever
+# loads must come from the code saved beside a checkpoint (remote code), as on a machine without this package.
+BLOCK_PROJECT_IMPORTS = """
+import sys
+
+class BlockProjectPackages:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("modeling_lpllm", "dataset_scripts", "lpllm_train", "lpllm_eval", "tiny_lpllm"):
+            raise ImportError(f"{name} must not be importable in this test")
+
+sys.meta_path.insert(0, BlockProjectPackages())
+"""
