@@ -99,13 +99,15 @@ def main(argv=None):
         processor=processor,
         max_length=training_args.max_length,
         completion_only_loss=True,
-        image_size=plate_args.image_size,
         num_slots=model.config.cmrm_num_slots if slot_loss else None,
     )
     generation_eval_dataset = None
     if eval_dataset is not None and plate_args.generation_eval_samples > 0:
         generation_eval_dataset = eval_dataset.select(range(min(plate_args.generation_eval_samples, len(eval_dataset))))
     callbacks = [TimeBudgetCallback(plate_args.max_train_minutes)] if plate_args.max_train_minutes else None
+    scheduler_name = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+    if plate_args.cosine_over_budget and scheduler_name != "cosine":
+        raise ValueError(f"`cosine_over_budget` needs `lr_scheduler_type: cosine`, got {scheduler_name!r}.")
 
     trainer = PlateSFTTrainer(
         model=model,
@@ -119,6 +121,7 @@ def main(argv=None):
         generation_eval_dataset=generation_eval_dataset if training_args.eval_strategy != "no" else None,
         generation_batch_size=plate_args.generation_batch_size,
         max_new_tokens=plate_args.max_new_tokens,
+        lr_budget_minutes=plate_args.max_train_minutes if plate_args.cosine_over_budget else None,
     )
     logger.warning(
         f"Training: {describe_trainable(trainer.model)}, on {training_args.world_size} process(es) "
@@ -182,13 +185,14 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
     recipe = {
         "ablation": f"{ablation.name}: {ablation.description}" if ablation else "none (all parameters train)",
         "learning rate": training_args.learning_rate,
-        "schedule": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, "
-        f"warm-up {training_args.warmup_steps or training_args.warmup_ratio}",
+        "schedule": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}"
+        + (f" over the {plate_args.max_train_minutes:g}-minute budget" if plate_args.cosine_over_budget else "")
+        + f", warm-up {training_args.warmup_steps or training_args.warmup_ratio}",
         "optimizer": getattr(training_args.optim, "value", training_args.optim),
         "epochs / max steps": f"{training_args.num_train_epochs} / {training_args.max_steps}",
         "batch size per device": training_args.per_device_train_batch_size,
         "steps trained": trainer.state.global_step,
-        "images": f"{plate_args.image_size}x{plate_args.image_size}" if plate_args.image_size else "plate pixel budget",
+        "images": plate_args.describe_image_size(),
     }
     if ablation and ablation.lora:
         recipe["LoRA"] = f"r={model_args.lora_r}, alpha={model_args.lora_alpha}, language-model attention + MLP"

@@ -4,6 +4,20 @@ ablations as trainable-parameter sets."""
 from dataclasses import dataclass, field
 
 
+def parse_image_size(image_size) -> list[int] | None:
+    """`448` or `"448"` -> `[448, 448]`; `"32x224"` -> `[32, 224]` (height x width); None -> None."""
+    if image_size is None:
+        return None
+    text = str(image_size).strip().lower()
+    sides = text.split("x") if "x" in text else [text, text]
+    if len(sides) != 2 or not all(side.strip().isdigit() and int(side) > 0 for side in sides):
+        raise ValueError(
+            "`image_size` must be a positive integer (a square side) or HEIGHTxWIDTH such as 32x224; "
+            f"got {image_size!r}."
+        )
+    return [int(side) for side in sides]
+
+
 @dataclass(frozen=True)
 class Ablation:
     """One row of the paper's Table 2: which parameter sets train."""
@@ -56,10 +70,11 @@ class PlateTrainingArguments:
     dataset_eval_split: str = field(
         default="validation", metadata={"help": "Split evaluated during training (loss and generation metrics)."}
     )
-    image_size: int | None = field(
+    image_size: str | None = field(
         default=None,
-        metadata={"help": "Resize every image to image_size x image_size (the paper: 448). Default: keep the "
-        "aspect ratio within the processor's plate pixel budget."},
+        metadata={"help": "Resize every image to this size, in training and (saved with the processor) at inference: "
+        "`448` for 448x448 (the paper) or `HEIGHTxWIDTH` (`32x224`, a plate strip). Default: keep the aspect ratio "
+        "within the processor's plate pixel budget."},
     )
     min_pixels: int | None = field(default=None, metadata={"help": "Override the processor's pixel budget floor."})
     max_pixels: int | None = field(default=None, metadata={"help": "Override the processor's pixel budget cap."})
@@ -89,6 +104,11 @@ class PlateTrainingArguments:
     max_train_minutes: float | None = field(
         default=None, metadata={"help": "Stop training after this many minutes (then evaluate and save)."}
     )
+    cosine_over_budget: bool = field(
+        default=False,
+        metadata={"help": "With `max_train_minutes` and the cosine schedule: decay the learning rate to zero over the "
+        "wall-clock budget instead of `max_steps`, so the schedule ends with the budget on any machine."},
+    )
     final_eval_split: str | None = field(
         default="test", metadata={"help": "Split evaluated once after training (None to skip)."}
     )
@@ -105,7 +125,8 @@ class PlateTrainingArguments:
             self.ablation = self.ablation.upper()
             if self.ablation not in ABLATIONS:
                 raise ValueError(f"`ablation` must be one of {', '.join(ABLATIONS)}; got {self.ablation!r}.")
-        for name in ("image_size", "min_pixels", "max_pixels", "generation_batch_size", "max_new_tokens"):
+        self.image_height_width = parse_image_size(self.image_size)
+        for name in ("min_pixels", "max_pixels", "generation_batch_size", "max_new_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -113,6 +134,13 @@ class PlateTrainingArguments:
             raise ValueError(f"`generation_eval_samples` must be >= 0, got {self.generation_eval_samples}.")
         if self.max_train_minutes is not None and self.max_train_minutes <= 0:
             raise ValueError(f"`max_train_minutes` must be positive, got {self.max_train_minutes}.")
+        if self.cosine_over_budget and self.max_train_minutes is None:
+            raise ValueError("`cosine_over_budget` needs `max_train_minutes`: the budget the cosine spans.")
+
+    def describe_image_size(self) -> str:
+        if self.image_height_width is None:
+            return "plate pixel budget (aspect ratio kept)"
+        return "{}x{} (height x width)".format(*self.image_height_width)
 
     def cmrm_overrides(self) -> dict:
         """The CMRM settings given on the command line or in the recipe (unset ones keep the model's)."""

@@ -3,10 +3,7 @@
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
-
-from modeling_lpllm import to_rgb
 
 
 def completion_text(completion) -> str:
@@ -21,21 +18,15 @@ def completion_text(completion) -> str:
 class PlateCollator(DataCollatorForVisionLanguageModeling):
     """TRL's prompt-completion collator for images (left-padded prompts, loss on the completion only), which also:
 
-    - resizes every image to `image_size` x `image_size` when set (the paper's 448x448);
     - leaves the template's newline after the final `<|im_end|>` out of the loss, so only the plate and its end
       token are supervised;
     - adds `slot_labels` (the k-th plate character's token id for CMRM slot k, the end token past the plate's end)
       when `num_slots` is set, for the auxiliary slot loss.
     """
 
-    image_size: int | None = None
     num_slots: int | None = None
 
     def torch_call(self, examples):
-        if self.image_size is not None:
-            size = (self.image_size, self.image_size)
-            for example in examples:
-                example["images"] = [to_rgb(image).resize(size, Image.BICUBIC) for image in example["images"]]
         plates = [completion_text(example["completion"]) for example in examples]
         frames = [len(example["images"]) for example in examples]
         batch = super().torch_call(examples)

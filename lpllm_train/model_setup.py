@@ -48,6 +48,7 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
         # The image processor cuts the patches the vision tower embeds: the two must agree.
         patch_size=vision.get("patch_size", 16),
         merge_size=vision.get("spatial_merge_size", 2),
+        image_size=args.image_height_width,
     )
     tokenizer = processor.tokenizer
     # The vocabulary and special token ids come from the processor, never from the file, so they always agree.
@@ -87,6 +88,9 @@ def load_model_and_processor(model_name_or_path: str, args: PlateTrainingArgumen
             size["shortest_edge"] = args.min_pixels or size["shortest_edge"]
             size["longest_edge"] = args.max_pixels or size["longest_edge"]
             processor.image_processor.size = size
+        if args.image_height_width is not None:
+            # The processor resizes (and saves the size with the model), so inference sees what training saw.
+            processor.set_image_size(args.image_height_width)
     check_processor_matches_model(processor, model.config, model_name_or_path)
     configure_generation(model, processor, args.max_new_tokens)
     return model, processor

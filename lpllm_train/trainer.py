@@ -10,6 +10,7 @@ from lpllm_eval.metrics import summary_metrics
 from lpllm_eval.recognizers import VisionLanguageRecognizer
 
 from .collator import completion_text
+from .schedules import WallClockCosineSchedule
 
 
 def read_dataset(model, processor, dataset, batch_size: int, max_new_tokens: int, device, description="reading"):
@@ -33,10 +34,21 @@ class PlateSFTTrainer(SFTTrainer):
     """Args beyond `SFTTrainer`'s:
     generation_eval_dataset: rows (`images`, `completion`) read with generation at each evaluation; None to skip.
     generation_batch_size, max_new_tokens: of that generation.
+    lr_budget_minutes: when set, the learning rate follows `WallClockCosineSchedule` over these minutes instead of
+        `lr_scheduler_type` over `max_steps`.
     """
 
-    def __init__(self, *args, generation_eval_dataset=None, generation_batch_size=32, max_new_tokens=12, **kwargs):
+    def __init__(
+        self,
+        *args,
+        generation_eval_dataset=None,
+        generation_batch_size=32,
+        max_new_tokens=12,
+        lr_budget_minutes=None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        self.lr_budget_minutes = lr_budget_minutes
         self.generation_eval_dataset = generation_eval_dataset
         self.generation_batch_size = generation_batch_size
         self.max_new_tokens = max_new_tokens
@@ -51,6 +63,15 @@ class PlateSFTTrainer(SFTTrainer):
         if self._wall_clock_start is not None:
             logs = {**logs, "minutes": round((time.monotonic() - self._wall_clock_start) / 60, 3)}
         super().log(logs, *args, **kwargs)
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        if self.lr_budget_minutes is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        self.lr_scheduler = WallClockCosineSchedule(
+            optimizer or self.optimizer, self.args.get_warmup_steps(num_training_steps), self.lr_budget_minutes
+        )
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "slot_labels" not in inputs:

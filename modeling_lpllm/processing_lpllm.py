@@ -75,12 +75,17 @@ class LPLLMProcessor(Qwen3VLProcessor):
             Any tokenizer with Qwen3-VL's special tokens: a stock Qwen3-VL tokenizer or [`build_char_tokenizer`]'s.
         chat_template (`str`, *optional*):
             A Jinja chat template; Qwen3-VL's own or [`CHAT_TEMPLATE`].
+        image_size (`list[int]`, *optional*):
+            `[height, width]`: every image is resized to exactly this size (aspect ratio not kept) before the image
+            processor cuts it into patches, in training and at inference alike, since it is saved with the
+            processor. Both sides must be multiples of `patch_size * merge_size` and `height * width` must lie in
+            the image processor's pixel budget. Default: keep each image's aspect ratio within the budget.
     """
 
     _auto_class = "AutoProcessor"
     text_kwargs = {"return_token_type_ids": False, "padding_side": "left"}
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, image_size=None, **kwargs):
         def token_and_id(name, default):
             token = getattr(tokenizer, name, None) or default
             token_id = getattr(tokenizer, f"{name}_id", None) or tokenizer.convert_tokens_to_ids(token)
@@ -91,20 +96,55 @@ class LPLLMProcessor(Qwen3VLProcessor):
         self.vision_start_token, self.vision_start_token_id = token_and_id("vision_start_token", VISION_START_TOKEN)
         self.vision_end_token, self.vision_end_token_id = token_and_id("vision_end_token", VISION_END_TOKEN)
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+        self.image_size = None
+        if image_size is not None:
+            self.set_image_size(image_size)
+
+    def set_image_size(self, image_size):
+        """Resizes every image to `image_size = [height, width]` from now on (None: keep aspect ratios).
+
+        Raises:
+            ValueError: when a side is not a positive multiple of `patch_size * merge_size`, or the area falls outside
+                the image processor's pixel budget (it would resize the image again).
+        """
+        if image_size is None:
+            self.image_size = None
+            return
+        processor = self.image_processor
+        factor = processor.patch_size * processor.merge_size
+        budget = (processor.size["shortest_edge"], processor.size["longest_edge"])
+        if (
+            not isinstance(image_size, (list, tuple))
+            or len(image_size) != 2
+            or not all(isinstance(side, int) and side > 0 and side % factor == 0 for side in image_size)
+        ):
+            raise ValueError(
+                f"`image_size` must be [height, width], two positive multiples of patch_size * merge_size = {factor}; "
+                f"got {image_size!r}."
+            )
+        height, width = image_size
+        if not budget[0] <= height * width <= budget[1]:
+            raise ValueError(
+                f"`image_size` {height}x{width} = {height * width} pixels is outside the image processor's pixel "
+                f"budget [{budget[0]}, {budget[1]}] (min_pixels, max_pixels): widen the budget or pick another size."
+            )
+        self.image_size = [height, width]
 
     def __call__(self, images=None, text=None, **kwargs):
         if images is not None:
-            images = self._images_as_rgb(images)
+            images = self._prepare_images(images)
         return super().__call__(images=images, text=text, **kwargs)
 
-    @classmethod
-    def _images_as_rgb(cls, images):
+    def _prepare_images(self, images):
         if isinstance(images, Image.Image):
-            return to_rgb(images)
+            image = to_rgb(images)
+            if self.image_size is not None and image.size != (self.image_size[1], self.image_size[0]):
+                image = image.resize((self.image_size[1], self.image_size[0]), Image.BICUBIC)
+            return image
         if isinstance(images, (list, tuple)):
             if len(images) == 0:
                 raise ValueError("`images` is an empty list: give at least one image, or `images=None` for text only.")
-            return [cls._images_as_rgb(image) for image in images]
+            return [self._prepare_images(image) for image in images]
         return images
 
     def special_token_ids(self) -> dict:
@@ -139,13 +179,20 @@ def build_offline_processor(
     max_pixels: int = PLATE_MAX_PIXELS,
     patch_size: int = 16,
     merge_size: int = 2,
+    image_size: list[int] | None = None,
 ) -> LPLLMProcessor:
     """A processor that needs nothing from the Hub: a character-level tokenizer over `charset` (plus printable
-    ASCII for the prompt) and a plate-sized image processor. For models trained from scratch and for tests."""
+    ASCII for the prompt) and a plate-sized image processor. For models trained from scratch and for tests.
+
+    With `image_size = [height, width]`, every image is resized to exactly that size and the pixel budget is set to
+    its area (`min_pixels` and `max_pixels` are then ignored)."""
+    if image_size is not None and isinstance(image_size, (list, tuple)) and len(image_size) == 2:
+        min_pixels = max_pixels = image_size[0] * image_size[1]
     return LPLLMProcessor(
         image_processor=build_plate_image_processor(min_pixels, max_pixels, patch_size, merge_size),
         tokenizer=build_char_tokenizer(charset),
         chat_template=CHAT_TEMPLATE,
+        image_size=image_size,
     )
 
 

@@ -131,6 +131,33 @@ def test_save_and_load_round_trip(tmp_path, processor):
     assert isinstance(LPLLMProcessor.from_pretrained(tmp_path), LPLLMProcessor)
 
 
+def test_fixed_image_size_resizes_every_image_and_is_saved_with_the_processor(tmp_path):
+    processor = build_offline_processor(patch_size=16, merge_size=2, image_size=[32, 224])
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    wide, square = Image.new("RGB", (300, 60), "white"), Image.new("RGB", (80, 80), "white")
+    grids = processor(images=[wide, square], text=[prompt, prompt], return_tensors="np")["image_grid_thw"]
+    assert grids.tolist() == [[1, 2, 14], [1, 2, 14]]  # 32x224 pixels = 2x14 patches of 16, whatever the input
+    resized = processor(images=[wide.resize((224, 32), Image.BICUBIC)], text=[prompt], return_tensors="np")
+    np.testing.assert_array_equal(
+        processor(images=[wide], text=[prompt], return_tensors="np")["pixel_values"], resized["pixel_values"]
+    )
+    processor.save_pretrained(tmp_path)
+    reloaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert reloaded.image_size == [32, 224]
+    assert reloaded(images=[square], text=[prompt], return_tensors="np")["image_grid_thw"].tolist() == [[1, 2, 14]]
+
+
+@pytest.mark.parametrize(
+    "image_size, message",
+    [([30, 224], "multiples of patch_size"), ([32], r"\[height, width\]"), ([64, 224], "pixel budget")],
+)
+def test_bad_fixed_image_size_is_a_clear_error(image_size, message):
+    processor = build_offline_processor(patch_size=16, merge_size=2, image_size=[32, 224])
+    with pytest.raises(ValueError, match=message):
+        processor.set_image_size(image_size)
+    assert processor.image_size == [32, 224]  # unchanged by the refused size
+
+
 def test_jpeg_bytes_round_trip_through_pil(processor):
     buffer = io.BytesIO()
     random_plate_image(2).save(buffer, format="JPEG")

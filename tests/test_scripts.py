@@ -34,3 +34,47 @@ def test_training_curve_is_plotted_and_tabulated(tmp_path, capsys):
 def test_training_curve_without_a_log_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="trainer_state.json"):
         load_script("plot_training_curve").main([str(tmp_path)])
+
+
+BENCHMARKS = SCRIPTS.parent / "benchmarks"
+
+
+def load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learning_speed_probe_prints_a_curve_that_the_plot_script_reads(tmp_path, capsys, monkeypatch):
+    from datasets import Dataset, DatasetDict
+
+    from modeling_lpllm import plate_messages
+    from tiny_lpllm import random_plate_image
+
+    def split(size, seed):
+        rows = []
+        for index in range(size):
+            messages = plate_messages(answer="AB12CD3")
+            rows.append(
+                {"images": [random_plate_image(seed * 100 + index)], "prompt": [messages[0]],
+                 "completion": [messages[1]]}
+            )
+        return Dataset.from_list(rows)
+
+    DatasetDict({"train": split(8, 1), "validation": split(4, 2)}).save_to_disk(tmp_path / "plates")
+    monkeypatch.chdir(SCRIPTS.parent)
+    load_benchmark("probe_learning_speed").main(
+        ["--name", "tiny", "--dataset_name", str(tmp_path / "plates"), "--config", "recipes/models/lpllm_tiny.json",
+         "--image_size", "32x64", "--batch", "4", "--num_validation", "4", "--minutes", "0.02", "--every", "0.01"]
+    )
+    log = tmp_path / "tiny.log"
+    log.write_text(capsys.readouterr().out)
+    readings = [line for line in log.read_text().splitlines() if " min " in line]
+    assert readings and all("teacher-forced exact" in line for line in readings)
+
+    load_benchmark("plot_probes").main([str(log), "--output", str(tmp_path / "probes.png")])
+    assert "| tiny |" in capsys.readouterr().out
+    assert (tmp_path / "probes.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="exists"):
+        load_benchmark("plot_probes").main([str(log), "--output", str(tmp_path / "probes.png")])

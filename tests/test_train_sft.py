@@ -83,7 +83,7 @@ def changed_groups(before, after):
 
 
 def test_from_scratch_smoke_run_exports_a_model_that_loads_in_a_fresh_process(dataset_dir, tmp_path):
-    destination = run(dataset_dir, tmp_path / "run")
+    destination = run(dataset_dir, tmp_path / "run", "--image_size", "32x64")
     assert destination == tmp_path / "run" / "final"
     files = set(os.listdir(destination))
     assert {"model.safetensors", "config.json", "generation_config.json", "processor_config.json", "README.md"} <= files
@@ -94,11 +94,17 @@ def test_from_scratch_smoke_run_exports_a_model_that_loads_in_a_fresh_process(da
     script = BLOCK_PROJECT_IMPORTS + textwrap.dedent(
         """
         from PIL import Image
-        from transformers import AutoModel, pipeline
+        from transformers import AutoModel, AutoProcessor, pipeline
         model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
         reader = pipeline("image-to-text", model=sys.argv[1], trust_remote_code=True)
         result = reader(Image.new("RGB", (94, 24), "white"))
         assert type(model).__name__ == "Qwen3VLForPlateRecognition"
+        # The training resize travels with the model: any crop becomes 32x64 pixels at inference too.
+        processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+        assert processor.image_size == [32, 64], processor.image_size
+        prompt = "<|vision_start|><|image_pad|><|vision_end|>"
+        inputs = processor(images=[Image.new("RGB", (300, 100))], text=[prompt], return_tensors="np")
+        assert inputs["image_grid_thw"].tolist() == [[1, 2, 4]], inputs["image_grid_thw"]
         assert isinstance(result[0]["generated_text"], str)
         print("OK", model.generation_config.max_new_tokens)
         """
@@ -245,6 +251,45 @@ def test_ddp_on_two_cpu_processes(dataset_dir, tmp_path):
     assert completed.stderr.count("on 2 process(es)") == 2  # both ranks trained together
 
 
+def test_demo_recipe_reads_each_plate_as_seven_visual_tokens_and_decays_over_its_budget(tmp_path):
+    from lpllm_train.model_setup import load_model_and_processor
+
+    os.chdir(REPO)
+    recipe = str(REPO / "recipes" / "demo_cpu.yaml")
+    _, training_args, model_args, plate_args = train_sft.parse_arguments(
+        ["--config", recipe, "--dataset_name", "data/demo", "--output_dir", str(tmp_path)]
+    )
+    assert plate_args.cosine_over_budget and plate_args.max_train_minutes == 15
+    assert training_args.lr_scheduler_type.value == "cosine"
+    model, processor = load_model_and_processor(model_args.model_name_or_path, plate_args)
+    assert processor.image_size == [32, 224]
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    inputs = processor(images=[random_plate_image(0)], text=[prompt], return_tensors="pt")
+    assert (inputs["input_ids"] == model.config.image_token_id).sum() == 7  # one visual token per character column
+    assert model.config.initializer_range == 0.2
+
+
+def test_cosine_over_budget_needs_a_budget_and_the_cosine_schedule(dataset_dir, tmp_path):
+    from lpllm_train.arguments import PlateTrainingArguments
+
+    with pytest.raises(ValueError, match="`cosine_over_budget` needs `max_train_minutes`"):
+        PlateTrainingArguments(cosine_over_budget=True)
+    with pytest.raises(ValueError, match="lr_scheduler_type: cosine"):
+        run(dataset_dir, tmp_path, "--max_train_minutes", "5", "--cosine_over_budget", "true",
+            "--lr_scheduler_type", "linear")
+
+
+def test_cosine_over_budget_keeps_the_peak_rate_while_the_budget_lasts(dataset_dir, tmp_path):
+    import json
+
+    run(dataset_dir, tmp_path, "--max_train_minutes", "30", "--cosine_over_budget", "true", "--max_steps", "4",
+        "--save_strategy", "steps", "--save_steps", "4")
+    state = json.loads((tmp_path / "checkpoint-4" / "trainer_state.json").read_text())
+    rates = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
+    # A step cosine over max_steps=4 would be near zero by step 4; the 30-minute one has barely started to decay.
+    assert rates[-1] == pytest.approx(1e-3, rel=1e-2)
+
+
 def test_paper_recipe_holds_the_paper_defaults(tmp_path):
     recipe = str(REPO / "recipes" / "qwen3vl_2b_lora_cmrm.yaml")
     # bf16 needs a GPU; everything else is parsed exactly as a GPU user gets it.
@@ -255,9 +300,26 @@ def test_paper_recipe_holds_the_paper_defaults(tmp_path):
     assert training_args.learning_rate == 1e-4 and training_args.optim.value == "adamw_torch"
     assert training_args.lr_scheduler_type.value == "cosine" and training_args.warmup_steps == 0.1
     assert (training_args.num_train_epochs, training_args.per_device_train_batch_size) == (20, 16)
-    assert plate_args.image_size == 448 and plate_args.ablation == "D"
+    assert plate_args.image_height_width == [448, 448] and plate_args.ablation == "D"
     assert training_args.metric_for_best_model == "eval_exact_match" and training_args.load_best_model_at_end
     assert model_args.model_name_or_path == "Qwen/Qwen3-VL-2B-Instruct"
+
+
+@pytest.mark.parametrize(
+    "value, expected", [(448, [448, 448]), ("448", [448, 448]), ("32x224", [32, 224]), (None, None)]
+)
+def test_image_size_accepts_a_side_or_height_x_width(value, expected):
+    from lpllm_train.arguments import PlateTrainingArguments
+
+    assert PlateTrainingArguments(image_size=value).image_height_width == expected
+
+
+@pytest.mark.parametrize("value", ["0", "32x", "axb", "32x224x3", -5])
+def test_bad_image_size_names_the_field(value):
+    from lpllm_train.arguments import PlateTrainingArguments
+
+    with pytest.raises(ValueError, match="`image_size`"):
+        PlateTrainingArguments(image_size=value)
 
 
 def test_starts_from_a_stock_qwen3_vl_checkpoint(dataset_dir, tmp_path):
