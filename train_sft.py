@@ -65,7 +65,15 @@ def parse_arguments(argv=None):
         raise ValueError(f"--model_name_or_path {model_args.model_name_or_path}: no such model config file.")
     if not os.path.isfile(plate_args.model_card_template):
         raise ValueError(f"--model_card_template {plate_args.model_card_template}: no such file.")
+    if plate_args.cosine_over_budget and scheduler_name(training_args) != "cosine":
+        raise ValueError(
+            f"`cosine_over_budget` needs `lr_scheduler_type: cosine`, got {scheduler_name(training_args)!r}."
+        )
     return script_args, training_args, model_args, plate_args
+
+
+def scheduler_name(training_args) -> str:
+    return getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
 
 
 def resume_checkpoint(value):
@@ -105,9 +113,6 @@ def main(argv=None):
     if eval_dataset is not None and plate_args.generation_eval_samples > 0:
         generation_eval_dataset = eval_dataset.select(range(min(plate_args.generation_eval_samples, len(eval_dataset))))
     callbacks = [TimeBudgetCallback(plate_args.max_train_minutes)] if plate_args.max_train_minutes else None
-    scheduler_name = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
-    if plate_args.cosine_over_budget and scheduler_name != "cosine":
-        raise ValueError(f"`cosine_over_budget` needs `lr_scheduler_type: cosine`, got {scheduler_name!r}.")
 
     trainer = PlateSFTTrainer(
         model=model,
@@ -185,7 +190,7 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
     recipe = {
         "ablation": f"{ablation.name}: {ablation.description}" if ablation else "none (all parameters train)",
         "learning rate": training_args.learning_rate,
-        "schedule": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}"
+        "schedule": scheduler_name(training_args)
         + (f" over the {plate_args.max_train_minutes:g}-minute budget" if plate_args.cosine_over_budget else "")
         + f", warm-up {training_args.warmup_steps or training_args.warmup_ratio}",
         "optimizer": getattr(training_args.optim, "value", training_args.optim),
