@@ -251,7 +251,7 @@ def test_ddp_on_two_cpu_processes(dataset_dir, tmp_path):
     assert completed.stderr.count("on 2 process(es)") == 2  # both ranks trained together
 
 
-def test_demo_recipe_reads_each_plate_as_seven_visual_tokens_and_decays_over_its_budget(tmp_path):
+def test_demo_recipe_reads_each_plate_as_fourteen_visual_tokens_and_decays_over_its_budget(tmp_path):
     from lpllm_train.model_setup import load_model_and_processor
 
     os.chdir(REPO)
@@ -262,10 +262,10 @@ def test_demo_recipe_reads_each_plate_as_seven_visual_tokens_and_decays_over_its
     assert plate_args.cosine_over_budget and plate_args.max_train_minutes == 15
     assert training_args.lr_scheduler_type.value == "cosine"
     model, processor = load_model_and_processor(model_args.model_name_or_path, plate_args)
-    assert processor.image_size == [32, 224]
+    assert processor.image_size == [32, 448]
     prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
     inputs = processor(images=[random_plate_image(0)], text=[prompt], return_tensors="pt")
-    assert (inputs["input_ids"] == model.config.image_token_id).sum() == 7  # one visual token per character column
+    assert (inputs["input_ids"] == model.config.image_token_id).sum() == 14  # two per character of a 7-character plate
     assert model.config.initializer_range == 0.2
 
 
