@@ -10,6 +10,8 @@ from pathlib import Path
 
 import matplotlib
 
+from lpllm_eval.outputs import atomic_save_figure
+
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -64,9 +66,7 @@ def main(argv=None):
         axis.grid(alpha=0.3)
     character_axis.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
-    temporary = args.output.with_name(args.output.name + ".tmp.png")
-    figure.savefig(temporary, dpi=110)
-    temporary.replace(args.output)
+    atomic_save_figure(figure, args.output, dpi=110)
 
 
 if __name__ == "__main__":

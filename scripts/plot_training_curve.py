@@ -10,6 +10,8 @@ from pathlib import Path
 
 import matplotlib
 
+from lpllm_eval.outputs import atomic_save_figure
+
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -43,9 +45,7 @@ def main(argv=None):
     loss_axis.grid(alpha=0.3)
     figure.tight_layout()
     output = Path(args.run_dir) / "training_curve.png"
-    partial = output.with_suffix(".tmp.png")
-    figure.savefig(partial, dpi=120)
-    partial.replace(output)
+    atomic_save_figure(figure, output, dpi=120)
 
     print("| minutes | step | exact match (%) | CER (%) |")
     print("| --- | --- | --- | --- |")

@@ -8,10 +8,11 @@ import pytest
 
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+BENCHMARKS = SCRIPTS.parent / "benchmarks"
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+def load_script(name, folder=SCRIPTS):
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,16 +37,6 @@ def test_training_curve_without_a_log_is_a_clear_error(tmp_path):
         load_script("plot_training_curve").main([str(tmp_path)])
 
 
-BENCHMARKS = SCRIPTS.parent / "benchmarks"
-
-
-def load_benchmark(name):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_learning_speed_probe_prints_a_curve_that_the_plot_script_reads(tmp_path, capsys, monkeypatch):
     from datasets import Dataset, DatasetDict
 
@@ -64,7 +55,7 @@ def test_learning_speed_probe_prints_a_curve_that_the_plot_script_reads(tmp_path
 
     DatasetDict({"train": split(8, 1), "validation": split(4, 2)}).save_to_disk(tmp_path / "plates")
     monkeypatch.chdir(SCRIPTS.parent)
-    load_benchmark("probe_learning_speed").main(
+    load_script("probe_learning_speed", BENCHMARKS).main(
         ["--name", "tiny", "--dataset_name", str(tmp_path / "plates"), "--config", "recipes/models/lpllm_tiny.json",
          "--image_size", "32x64", "--batch", "4", "--num_validation", "4", "--minutes", "0.02", "--every", "0.01"]
     )
@@ -73,8 +64,8 @@ def test_learning_speed_probe_prints_a_curve_that_the_plot_script_reads(tmp_path
     readings = [line for line in log.read_text().splitlines() if " min " in line]
     assert readings and all("teacher-forced exact" in line for line in readings)
 
-    load_benchmark("plot_probes").main([str(log), "--output", str(tmp_path / "probes.png")])
+    load_script("plot_probes", BENCHMARKS).main([str(log), "--output", str(tmp_path / "probes.png")])
     assert "| tiny |" in capsys.readouterr().out
     assert (tmp_path / "probes.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="exists"):
-        load_benchmark("plot_probes").main([str(log), "--output", str(tmp_path / "probes.png")])
+        load_script("plot_probes", BENCHMARKS).main([str(log), "--output", str(tmp_path / "probes.png")])
