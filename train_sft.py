@@ -137,6 +137,10 @@ def main(argv=None):
         trainer.train(resume_from_checkpoint=resume_checkpoint(training_args.resume_from_checkpoint))
         trainer.save_model()  # the adapter (with CMRM) for LoRA runs, the whole model otherwise
         trainer.save_state()  # trainer_state.json: the logged loss and evaluation curve, with wall-clock minutes
+    # The rest runs on the main process alone. Every rank leaves the process group first: a rank that exits while
+    # the group is alive can abort (gloo's threads) and take the launcher, and the main process's work, down with it.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     if not trainer.is_world_process_zero():
         return None
 
