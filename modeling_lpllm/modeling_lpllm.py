@@ -24,6 +24,7 @@ from transformers.utils import can_return_tuple, logging
 
 from .cmrm import CharacterAwareReasoningModule
 from .configuration_lpllm import LPLLMConfig
+from .patch_embedding import LinearPatchEmbed
 from .pipeline_lpllm import PlateRecognitionPipeline
 
 
@@ -72,6 +73,7 @@ class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
 
     def __init__(self, config: LPLLMConfig):
         super().__init__(config)
+        self.visual.patch_embed = LinearPatchEmbed(config.vision_config)
         self.cmrm = CharacterAwareReasoningModule(config) if config.cmrm_enabled else None
 
     @can_return_tuple
