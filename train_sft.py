@@ -33,9 +33,10 @@ from transformers import set_seed
 from transformers.utils import logging
 
 from lpllm_train.arguments import PlateTrainingArguments
+from lpllm_train.augmentation import RandomQuadJitter
 from lpllm_train.callbacks import TimeBudgetCallback
 from lpllm_train.collator import PlateCollator
-from lpllm_train.data import load_plate_dataset, training_split
+from lpllm_train.data import DecodedPlateSplit, load_plate_dataset, training_split
 from lpllm_train.export import export_final_model
 from lpllm_train.model_setup import (
     describe_trainable,
@@ -113,6 +114,12 @@ def main(argv=None):
     if eval_dataset is not None and plate_args.generation_eval_samples > 0:
         generation_eval_dataset = eval_dataset.select(range(min(plate_args.generation_eval_samples, len(eval_dataset))))
     callbacks = [TimeBudgetCallback(plate_args.max_train_minutes)] if plate_args.max_train_minutes else None
+    decoded_train_dataset = None
+    if plate_args.preload_images and (ablation is None or ablation.trains):
+        augment = None
+        if plate_args.quad_jitter is not None:
+            augment = RandomQuadJitter(plate_args.quad_jitter, output_size=processor.image_size)
+        decoded_train_dataset = DecodedPlateSplit(train_dataset, processor.prepare_images, augment=augment)
 
     trainer = PlateSFTTrainer(
         model=model,
@@ -127,6 +134,7 @@ def main(argv=None):
         generation_batch_size=plate_args.generation_batch_size,
         max_new_tokens=plate_args.max_new_tokens,
         lr_budget_minutes=plate_args.max_train_minutes if plate_args.cosine_over_budget else None,
+        decoded_train_dataset=decoded_train_dataset,
     )
     logger.warning(
         f"Training: {describe_trainable(trainer.model)}, on {training_args.world_size} process(es) "
@@ -202,6 +210,13 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         "batch size per device": training_args.per_device_train_batch_size,
         "steps trained": trainer.state.global_step,
         "images": plate_args.describe_image_size(),
+        "augmentation": (
+            "random corner jitter of each crop, up to {:g} of its width and {:g} of its height".format(
+                *plate_args.quad_jitter
+            )
+            if plate_args.quad_jitter
+            else "none"
+        ),
     }
     if ablation and ablation.lora:
         recipe["LoRA"] = f"r={model_args.lora_r}, alpha={model_args.lora_alpha}, language-model attention + MLP"

@@ -56,6 +56,23 @@ CMRM_OVERRIDE_FIELDS = (
 )
 
 
+def parse_quad_jitter(value) -> tuple[float, float] | None:
+    """`"0.03,0.1"` -> (0.03, 0.1); None, "", "none" and "0" -> None (off)."""
+    if value is None or str(value).strip().lower() in ("", "none", "0", "false"):
+        return None
+    parts = str(value).split(",")
+    try:
+        shifts = tuple(float(part) for part in parts)
+    except ValueError:
+        shifts = ()
+    if len(shifts) != 2 or not all(0 <= shift < 0.5 for shift in shifts):
+        raise ValueError(
+            f"`augment_quad_jitter` must be `H,V`, two fractions in [0, 0.5) of the crop's width and height "
+            f"(e.g. 0.03,0.1); got {value!r}."
+        )
+    return shifts
+
+
 @dataclass
 class PlateTrainingArguments:
     """Arguments of `train_sft.py` beyond TRL's: ablations, images, CMRM, evaluation with generation."""
@@ -109,6 +126,17 @@ class PlateTrainingArguments:
         metadata={"help": "With `max_train_minutes` and the cosine schedule: decay the learning rate to zero over the "
         "wall-clock budget instead of `max_steps`, so the schedule ends with the budget on any machine."},
     )
+    preload_images: bool = field(
+        default=False,
+        metadata={"help": "Decode (and resize to `image_size`) every training image once, into memory, before training "
+        "starts, instead of at every step. Faster steps on CPU; costs height x width x 3 bytes per image."},
+    )
+    augment_quad_jitter: str | None = field(
+        default=None,
+        metadata={"help": "Beyond the paper: `H,V` (e.g. `0.03,0.1`): every time a training plate is read, move each "
+        "corner of its crop by up to H of its width and V of its height and resample (`RandomQuadJitter`). Needs "
+        "`preload_images`. None: off."},
+    )
     final_eval_split: str | None = field(
         default="test", metadata={"help": "Split evaluated once after training (None to skip)."}
     )
@@ -136,6 +164,9 @@ class PlateTrainingArguments:
             raise ValueError(f"`max_train_minutes` must be positive, got {self.max_train_minutes}.")
         if self.cosine_over_budget and self.max_train_minutes is None:
             raise ValueError("`cosine_over_budget` needs `max_train_minutes`: the budget the cosine spans.")
+        self.quad_jitter = parse_quad_jitter(self.augment_quad_jitter)
+        if self.quad_jitter is not None and not self.preload_images:
+            raise ValueError("`augment_quad_jitter` needs `preload_images: true` (it jitters the decoded crops).")
 
     def describe_image_size(self) -> str:
         if self.image_height_width is None:

@@ -1,8 +1,18 @@
 """Loads the plate conversations `dataset_scripts.build` writes and checks they are what training needs."""
 
+import copy
 import os
 
 import datasets
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers.utils import logging
+
+from modeling_lpllm.processing_lpllm import to_rgb
+
+
+logger = logging.get_logger(__name__)
 
 
 TRAINING_COLUMNS = ("images", "prompt", "completion")
@@ -38,3 +48,41 @@ def training_split(dataset: datasets.DatasetDict, split: str, where: str) -> dat
             f"(TRL conversational prompt/completion with images); it has {', '.join(dataset[split].column_names)}."
         )
     return dataset[split].select_columns(list(TRAINING_COLUMNS))
+
+
+class DecodedPlateSplit(torch.utils.data.Dataset):
+    """A training split with every image decoded once and held in memory.
+
+    Reading a row of a `datasets` split decodes its PNG and the processor then converts and resizes it, at every step
+    of every epoch: on a 2-core CPU that was ~30% of a training step of the small embedded model. Rows come out as the
+    split's do (`images`, `prompt`, `completion`), with fresh message lists, since TRL's collator rewrites them.
+
+    Args:
+        split: rows with the `TRAINING_COLUMNS`.
+        prepare_image: the processor's own preparation (`LPLLMProcessor.prepare_images`), so the pixels are the ones
+            the processor would have produced at each step; images are kept prepared, as uint8 RGB arrays.
+        augment: a random transform (e.g. `RandomQuadJitter`) from an 8-bit RGB PIL image to the model's input size,
+            applied every time a row is read; images are then kept decoded at their own size.
+    """
+
+    def __init__(self, split: datasets.Dataset, prepare_image, augment=None, description="decoding training images"):
+        self.augment = augment
+        self.rows = []
+        num_bytes = 0
+        for row in tqdm(split, desc=description, unit="row"):
+            if augment is None:
+                images = [np.asarray(prepare_image(image), dtype=np.uint8) for image in row["images"]]
+                num_bytes += sum(image.nbytes for image in images)
+            else:
+                images = [to_rgb(image) for image in row["images"]]
+                num_bytes += sum(3 * image.width * image.height for image in images)
+            self.rows.append({"images": images, "prompt": row["prompt"], "completion": row["completion"]})
+        logger.info(f"Decoded {len(self.rows)} training rows into memory ({num_bytes / 2**20:.0f} MiB of pixels).")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.rows[index]
+        images = row["images"] if self.augment is None else [self.augment(image) for image in row["images"]]
+        return {"images": images, "prompt": copy.deepcopy(row["prompt"]), "completion": copy.deepcopy(row["completion"])}

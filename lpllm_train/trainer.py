@@ -36,6 +36,8 @@ class PlateSFTTrainer(SFTTrainer):
     generation_batch_size, max_new_tokens: of that generation.
     lr_budget_minutes: when set, the learning rate follows `WallClockCosineSchedule` over these minutes instead of
         `lr_scheduler_type` over `max_steps`.
+    decoded_train_dataset: the training rows, decoded in memory (`DecodedPlateSplit`), served in place of
+        `train_dataset` (which TRL still inspects); None to read `train_dataset`.
     """
 
     def __init__(
@@ -45,9 +47,11 @@ class PlateSFTTrainer(SFTTrainer):
         generation_batch_size=32,
         max_new_tokens=12,
         lr_budget_minutes=None,
+        decoded_train_dataset=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.decoded_train_dataset = decoded_train_dataset
         self.lr_budget_minutes = lr_budget_minutes
         self.generation_eval_dataset = generation_eval_dataset
         self.generation_batch_size = generation_batch_size
@@ -57,6 +61,18 @@ class PlateSFTTrainer(SFTTrainer):
     def train(self, *args, **kwargs):
         self._wall_clock_start = time.monotonic()
         return super().train(*args, **kwargs)
+
+    def get_train_dataloader(self):
+        if self.decoded_train_dataset is None:
+            return super().get_train_dataloader()
+        # The same sampler (seeded, sharded across processes) and collator as for `train_dataset`, over other storage.
+        return self._get_dataloader(
+            dataset=self.decoded_train_dataset,
+            description="Training",
+            batch_size=self._train_batch_size,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
 
     def log(self, logs, *args, **kwargs):
         # Wall-clock minutes beside every logged value, so runs compare at equal training time.

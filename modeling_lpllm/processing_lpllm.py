@@ -132,10 +132,12 @@ class LPLLMProcessor(Qwen3VLProcessor):
 
     def __call__(self, images=None, text=None, **kwargs):
         if images is not None:
-            images = self._prepare_images(images)
+            images = self.prepare_images(images)
         return super().__call__(images=images, text=text, **kwargs)
 
-    def _prepare_images(self, images):
+    def prepare_images(self, images):
+        """What the processor does to PIL images before the image processor: 8-bit RGB, then the fixed `image_size`
+        when set. Arrays and tensors pass through unchanged (they are taken as already prepared)."""
         if isinstance(images, Image.Image):
             image = to_rgb(images)
             if self.image_size is not None and image.size != (self.image_size[1], self.image_size[0]):
@@ -144,7 +146,7 @@ class LPLLMProcessor(Qwen3VLProcessor):
         if isinstance(images, (list, tuple)):
             if len(images) == 0:
                 raise ValueError("`images` is an empty list: give at least one image, or `images=None` for text only.")
-            return [self._prepare_images(image) for image in images]
+            return [self.prepare_images(image) for image in images]
         return images
 
     def special_token_ids(self) -> dict:

@@ -69,3 +69,27 @@ def test_learning_speed_probe_prints_a_curve_that_the_plot_script_reads(tmp_path
     assert (tmp_path / "probes.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="exists"):
         load_script("plot_probes", BENCHMARKS).main([str(log), "--output", str(tmp_path / "probes.png")])
+
+
+def test_training_step_benchmark_compares_the_same_computation_in_four_set_ups(tmp_path, capsys, monkeypatch):
+    from datasets import Dataset, DatasetDict
+
+    from modeling_lpllm import plate_messages
+    from tiny_lpllm import random_plate_image
+
+    rows = []
+    for index in range(6):
+        messages = plate_messages(answer="AB12CD3")
+        rows.append({"images": [random_plate_image(index)], "prompt": [messages[0]], "completion": [messages[1]]})
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(tmp_path / "plates")
+    monkeypatch.chdir(SCRIPTS.parent)
+    timings = load_script("bench_training_step", BENCHMARKS).main(
+        ["--dataset_name", str(tmp_path / "plates"), "--config", "recipes/models/lpllm_tiny.json",
+         "--image_size", "32x64", "--batch", "4", "--steps", "1", "--rounds", "1"]
+    )
+    printed = capsys.readouterr().out
+    assert list(timings) == ["stock", "+ linear patch embedding", "+ no checkpointing", "+ decoded in memory"]
+    assert all(milliseconds > 0 for milliseconds in timings.values())
+    assert "first-batch loss, every set-up" in printed and "| stock |" in printed and "1.00x" in printed
+    with pytest.raises(SystemExit, match="no dataset there"):
+        load_script("bench_training_step", BENCHMARKS).main(["--dataset_name", str(tmp_path / "nothing")])

@@ -1,0 +1,131 @@
+"""Where does a training step of the embedded default go? Times one step (fetch rows, collate, forward, backward,
+optimizer) of the `recipes/demo_cpu.yaml` model on its synthetic plates in four set-ups, in rounds, side by side in
+one process on the same weights:
+
+- `stock`: what TRL's defaults gave: Qwen3-VL's `Conv3d` patch embedding, activation checkpointing on (TRL's
+  `SFTConfig` turns it on), every row's PNG decoded and resized at every step;
+- `+ linear patch embedding`: `modeling_lpllm.patch_embedding.LinearPatchEmbed` (the same weights, as one matmul);
+- `+ no checkpointing`: `activation_checkpointing: false` as well;
+- `+ decoded in memory`: `preload_images: true` as well (`lpllm_train.data.DecodedPlateSplit`): the recipe today.
+
+    python -m dataset_scripts.build --source synthetic --output data/demo_latin20000 --num 20000 --seed 0 \\
+        --layouts br_old,br_mercosur,ar_mercosur,eu_llnnnll,us_lllnnnn,us_nlllnnn
+    python benchmarks/bench_training_step.py --dataset_name data/demo_latin20000
+
+Prints milliseconds per step (median of the rounds) and the speed-up over `stock`. The numbers depend on the
+machine and on its load; nothing here is asserted by the tests.
+"""
+
+import argparse
+import copy
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from datasets import load_from_disk
+from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchEmbed
+
+from lpllm_train.arguments import PlateTrainingArguments
+from lpllm_train.collator import PlateCollator
+from lpllm_train.data import TRAINING_COLUMNS, DecodedPlateSplit
+from lpllm_train.model_setup import build_from_scratch
+
+
+SET_UPS = (
+    ("stock", dict(linear_patches=False, checkpointing=True, decoded=False)),
+    ("+ linear patch embedding", dict(linear_patches=True, checkpointing=True, decoded=False)),
+    ("+ no checkpointing", dict(linear_patches=True, checkpointing=False, decoded=False)),
+    ("+ decoded in memory", dict(linear_patches=True, checkpointing=False, decoded=True)),
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset_name", default="data/demo_latin20000", help="A dataset_scripts.build folder.")
+    parser.add_argument("--config", default="recipes/models/lpllm_strip.json", help="From-scratch model config.")
+    parser.add_argument("--image_size", default="32x448", help="HEIGHTxWIDTH, as in the recipe.")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--rows", type=int, default=2000, help="Training rows decoded for the in-memory set-up.")
+    parser.add_argument("--steps", type=int, default=10, help="Steps per set-up and round.")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def build_model(args):
+    with tempfile.TemporaryDirectory() as folder:
+        config_file = Path(folder) / "config.json"
+        config_file.write_text(Path(args.config).read_text())
+        return build_from_scratch(str(config_file), PlateTrainingArguments(image_size=args.image_size))
+
+
+def with_convolution_patches(model):
+    """A copy of `model` whose patch embedding is Qwen3-VL's own `Conv3d`, with the same weights."""
+    model = copy.deepcopy(model)
+    linear = model.model.visual.patch_embed
+    model.model.visual.patch_embed = Qwen3VLVisionPatchEmbed(model.config.vision_config)
+    model.model.visual.patch_embed.load_state_dict(linear.state_dict())
+    return model
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not Path(args.dataset_name, "dataset_dict.json").is_file():
+        raise SystemExit(f"{args.dataset_name}: no dataset there; build it with the command in this script's docstring.")
+    torch.manual_seed(args.seed)
+    base, processor = build_model(args)
+    split = load_from_disk(args.dataset_name)["train"].select_columns(list(TRAINING_COLUMNS))
+    split = split.select(range(min(args.rows, len(split))))
+    decoded = DecodedPlateSplit(split, processor.prepare_images)
+    collator = PlateCollator(processor=processor, max_length=None, completion_only_loss=True)
+
+    models = {}
+    for name, set_up in SET_UPS:
+        model = copy.deepcopy(base) if set_up["linear_patches"] else with_convolution_patches(base)
+        if set_up["checkpointing"]:
+            model.activation_checkpointing_enable()
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        models[name] = (model, optimizer, set_up)
+
+    def step(name, indices):
+        model, optimizer, set_up = models[name]
+        rows = [decoded[i] for i in indices] if set_up["decoded"] else [split[i] for i in indices]
+        loss = model(**collator(rows)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        return loss.item()
+
+    rng = random.Random(args.seed)
+    batches = [rng.sample(range(len(split)), min(args.batch, len(split))) for _ in range(args.steps)]
+    # The set-ups are one computation stored and ordered differently: the same loss on the same batch, or no comparison.
+    first_losses = {name: step(name, batches[0]) for name, _ in SET_UPS}
+    if max(first_losses.values()) - min(first_losses.values()) > 1e-4 * max(1.0, abs(first_losses["stock"])):
+        raise SystemExit(f"The set-ups disagree on the first batch's loss: {first_losses}")
+    print("first-batch loss, every set-up: " + ", ".join(f"{loss:.6f}" for loss in first_losses.values()))
+    timings = {name: [] for name, _ in SET_UPS}
+    for round_index in range(args.rounds):
+        for name, _ in SET_UPS:
+            start = time.perf_counter()
+            for indices in batches:
+                step(name, indices)
+            timings[name].append(1000 * (time.perf_counter() - start) / args.steps)
+        print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1]:.1f} ms" for n, t in timings.items()))
+
+    stock = statistics.median(timings["stock"])
+    print(f"\n{torch.get_num_threads()} threads, batch {args.batch}, {args.image_size} images, median of {args.rounds} "
+          f"rounds of {args.steps} steps")
+    print("| set-up | ms/step | steps/min | speed-up |\n| --- | --- | --- | --- |")
+    for name, _ in SET_UPS:
+        median = statistics.median(timings[name])
+        print(f"| {name} | {median:.1f} | {60000 / median:.0f} | {stock / median:.2f}x |")
+    return {name: statistics.median(values) for name, values in timings.items()}
+
+
+if __name__ == "__main__":
+    main()
