@@ -3,6 +3,8 @@ ablations as trainable-parameter sets."""
 
 from dataclasses import dataclass, field
 
+from .augmentation import check_max_shift
+
 
 def parse_image_size(image_size) -> list[int] | None:
     """`448` or `"448"` -> `[448, 448]`; `"32x224"` -> `[32, 224]` (height x width); None -> None."""
@@ -60,17 +62,13 @@ def parse_quad_jitter(value) -> tuple[float, float] | None:
     """`"0.03,0.1"` -> (0.03, 0.1); None, "", "none" and "0" -> None (off)."""
     if value is None or str(value).strip().lower() in ("", "none", "0", "false"):
         return None
-    parts = str(value).split(",")
     try:
-        shifts = tuple(float(part) for part in parts)
-    except ValueError:
-        shifts = ()
-    if len(shifts) != 2 or not all(0 <= shift < 0.5 for shift in shifts):
+        return check_max_shift(str(value).split(","))
+    except ValueError as error:
         raise ValueError(
             f"`augment_quad_jitter` must be `H,V`, two fractions in [0, 0.5) of the crop's width and height "
-            f"(e.g. 0.03,0.1); got {value!r}."
-        )
-    return shifts
+            f"(e.g. 0.05,0.2); got {value!r}."
+        ) from error
 
 
 @dataclass
@@ -128,8 +126,8 @@ class PlateTrainingArguments:
     )
     preload_images: bool = field(
         default=False,
-        metadata={"help": "Decode (and resize to `image_size`) every training image once, into memory, before training "
-        "starts, instead of at every step. Faster steps on CPU; costs height x width x 3 bytes per image."},
+        metadata={"help": "Decode every training image once (and, unjittered, resize it to `image_size`), into memory, "
+        "before training starts, instead of at every step. Faster steps on CPU; costs ~3 bytes per pixel kept."},
     )
     augment_quad_jitter: str | None = field(
         default=None,

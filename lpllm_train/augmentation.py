@@ -10,6 +10,19 @@ import torch
 from PIL import Image
 
 
+def check_max_shift(max_shift) -> tuple[float, float]:
+    """`max_shift` as `(horizontal, vertical)` floats, each a fraction in [0, 0.5); ValueError otherwise."""
+    try:
+        horizontal, vertical = (float(shift) for shift in max_shift)
+    except (TypeError, ValueError):
+        horizontal = vertical = float("nan")
+    if not (0 <= horizontal < 0.5 and 0 <= vertical < 0.5):
+        raise ValueError(
+            f"the corner jitter must be two fractions in [0, 0.5) of the crop's width and height; got {max_shift!r}."
+        )
+    return horizontal, vertical
+
+
 class RandomQuadJitter:
     """Moves each corner of the crop independently, uniformly within `±max_shift` of the crop's width and height,
     and resamples that quadrilateral onto `output_size`.
@@ -23,10 +36,7 @@ class RandomQuadJitter:
     """
 
     def __init__(self, max_shift: tuple[float, float], output_size: tuple[int, int] | None = None):
-        horizontal, vertical = max_shift
-        if not (0 <= horizontal < 0.5 and 0 <= vertical < 0.5):
-            raise ValueError(f"`max_shift` must be two fractions in [0, 0.5), got {max_shift!r}.")
-        self.max_shift = (float(horizontal), float(vertical))
+        self.max_shift = check_max_shift(max_shift)
         self.output_size = tuple(output_size) if output_size is not None else None
 
     def __call__(self, image: Image.Image) -> Image.Image:
