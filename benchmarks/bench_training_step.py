@@ -20,7 +20,6 @@ import argparse
 import copy
 import random
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -55,13 +54,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def build_model(args):
-    with tempfile.TemporaryDirectory() as folder:
-        config_file = Path(folder) / "config.json"
-        config_file.write_text(Path(args.config).read_text())
-        return build_from_scratch(str(config_file), PlateTrainingArguments(image_size=args.image_size))
-
-
 def with_convolution_patches(model):
     """A copy of `model` whose patch embedding is Qwen3-VL's own `Conv3d`, with the same weights."""
     model = copy.deepcopy(model)
@@ -76,7 +68,7 @@ def main(argv=None):
     if not Path(args.dataset_name, "dataset_dict.json").is_file():
         raise SystemExit(f"{args.dataset_name}: no dataset there; build it with the command in this script's docstring.")
     torch.manual_seed(args.seed)
-    base, processor = build_model(args)
+    base, processor = build_from_scratch(args.config, PlateTrainingArguments(image_size=args.image_size))
     split = load_from_disk(args.dataset_name)["train"].select_columns(list(TRAINING_COLUMNS))
     split = split.select(range(min(args.rows, len(split))))
     decoded = DecodedPlateSplit(split, processor.prepare_images)
