@@ -34,7 +34,7 @@ from transformers.utils import logging
 
 from lpllm_train.arguments import PlateTrainingArguments
 from lpllm_train.augmentation import RandomQuadJitter
-from lpllm_train.callbacks import TimeBudgetCallback
+from lpllm_train.callbacks import AugmentationWarmupCallback, TimeBudgetCallback
 from lpllm_train.collator import PlateCollator
 from lpllm_train.data import DecodedPlateSplit, load_plate_dataset, training_split
 from lpllm_train.export import export_final_model
@@ -109,6 +109,7 @@ def main(argv=None):
         max_length=training_args.max_length,
         completion_only_loss=True,
         num_slots=model.config.cmrm_num_slots if slot_loss else None,
+        plate_labels=model.config.visual_ctc_loss_weight > 0,
     )
     generation_eval_dataset = None
     if eval_dataset is not None and plate_args.generation_eval_samples > 0:
@@ -117,9 +118,13 @@ def main(argv=None):
     decoded_train_dataset = None
     if plate_args.preload_images and (ablation is None or ablation.trains):
         augment = None
-        if plate_args.quad_jitter is not None:
-            augment = RandomQuadJitter(plate_args.quad_jitter, output_size=processor.image_size)
+        if plate_args.quad_jitter is not None or plate_args.rotation is not None:
+            augment = RandomQuadJitter(
+                plate_args.quad_jitter or (0.0, 0.0), output_size=processor.image_size, rotation=plate_args.rotation
+            )
         decoded_train_dataset = DecodedPlateSplit(train_dataset, processor.prepare_images, augment=augment)
+        if augment is not None and plate_args.augment_warmup_epochs:
+            callbacks = [*(callbacks or []), AugmentationWarmupCallback(augment, plate_args.augment_warmup_epochs)]
 
     trainer = PlateSFTTrainer(
         model=model,
@@ -188,6 +193,19 @@ def main(argv=None):
     return destination
 
 
+def describe_augmentation(plate_args) -> str:
+    parts = []
+    if plate_args.quad_jitter:
+        parts.append("random corner jitter of each crop, up to {:g} of its width and {:g} of its height".format(
+            *plate_args.quad_jitter
+        ))
+    if plate_args.rotation:
+        parts.append("a random rotation of up to {:g} degrees for a fraction {:g} of the crops".format(*plate_args.rotation))
+    if parts and plate_args.augment_warmup_epochs:
+        parts.append(f"strength ramped from 0 (first epoch) to full at epoch {plate_args.augment_warmup_epochs}")
+    return "; ".join(parts) or "none"
+
+
 def card_fields(script_args, training_args, model_args, plate_args, trainer) -> dict:
     model = trainer.model
     config = model.config
@@ -199,6 +217,8 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         + (f", auxiliary slot loss weight {config.cmrm_slot_loss_weight}" if config.cmrm_slot_loss_weight else "")
         if config.cmrm_enabled else "off"
     )
+    if config.visual_ctc_loss_weight:
+        cmrm += f"; auxiliary visual CTC loss weight {config.visual_ctc_loss_weight} (beyond the paper)"
     recipe = {
         "ablation": f"{ablation.name}: {ablation.description}" if ablation else "none (all parameters train)",
         "learning rate": training_args.learning_rate,
@@ -210,13 +230,7 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         "batch size per device": training_args.per_device_train_batch_size,
         "steps trained": trainer.state.global_step,
         "images": plate_args.describe_image_size(),
-        "augmentation": (
-            "random corner jitter of each crop, up to {:g} of its width and {:g} of its height".format(
-                *plate_args.quad_jitter
-            )
-            if plate_args.quad_jitter
-            else "none"
-        ),
+        "augmentation": describe_augmentation(plate_args),
     }
     if ablation and ablation.lora:
         recipe["LoRA"] = f"r={model_args.lora_r}, alpha={model_args.lora_alpha}, language-model attention + MLP"

@@ -3,7 +3,7 @@ ablations as trainable-parameter sets."""
 
 from dataclasses import dataclass, field
 
-from .augmentation import check_max_shift
+from .augmentation import check_max_shift, check_rotation
 
 
 def parse_image_size(image_size) -> list[int] | None:
@@ -46,7 +46,7 @@ LANGUAGE_MODEL_LORA_TARGETS = (
     r".*language_model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
 )
 
-CMRM_OVERRIDE_FIELDS = (
+MODEL_OVERRIDE_FIELDS = (
     "cmrm_num_slots",
     "cmrm_num_layers",
     "cmrm_num_heads",
@@ -55,6 +55,7 @@ CMRM_OVERRIDE_FIELDS = (
     "cmrm_learnable_alpha",
     "cmrm_apply_to_deepstack",
     "cmrm_slot_loss_weight",
+    "visual_ctc_loss_weight",
 )
 
 
@@ -68,6 +69,19 @@ def parse_quad_jitter(value) -> tuple[float, float] | None:
         raise ValueError(
             f"`augment_quad_jitter` must be `H,V`, two fractions in [0, 0.5) of the crop's width and height "
             f"(e.g. 0.05,0.2); got {value!r}."
+        ) from error
+
+
+def parse_rotation(value) -> tuple[float, float] | None:
+    """`"15,0.5"` -> (15.0, 0.5); None, "", "none" and "0" -> None (off)."""
+    if value is None or str(value).strip().lower() in ("", "none", "0", "false"):
+        return None
+    try:
+        return check_rotation(*str(value).split(","))
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"`augment_rotation` must be `DEGREES,P`, an angle in [0, 90) and a probability in [0, 1] "
+            f"(e.g. 15,0.5); got {value!r}."
         ) from error
 
 
@@ -111,6 +125,10 @@ class PlateTrainingArguments:
         default=None,
         metadata={"help": "Beyond the paper: weight of the auxiliary per-slot character loss (0 = off)."},
     )
+    visual_ctc_loss_weight: float | None = field(
+        default=None,
+        metadata={"help": "Beyond the paper: weight of the auxiliary CTC loss on the visual tokens' columns (0 = off)."},
+    )
     generation_eval_samples: int = field(
         default=256, metadata={"help": "Validation samples read with generation at each evaluation (0 = none)."}
     )
@@ -134,6 +152,17 @@ class PlateTrainingArguments:
         metadata={"help": "Beyond the paper: `H,V` (e.g. `0.03,0.1`): every time a training plate is read, move each "
         "corner of its crop by up to H of its width and V of its height and resample (`RandomQuadJitter`). Needs "
         "`preload_images`. None: off."},
+    )
+    augment_rotation: str | None = field(
+        default=None,
+        metadata={"help": "Beyond the paper: `DEGREES,P` (e.g. `15,0.5`): with probability P, a training plate is turned "
+        "by up to DEGREES either way, inside the bounding box of the turned crop. Needs `preload_images`. None: off."},
+    )
+    augment_warmup_epochs: int = field(
+        default=0,
+        metadata={"help": "Beyond the paper: the augmentations (`augment_quad_jitter`, `augment_rotation`) start at zero "
+        "strength in the first epoch and reach full strength at this epoch, so a model trained from scratch leaves its "
+        "initial loss plateau on plain crops first (`AugmentationWarmupCallback`). 0: full strength from the start."},
     )
     final_eval_split: str | None = field(
         default="test", metadata={"help": "Split evaluated once after training (None to skip)."}
@@ -165,15 +194,22 @@ class PlateTrainingArguments:
         self.quad_jitter = parse_quad_jitter(self.augment_quad_jitter)
         if self.quad_jitter is not None and not self.preload_images:
             raise ValueError("`augment_quad_jitter` needs `preload_images: true` (it jitters the decoded crops).")
+        self.rotation = parse_rotation(self.augment_rotation)
+        if self.rotation is not None and not self.preload_images:
+            raise ValueError("`augment_rotation` needs `preload_images: true` (it turns the decoded crops).")
+        if isinstance(self.augment_warmup_epochs, bool) or self.augment_warmup_epochs < 0:
+            raise ValueError(f"`augment_warmup_epochs` must be an integer >= 0, got {self.augment_warmup_epochs!r}.")
+        if self.augment_warmup_epochs and self.quad_jitter is None and self.rotation is None:
+            raise ValueError("`augment_warmup_epochs` needs an augmentation (`augment_quad_jitter` or `augment_rotation`).")
 
     def describe_image_size(self) -> str:
         if self.image_height_width is None:
             return "plate pixel budget (aspect ratio kept)"
         return "{}x{} (height x width)".format(*self.image_height_width)
 
-    def cmrm_overrides(self) -> dict:
-        """The CMRM settings given on the command line or in the recipe (unset ones keep the model's)."""
-        return {name: getattr(self, name) for name in CMRM_OVERRIDE_FIELDS if getattr(self, name) is not None}
+    def model_overrides(self) -> dict:
+        """The CMRM and auxiliary-loss settings of the command line or recipe (unset ones keep the model's)."""
+        return {name: getattr(self, name) for name in MODEL_OVERRIDE_FIELDS if getattr(self, name) is not None}
 
     @property
     def ablation_spec(self) -> Ablation | None:

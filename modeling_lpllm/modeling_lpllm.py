@@ -121,36 +121,89 @@ class Qwen3VLForPlateRecognition(LPLLMPreTrainedModel, Qwen3VLForConditionalGene
     # `generate` and `Trainer` read the forward signature to know which inputs the model takes: show them the
     # parent's, which this forward passes through unchanged.
     @functools.wraps(Qwen3VLForConditionalGeneration.forward, assigned=(), updated=())
-    def forward(self, *args, slot_labels: torch.LongTensor | None = None, **kwargs):
+    def forward(
+        self,
+        *args,
+        slot_labels: torch.LongTensor | None = None,
+        plate_labels: torch.LongTensor | None = None,
+        **kwargs,
+    ):
         r"""
-        The parent's forward, plus an optional auxiliary loss beyond the paper (`config.cmrm_slot_loss_weight > 0`):
+        The parent's forward, plus two optional auxiliary losses beyond the paper, added to `loss`:
 
         slot_labels (`torch.LongTensor` of shape `(num_images, cmrm_num_slots)`, *optional*):
             Token id of the plate character each CMRM slot should hold (slot k: the k-th character; slots past the
-            plate's end: the end-of-answer token; -100: ignored). Each slot is classified through `lm_head`, so no
-            parameter is added, and `loss` becomes the language-model loss plus `cmrm_slot_loss_weight` times the
-            slots' cross-entropy. Gives dense, per-character supervision straight into CMRM and the vision tower.
+            plate's end: the end-of-answer token; -100: ignored), for `config.cmrm_slot_loss_weight > 0`. Each slot
+            is classified through `lm_head`, so no parameter is added: dense, per-character supervision straight into
+            CMRM and the vision tower.
+        plate_labels (`torch.LongTensor` of shape `(num_images, max_plate_length)`, *optional*):
+            Token ids of each image's plate characters, padded with -100, for `config.visual_ctc_loss_weight > 0`:
+            a CTC loss on the visual tokens the language model reads (see [`LPLLMConfig`]). It teaches the vision
+            tower where each character is from the first step, before the language model has learnt where to look.
         """
-        if slot_labels is None:
+        if slot_labels is None and plate_labels is None:
             return super().forward(*args, **kwargs)
-        if self.cmrm is None or self.config.cmrm_slot_loss_weight <= 0:
+        if slot_labels is not None and (self.cmrm is None or self.config.cmrm_slot_loss_weight <= 0):
             raise ValueError("`slot_labels` needs CMRM on and `config.cmrm_slot_loss_weight` > 0.")
+        if plate_labels is not None and self.config.visual_ctc_loss_weight <= 0:
+            raise ValueError("`plate_labels` needs `config.visual_ctc_loss_weight` > 0.")
         if args or kwargs.get("pixel_values") is None:
-            raise ValueError("`slot_labels` needs keyword inputs with `pixel_values` and `image_grid_thw`.")
+            raise ValueError("`slot_labels` and `plate_labels` need keyword inputs with `pixel_values` and `image_grid_thw`.")
         features = self.model.get_image_features(kwargs.pop("pixel_values"), kwargs["image_grid_thw"])
         outputs = super().forward(mm_encoder_outputs={"image": features}, **kwargs)
-        slot_logits = self.lm_head(features.character_slots).float()
+        auxiliary = []
+        if slot_labels is not None:
+            auxiliary.append(self.config.cmrm_slot_loss_weight * self._slot_loss(features.character_slots, slot_labels))
+        if plate_labels is not None:
+            ctc_loss = self._visual_ctc_loss(features.pooler_output, kwargs["image_grid_thw"], plate_labels)
+            auxiliary.append(self.config.visual_ctc_loss_weight * ctc_loss)
+        for weighted in auxiliary:
+            outputs.loss = weighted if outputs.loss is None else outputs.loss + weighted
+        return outputs
+
+    def _slot_loss(self, character_slots: torch.Tensor, slot_labels: torch.LongTensor) -> torch.Tensor:
+        slot_logits = self.lm_head(character_slots).float()
         if slot_labels.shape != slot_logits.shape[:2]:
             raise ValueError(
                 f"`slot_labels` must have shape (num_images, cmrm_num_slots) = {tuple(slot_logits.shape[:2])}, "
                 f"got {tuple(slot_labels.shape)}."
             )
-        slot_loss = nn.functional.cross_entropy(
+        return nn.functional.cross_entropy(
             slot_logits.flatten(0, 1), slot_labels.flatten().to(slot_logits.device), ignore_index=-100
         )
-        weighted = self.config.cmrm_slot_loss_weight * slot_loss
-        outputs.loss = weighted if outputs.loss is None else outputs.loss + weighted
-        return outputs
+
+    def _visual_ctc_loss(self, image_tokens, image_grid_thw: torch.LongTensor, plate_labels: torch.LongTensor):
+        """CTC of each image's token columns (its merged token grid averaged over rows, left to right)."""
+        if plate_labels.shape[0] != len(image_tokens):
+            raise ValueError(
+                f"`plate_labels` has {plate_labels.shape[0]} rows for {len(image_tokens)} images: one row per image."
+            )
+        merge = self.config.vision_config.spatial_merge_size
+        columns = []
+        for tokens, (frames, height, width) in zip(image_tokens, image_grid_thw.tolist()):
+            columns.append(tokens.reshape(frames * height // merge, width // merge, -1).mean(dim=0))
+        input_lengths = torch.tensor([len(sequence) for sequence in columns])
+        plate_labels = plate_labels.cpu()
+        target_lengths = (plate_labels != -100).sum(dim=1)
+        # CTC needs a blank between repeated characters: a plate fits in `L + repeats` columns at least.
+        repeats = ((plate_labels[:, 1:] == plate_labels[:, :-1]) & (plate_labels[:, 1:] != -100)).sum(dim=1)
+        too_long = (target_lengths + repeats > input_lengths).nonzero().flatten().tolist()
+        if too_long:
+            image = too_long[0]
+            raise ValueError(
+                f"Image {image} has {int(input_lengths[image])} visual token columns, too few for its "
+                f"{int(target_lengths[image])}-character plate under the visual CTC loss: give the images more width "
+                "(`image_size`) or turn `visual_ctc_loss_weight` off."
+            )
+        padded = nn.utils.rnn.pad_sequence(columns)  # (max_columns, num_images, hidden)
+        log_probs = self.lm_head(padded).float().log_softmax(dim=-1)
+        return nn.functional.ctc_loss(
+            log_probs,
+            plate_labels[plate_labels != -100].to(log_probs.device),
+            input_lengths,
+            target_lengths,
+            blank=self.config.image_token_id,
+        )
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **_AUTO_MAP}

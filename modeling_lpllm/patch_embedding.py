@@ -5,6 +5,11 @@ stride, which is a linear map of the flattened patch. On CPU the convolution (an
 several times slower than the equivalent matrix product: for a batch of 16 plate strips it was ~20% of a training
 step of the embedded default. The weights keep the parent's `proj` `Conv3d` layout and names, so checkpoints load
 either way and the outputs agree to float rounding.
+
+A still image reaches the vision tower as `temporal_patch_size` identical copies of itself (the processor repeats the
+frame to fill the temporal patch). For such patches `W @ [x; x] = (W_0 + W_1) @ x`: summing the weight's temporal
+slices first halves the product's cost, with the same gradients. Patches that differ in time (video) take the full
+product.
 """
 
 import torch
@@ -13,6 +18,15 @@ from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchEmb
 
 class LinearPatchEmbed(Qwen3VLVisionPatchEmbed):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        weight = self.proj.weight
-        flat_patches = hidden_states.reshape(-1, weight[0].numel()).to(dtype=weight.dtype)
+        weight = self.proj.weight  # (embed_dim, channels, temporal, patch, patch)
+        patches = hidden_states.reshape(-1, *weight.shape[1:]).to(dtype=weight.dtype)
+        if self.temporal_patch_size > 1 and self._is_still(patches):
+            flat_frames = patches[:, :, 0].reshape(patches.shape[0], -1)
+            return torch.nn.functional.linear(flat_frames, weight.sum(dim=2).reshape(self.embed_dim, -1), self.proj.bias)
+        flat_patches = patches.reshape(patches.shape[0], -1)
         return torch.nn.functional.linear(flat_patches, weight.reshape(self.embed_dim, -1), self.proj.bias)
+
+    @staticmethod
+    def _is_still(patches: torch.Tensor) -> bool:
+        first = patches[:, :, :1]
+        return bool((patches == first).all())

@@ -43,8 +43,9 @@ def stock_twin(model):
 
 
 def assert_equal_up_to_patch_embedding_rounding(actual, expected):
-    """Our patch embedding is a matrix product, the stock one a convolution: the same sums in another order."""
-    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+    """Our patch embedding is a matrix product, the stock one a convolution: the same sums in another order (for a still
+    image, with the two temporal slices of the weight added first)."""
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
 def with_linear_patch_embedding(stock):
@@ -59,7 +60,8 @@ def with_linear_patch_embedding(stock):
     return stock
 
 
-def test_linear_patch_embedding_equals_the_stock_convolution_with_the_same_weights():
+@pytest.mark.parametrize("frames", ["still", "moving"])
+def test_linear_patch_embedding_equals_the_stock_convolution_with_the_same_weights(frames):
     from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchEmbed
 
     from modeling_lpllm.patch_embedding import LinearPatchEmbed
@@ -68,11 +70,15 @@ def test_linear_patch_embedding_equals_the_stock_convolution_with_the_same_weigh
     stock = Qwen3VLVisionPatchEmbed(vision_config)
     linear = LinearPatchEmbed(vision_config)
     linear.load_state_dict(stock.state_dict())  # same parameter names and shapes: checkpoints load either way
-    patch_width = vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
-    patches = torch.randn(12, patch_width, requires_grad=True)
+    channels, temporal, size = vision_config.in_channels, vision_config.temporal_patch_size, vision_config.patch_size
+    if frames == "still":  # an image: the processor repeats its frame over the temporal patch (the folded product)
+        patches = torch.randn(12, channels, 1, size, size).expand(-1, -1, temporal, -1, -1).reshape(12, -1)
+    else:
+        patches = torch.randn(12, channels * temporal * size * size)
+    patches.requires_grad_(True)
     expected = stock(patches)
     actual = linear(patches)
-    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+    assert_equal_up_to_patch_embedding_rounding(actual, expected)
     assert actual.shape == (12, vision_config.hidden_size)
     actual.sum().backward()
     linear_gradient = linear.proj.weight.grad.clone()
@@ -354,3 +360,65 @@ class TestSlotLoss:
         weighted = tiny_model(processor, cmrm_slot_loss_weight=1.0)
         with pytest.raises(ValueError, match=r"shape \(num_images, cmrm_num_slots\)"):
             weighted(**inputs, slot_labels=torch.zeros(1, 3, dtype=torch.long))
+
+
+class TestVisualCTCLoss:
+    """The auxiliary CTC loss on the visual tokens' columns (beyond the paper, off by default)."""
+
+    @staticmethod
+    def plate_labels(processor, plates):
+        ids = [processor.tokenizer.convert_tokens_to_ids(list(plate)) for plate in plates]
+        width = max(len(row) for row in ids)
+        return torch.tensor([row + [-100] * (width - len(row)) for row in ids])
+
+    @staticmethod
+    def token_columns(model, inputs):
+        """Each image's visual tokens as a (columns, hidden) sequence: the grid averaged over its rows."""
+        merge = model.config.vision_config.spatial_merge_size
+        features = model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
+        return [
+            tokens.reshape(int(t) * int(h) // merge, int(w) // merge, -1).mean(dim=0)
+            for tokens, (t, h, w) in zip(features, inputs["image_grid_thw"])
+        ]
+
+    def test_loss_adds_the_weighted_ctc_of_each_image_read_on_its_own(self, processor):
+        model = tiny_model(processor, visual_ctc_loss_weight=0.5)
+        plates = ["AB1", "77A9"]  # a repeated character needs a blank between the two: CTC's hard case
+        images = [random_plate_image(1, size=(200, 30)), random_plate_image(2, size=(260, 40))]
+        inputs = plate_inputs(processor, images, answers=plates)
+        labels = self.plate_labels(processor, plates)
+        with torch.no_grad():
+            plain = model(**inputs, labels=inputs["input_ids"])
+            combined = model(**inputs, labels=inputs["input_ids"], plate_labels=labels)
+            per_image = []
+            for columns, plate in zip(self.token_columns(model, inputs), plates):
+                assert columns.shape[0] >= len(plate) + 1  # the images are wide enough for their plates
+                log_probs = model.lm_head(columns).log_softmax(-1)[:, None]
+                target = torch.tensor([processor.tokenizer.convert_tokens_to_ids(list(plate))])
+                loss = torch.nn.functional.ctc_loss(
+                    log_probs, target, [columns.shape[0]], [len(plate)], blank=model.config.image_token_id,
+                    reduction="sum",
+                )
+                per_image.append(loss / len(plate))
+        expected = plain.loss + 0.5 * torch.stack(per_image).mean()
+        torch.testing.assert_close(combined.loss, expected)
+        assert torch.equal(combined.logits, plain.logits)
+
+    def test_ctc_loss_reaches_the_vision_tower(self, processor):
+        model = tiny_model(processor, visual_ctc_loss_weight=1.0).train()
+        inputs = plate_inputs(processor, [random_plate_image(1, size=(200, 30))], answers=["AB1"])
+        model(**inputs, plate_labels=self.plate_labels(processor, ["AB1"])).loss.backward()
+        assert model.model.visual.patch_embed.proj.weight.grad.abs().sum() > 0
+        assert model.lm_head.weight.grad.abs().sum() > 0
+
+    def test_plate_labels_need_the_option_and_enough_columns(self, processor):
+        inputs = plate_inputs(processor, [random_plate_image(1, size=(200, 30))], answers=["AB1"])
+        with pytest.raises(ValueError, match="visual_ctc_loss_weight"):
+            tiny_model(processor)(**inputs, plate_labels=self.plate_labels(processor, ["AB1"]))
+        weighted = tiny_model(processor, visual_ctc_loss_weight=1.0)
+        columns = self.token_columns(weighted, inputs)[0].shape[0]
+        too_long = "A" * columns  # every repeat needs a blank: 2 * columns - 1 columns would be needed
+        with pytest.raises(ValueError, match=f"has {columns} visual token columns, too few"):
+            weighted(**inputs, plate_labels=self.plate_labels(processor, [too_long]))
+        with pytest.raises(ValueError, match="one row per image"):
+            weighted(**inputs, plate_labels=self.plate_labels(processor, ["AB1", "AB2"]))

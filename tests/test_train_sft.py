@@ -1,6 +1,7 @@
 """train_sft.py on tiny models: what trains for each ablation, the loss mask, the exported model, resuming, and
 clear errors for bad recipes and datasets."""
 
+import json
 import os
 import subprocess
 import sys
@@ -161,10 +162,30 @@ def test_loss_is_on_the_answer_and_its_end_token_only():
     assert batch["slot_labels"].tolist()[1] == tokenizer.convert_tokens_to_ids(list("皖A12345")) + [end]
 
 
+def test_collator_gives_each_image_its_plate_characters_for_the_visual_ctc_loss():
+    processor = tiny_processor()
+    collator = PlateCollator(processor=processor, completion_only_loss=True, plate_labels=True)
+    examples = []
+    for plate, frames in (("AB12", 1), ("皖A12345", 3)):  # the 3-frame sample gives one row per frame
+        messages = plate_messages(num_images=frames, answer=plate)
+        images = [random_plate_image(index) for index in range(frames)]
+        examples.append({"images": images, "prompt": [messages[0]], "completion": [messages[1]]})
+    batch = collator(examples)
+    ids = processor.tokenizer.convert_tokens_to_ids
+    assert batch["plate_labels"].tolist() == [ids(list("AB12")) + [-100] * 3] + [ids(list("皖A12345"))] * 3
+    assert "slot_labels" not in batch
+
+
 @pytest.mark.parametrize(
     "data_options",
-    [[], ["--preload_images", "true", "--augment_quad_jitter", "0.05,0.1"]],
-    ids=["read-split", "decoded-and-jittered"],
+    [
+        [],
+        ["--preload_images", "true", "--augment_quad_jitter", "0.05,0.1"],
+        # 4 steps per epoch: the crops are plain in epoch 0, turned and jittered from epoch 1, where the run resumes.
+        ["--preload_images", "true", "--augment_quad_jitter", "0.05,0.1", "--augment_rotation", "10,0.5",
+         "--augment_warmup_epochs", "1"],
+    ],
+    ids=["read-split", "decoded-and-jittered", "augmentation-warm-up"],
 )
 def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(dataset_dir, tmp_path, data_options):
     common = [
@@ -244,6 +265,19 @@ def test_slot_loss_option_trains(dataset_dir, tmp_path):
     assert '"cmrm_slot_loss_weight": 0.5' in config
 
 
+def test_visual_ctc_loss_option_trains(dataset_dir, tmp_path):
+    # 32x512 strips: 16 token columns, room for any 7-character plate and its repeats.
+    common = ["--max_steps", "2", "--final_eval_split", "none", "--image_size", "32x512"]
+    destination = run(dataset_dir, tmp_path / "ctc", "--visual_ctc_loss_weight", "0.5", *common)
+    config = json.loads((destination / "config.json").read_text())
+    assert config["visual_ctc_loss_weight"] == 0.5
+    run(dataset_dir, tmp_path / "plain", *common)
+    with_ctc, plain = final_weights(tmp_path / "ctc"), final_weights(tmp_path / "plain")
+    # The same seed and data: only the auxiliary loss can make the vision tower's weights differ.
+    name = "model.visual.patch_embed.proj.weight"
+    assert not torch.equal(with_ctc[name], plain[name])
+
+
 def test_images_decoded_in_memory_train_the_same_weights_as_reading_the_split(dataset_dir, tmp_path):
     common = ["--max_steps", "3", "--learning_rate", "0.005", "--final_eval_split", "none"]
     run(dataset_dir, tmp_path / "read", *common)
@@ -290,6 +324,24 @@ def test_jitter_changes_the_training_plates_and_is_seeded(dataset_dir):
     assert np.array_equal(first, replayed)  # from torch's seeded generator
 
 
+def test_augmentation_warm_up_follows_the_epoch_also_when_resuming_mid_epoch():
+    from transformers import TrainerState
+
+    from lpllm_train.augmentation import RandomQuadJitter
+    from lpllm_train.callbacks import AugmentationWarmupCallback
+
+    augment = RandomQuadJitter((0.05, 0.1), rotation=(10.0, 0.5))
+    callback = AugmentationWarmupCallback(augment, warmup_epochs=2)
+    strengths = {}
+    for epoch in (0.0, 1.0, 1.75, 2.0, 5.5):  # 1.75, 5.5: a run resumed from a mid-epoch checkpoint
+        callback.on_epoch_begin(None, TrainerState(epoch=epoch), None)
+        strengths[epoch] = augment.strength
+    assert strengths == {0.0: 0.0, 1.0: 0.5, 1.75: 0.5, 2.0: 1.0, 5.5: 1.0}
+    image = random_plate_image(3).convert("RGB")
+    augment.strength = 0.0
+    assert np.array_equal(np.asarray(augment(image)), np.asarray(image))  # zero strength: the crop as it is
+
+
 def test_zero_jitter_keeps_the_crop():
     from lpllm_train.augmentation import RandomQuadJitter
 
@@ -297,9 +349,34 @@ def test_zero_jitter_keeps_the_crop():
     assert np.array_equal(np.asarray(RandomQuadJitter((0.0, 0.0))(image.convert("RGB"))), np.asarray(image.convert("RGB")))
 
 
+def test_rotation_turns_the_whole_plate_inside_its_bounding_box():
+    from PIL import Image
+
+    from lpllm_train.augmentation import RandomQuadJitter
+
+    pixels = np.full((50, 200), 255, dtype=np.uint8)
+    pixels[20:30, 10:190] = 0  # a dark bar across the plate: turning it makes one end higher than the other
+    image = Image.fromarray(pixels).convert("RGB")
+    torch.manual_seed(0)
+    turned = np.asarray(RandomQuadJitter((0.0, 0.0), rotation=(20.0, 1.0))(image))[..., 0] < 128
+    rows = np.arange(turned.shape[0])[:, None]
+    left, right = turned[:, :60], turned[:, -60:]
+    left_row = (rows * left).sum() / left.sum()
+    right_row = (rows * right).sum() / right.sum()
+    assert abs(left_row - right_row) > 5
+    # The crop grows to the turned plate's bounding box: nothing of the bar is cut off at the borders.
+    assert not turned[0].any() and not turned[-1].any() and not turned[:, 0].any() and not turned[:, -1].any()
+    never = RandomQuadJitter((0.0, 0.0), rotation=(20.0, 0.0))
+    assert np.array_equal(np.asarray(never(image)), np.asarray(image))
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
+        (["--preload_images", "true", "--augment_warmup_epochs", "1"], "needs an augmentation"),
+        (["--augment_rotation", "15,0.5"], "needs `preload_images: true`"),
+        (["--preload_images", "true", "--augment_rotation", "95,0.5"], r"angle in \[0, 90\)"),
+        (["--preload_images", "true", "--augment_rotation", "15"], "augment_rotation"),
         (["--augment_quad_jitter", "0.05,0.1"], "needs `preload_images: true`"),
         (["--preload_images", "true", "--augment_quad_jitter", "0.6,0.1"], r"two fractions in \[0, 0.5\)"),
         (["--preload_images", "true", "--augment_quad_jitter", "wide"], "augment_quad_jitter"),
@@ -344,7 +421,7 @@ def test_demo_recipe_reads_each_plate_as_fourteen_visual_tokens_and_decays_over_
     assert model.config.initializer_range == 0.2
     # what made its steps ~2x faster than TRL's defaults, and the jitter that keeps it from overfitting
     assert not training_args.activation_checkpointing and plate_args.preload_images
-    assert plate_args.quad_jitter == (0.05, 0.2)
+    assert plate_args.quad_jitter == (0.05, 0.2) and plate_args.augment_warmup_epochs == 1
 
 
 def test_cosine_over_budget_needs_a_budget_and_the_cosine_schedule(dataset_dir, tmp_path):
