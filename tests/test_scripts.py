@@ -32,6 +32,24 @@ def test_training_curve_is_plotted_and_tabulated(tmp_path, capsys):
     assert (tmp_path / "training_curve.png").stat().st_size > 0
 
 
+def test_several_training_curves_are_compared_with_when_each_left_the_plateau(tmp_path, capsys):
+    script = load_script("plot_training_curve")
+    for name, losses in (("fast", [2.5, 0.8, 0.3]), ("slow", [2.5, 2.4, 1.5])):
+        history = [{"loss": loss, "minutes": 1.0 + index, "step": 10 * (index + 1)} for index, loss in enumerate(losses)]
+        history.append({"eval_exact_match": 0.9 if name == "fast" else 0.4, "eval_cer": 0.1, "minutes": 3.0, "step": 30})
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    output = tmp_path / "curves.png"
+    script.main([str(tmp_path / "fast"), str(tmp_path / "slow"), "--names", "A", "B", "--output", str(output)])
+    printed = capsys.readouterr().out
+    assert "| A | 2.0 | 90.0 at 3.0 min |" in printed and "| B | never | 40.0 at 3.0 min |" in printed
+    assert output.stat().st_size > 0
+    with pytest.raises(SystemExit):  # argparse: two runs need --output; names must match the runs
+        script.main([str(tmp_path / "fast"), str(tmp_path / "slow")])
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "fast"), str(tmp_path / "slow"), "--names", "A", "--output", str(output)])
+
+
 def test_training_curve_without_a_log_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="trainer_state.json"):
         load_script("plot_training_curve").main([str(tmp_path)])
