@@ -127,7 +127,8 @@ class PlateTrainingArguments:
     )
     visual_ctc_loss_weight: float | None = field(
         default=None,
-        metadata={"help": "Beyond the paper: weight of the auxiliary CTC loss on the visual tokens' columns (0 = off)."},
+        metadata={"help": "Beyond the paper: weight of the auxiliary CTC loss on the columns of visual tokens "
+        "(0 = off)."},
     )
     generation_eval_samples: int = field(
         default=256, metadata={"help": "Validation samples read with generation at each evaluation (0 = none)."}
@@ -155,14 +156,16 @@ class PlateTrainingArguments:
     )
     augment_rotation: str | None = field(
         default=None,
-        metadata={"help": "Beyond the paper: `DEGREES,P` (e.g. `15,0.5`): with probability P, a training plate is turned "
-        "by up to DEGREES either way, inside the bounding box of the turned crop. Needs `preload_images`. None: off."},
+        metadata={"help": "Beyond the paper: `DEGREES,P` (e.g. `15,0.5`): with probability P, a training plate is "
+        "turned by up to DEGREES either way, inside the bounding box of the turned crop. Needs `preload_images`. "
+        "None: off."},
     )
     augment_warmup_epochs: int = field(
         default=0,
-        metadata={"help": "Beyond the paper: the augmentations (`augment_quad_jitter`, `augment_rotation`) start at zero "
-        "strength in the first epoch and reach full strength at this epoch, so a model trained from scratch leaves its "
-        "initial loss plateau on plain crops first (`AugmentationWarmupCallback`). 0: full strength from the start."},
+        metadata={"help": "Beyond the paper: the augmentations (`augment_quad_jitter`, `augment_rotation`) start at "
+        "zero strength in the first epoch and reach full strength at this epoch, so a model trained from scratch "
+        "leaves its initial loss plateau on plain crops first (`AugmentationWarmupCallback`). 0: full strength from "
+        "the start."},
     )
     final_eval_split: str | None = field(
         default="test", metadata={"help": "Split evaluated once after training (None to skip)."}
@@ -200,7 +203,9 @@ class PlateTrainingArguments:
         if isinstance(self.augment_warmup_epochs, bool) or self.augment_warmup_epochs < 0:
             raise ValueError(f"`augment_warmup_epochs` must be an integer >= 0, got {self.augment_warmup_epochs!r}.")
         if self.augment_warmup_epochs and self.quad_jitter is None and self.rotation is None:
-            raise ValueError("`augment_warmup_epochs` needs an augmentation (`augment_quad_jitter` or `augment_rotation`).")
+            raise ValueError(
+                "`augment_warmup_epochs` needs an augmentation (`augment_quad_jitter` or `augment_rotation`)."
+            )
 
     def describe_image_size(self) -> str:
         if self.image_height_width is None:

@@ -96,5 +96,11 @@ class RandomQuadJitter:
         half_width = (width * abs(cos) + height * abs(sin)) / 2
         half_height = (width * abs(sin) + height * abs(cos)) / 2
         centre_x, centre_y = width / 2, height / 2
-        offsets = [(-half_width, -half_height), (-half_width, half_height), (half_width, half_height), (half_width, -half_height)]
-        return [(centre_x + x * cos + y * sin, centre_y - x * sin + y * cos) for x, y in offsets]
+
+        def turned_back(x: float, y: float) -> tuple[float, float]:
+            return centre_x + x * cos + y * sin, centre_y - x * sin + y * cos
+
+        return [
+            turned_back(sign_x * half_width, sign_y * half_height)
+            for sign_x, sign_y in ((-1, -1), (-1, 1), (1, 1), (1, -1))
+        ]
