@@ -120,7 +120,7 @@ def main(argv=None):
         augment = None
         if plate_args.quad_jitter is not None or plate_args.rotation is not None:
             augment = RandomQuadJitter(
-                plate_args.quad_jitter or (0.0, 0.0), output_size=processor.image_size, rotation=plate_args.rotation
+                plate_args.quad_jitter, output_size=processor.image_size, rotation=plate_args.rotation
             )
         decoded_train_dataset = DecodedPlateSplit(train_dataset, processor.prepare_images, augment=augment)
         if augment is not None and plate_args.augment_warmup_epochs:
@@ -200,7 +200,9 @@ def describe_augmentation(plate_args) -> str:
             *plate_args.quad_jitter
         ))
     if plate_args.rotation:
-        parts.append("a random rotation of up to {:g} degrees for a fraction {:g} of the crops".format(*plate_args.rotation))
+        parts.append(
+            "a random rotation of up to {:g} degrees for a fraction {:g} of the crops".format(*plate_args.rotation)
+        )
     if parts and plate_args.augment_warmup_epochs:
         parts.append(f"strength ramped from 0 (first epoch) to full at epoch {plate_args.augment_warmup_epochs}")
     return "; ".join(parts) or "none"
@@ -217,8 +219,6 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         + (f", auxiliary slot loss weight {config.cmrm_slot_loss_weight}" if config.cmrm_slot_loss_weight else "")
         if config.cmrm_enabled else "off"
     )
-    if config.visual_ctc_loss_weight:
-        cmrm += f"; auxiliary visual CTC loss weight {config.visual_ctc_loss_weight} (beyond the paper)"
     recipe = {
         "ablation": f"{ablation.name}: {ablation.description}" if ablation else "none (all parameters train)",
         "learning rate": training_args.learning_rate,
@@ -232,6 +232,8 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         "images": plate_args.describe_image_size(),
         "augmentation": describe_augmentation(plate_args),
     }
+    if config.visual_ctc_loss_weight:
+        recipe["auxiliary visual CTC loss (beyond the paper)"] = f"weight {config.visual_ctc_loss_weight}"
     if ablation and ablation.lora:
         recipe["LoRA"] = f"r={model_args.lora_r}, alpha={model_args.lora_alpha}, language-model attention + MLP"
     return {

@@ -51,7 +51,7 @@ class RandomQuadJitter:
     draws the same jitter as an uninterrupted one.
 
     Args:
-        max_shift: `(horizontal, vertical)` largest corner shift as a fraction of the width and height.
+        max_shift: `(horizontal, vertical)` largest corner shift as a fraction of the width and height; None: none.
         output_size: `(height, width)` of the result, or None for the input's size.
         rotation: `(degrees, p)`: largest rotation and how often a crop is rotated; None: never.
 
@@ -60,11 +60,11 @@ class RandomQuadJitter:
 
     def __init__(
         self,
-        max_shift: tuple[float, float],
+        max_shift: tuple[float, float] | None,
         output_size: tuple[int, int] | None = None,
         rotation: tuple[float, float] | None = None,
     ):
-        self.max_shift = check_max_shift(max_shift)
+        self.max_shift = check_max_shift(max_shift) if max_shift is not None else (0.0, 0.0)
         self.output_size = tuple(output_size) if output_size is not None else None
         self.rotation = check_rotation(*rotation) if rotation is not None else None
         # The fraction of the shifts and angles applied: `AugmentationWarmupCallback` ramps it up over the first epochs.

@@ -148,7 +148,9 @@ class Qwen3VLForPlateRecognition(LPLLMPreTrainedModel, Qwen3VLForConditionalGene
         if plate_labels is not None and self.config.visual_ctc_loss_weight <= 0:
             raise ValueError("`plate_labels` needs `config.visual_ctc_loss_weight` > 0.")
         if args or kwargs.get("pixel_values") is None:
-            raise ValueError("`slot_labels` and `plate_labels` need keyword inputs with `pixel_values` and `image_grid_thw`.")
+            raise ValueError(
+                "`slot_labels` and `plate_labels` need keyword inputs with `pixel_values` and `image_grid_thw`."
+            )
         features = self.model.get_image_features(kwargs.pop("pixel_values"), kwargs["image_grid_thw"])
         outputs = super().forward(mm_encoder_outputs={"image": features}, **kwargs)
         auxiliary = []

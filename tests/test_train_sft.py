@@ -271,6 +271,7 @@ def test_visual_ctc_loss_option_trains(dataset_dir, tmp_path):
     destination = run(dataset_dir, tmp_path / "ctc", "--visual_ctc_loss_weight", "0.5", *common)
     config = json.loads((destination / "config.json").read_text())
     assert config["visual_ctc_loss_weight"] == 0.5
+    assert "auxiliary visual CTC loss (beyond the paper) | weight 0.5" in (destination / "README.md").read_text()
     run(dataset_dir, tmp_path / "plain", *common)
     with_ctc, plain = final_weights(tmp_path / "ctc"), final_weights(tmp_path / "plain")
     # The same seed and data: only the auxiliary loss can make the vision tower's weights differ.
