@@ -79,6 +79,11 @@ class LPLLMConfig(Qwen3VLConfig):
             its recipe): each image's token grid, averaged over its rows, is read left to right as a CTC sequence
             of character classes through `lm_head`, the image-pad token standing for CTC's blank. Needs
             `plate_labels` in the forward call; the training collator provides them when this is positive.
+        vision_stem_channels (`int`, *optional*, defaults to 0):
+            Width of a small convolutional stem that replaces Qwen3-VL's linear patch embedding (beyond the paper;
+            for models trained from scratch: its weights are not in stock checkpoints). `0` keeps Qwen3-VL's patch
+            embedding. The stem convolves each merge window's pixels (see `conv_stem.py`), which makes the visual
+            tokens less sensitive to where a character sits in its patch, e.g. on tilted plates.
 
     Example:
 
@@ -101,6 +106,7 @@ class LPLLMConfig(Qwen3VLConfig):
     cmrm_apply_to_deepstack: bool = False
     cmrm_slot_loss_weight: float | int = 0.0
     visual_ctc_loss_weight: float | int = 0.0
+    vision_stem_channels: int = 0
 
     def __post_init__(self, **kwargs):
         if self.text_config is None:
@@ -130,6 +136,9 @@ class LPLLMConfig(Qwen3VLConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"`{name}` must be a number >= 0, got {value!r}.")
+        stem = self.vision_stem_channels
+        if isinstance(stem, bool) or not isinstance(stem, int) or stem < 0:
+            raise ValueError(f"`vision_stem_channels` must be an integer >= 0, got {stem!r}.")
         for name in ("cmrm_learnable_alpha", "cmrm_enabled", "cmrm_apply_to_deepstack"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")

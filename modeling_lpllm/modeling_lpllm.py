@@ -24,6 +24,7 @@ from transformers.utils import can_return_tuple, logging
 
 from .cmrm import CharacterAwareReasoningModule
 from .configuration_lpllm import LPLLMConfig
+from .conv_stem import MergeWindowConvStem
 from .patch_embedding import LinearPatchEmbed
 from .pipeline_lpllm import PlateRecognitionPipeline
 
@@ -67,13 +68,38 @@ class LPLLMPreTrainedModel(Qwen3VLPreTrainedModel):
             if isinstance(module.alpha, nn.Parameter):
                 init.constant_(module.alpha, float(self.config.cmrm_alpha))
 
+    def initialize_weights(self):
+        super().initialize_weights()
+        # The stem's own scheme, after the stock one: the vision tower is a sub-model whose stock initialisation gives
+        # every convolution the config's `initializer_range`. Loaded weights are left alone (`init` functions skip
+        # them), so a checkpoint that has the stem keeps it.
+        for module in self.modules():
+            if isinstance(module, MergeWindowConvStem):
+                self._init_conv_stem(module)
+
+    def _init_conv_stem(self, stem: MergeWindowConvStem):
+        """He initialisation inside the stem (the config's `initializer_range` would blow activations up through
+        convolutions with hundreds of inputs), a residual block that starts as the identity, and an output layer at
+        the model's own scale, like the linear patch embedding it replaces: the size of the first attention logits
+        decides how long a from-scratch model sits on its initial loss plateau."""
+        for conv in (stem.patchify, stem.conv1):
+            init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            init.zeros_(conv.bias)
+        init.zeros_(stem.conv2.weight)
+        init.zeros_(stem.conv2.bias)
+        init.normal_(stem.project.weight, mean=0.0, std=self.config.vision_config.initializer_range)
+        init.zeros_(stem.project.bias)
+
 
 class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
     """Qwen3-VL base model whose image features pass through CMRM, one image at a time."""
 
     def __init__(self, config: LPLLMConfig):
         super().__init__(config)
-        self.visual.patch_embed = LinearPatchEmbed(config.vision_config)
+        if config.vision_stem_channels:
+            self.visual.patch_embed = MergeWindowConvStem(config.vision_config, config.vision_stem_channels)
+        else:
+            self.visual.patch_embed = LinearPatchEmbed(config.vision_config)
         self.cmrm = CharacterAwareReasoningModule(config) if config.cmrm_enabled else None
 
     @can_return_tuple

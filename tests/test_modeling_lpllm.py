@@ -287,12 +287,13 @@ FRESH_PROCESS_SCRIPT = BLOCK_PROJECT_IMPORTS + textwrap.dedent(
 )
 
 
-def test_save_and_load_in_a_fresh_process_without_the_package(tmp_path, processor):
+@pytest.mark.parametrize("overrides", [{}, {"vision_stem_channels": 8}], ids=["patch_embedding", "conv_stem"])
+def test_save_and_load_in_a_fresh_process_without_the_package(tmp_path, processor, overrides):
     checkpoint = tmp_path / "checkpoint"
-    model, _ = save_tiny_checkpoint(checkpoint, seed=7, cmrm_learnable_alpha=True, cmrm_alpha=0.7)
+    model, _ = save_tiny_checkpoint(checkpoint, seed=7, cmrm_learnable_alpha=True, cmrm_alpha=0.7, **overrides)
     saved_files = set(os.listdir(checkpoint))
     assert {"config.json", "model.safetensors", "modeling_lpllm.py", "configuration_lpllm.py", "cmrm.py"} <= saved_files
-    assert "patch_embedding.py" in saved_files
+    assert {"patch_embedding.py", "conv_stem.py"} <= saved_files
     assert {"processing_lpllm.py", "pipeline_lpllm.py", "processor_config.json", "tokenizer.json"} <= saved_files
     assert not any(name.endswith(".bin") for name in saved_files)
     auto_map = json.loads((checkpoint / "config.json").read_text())["auto_map"]

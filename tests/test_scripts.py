@@ -106,7 +106,10 @@ def test_training_step_benchmark_compares_the_same_computation_in_four_set_ups(t
          "--image_size", "32x64", "--batch", "4", "--steps", "1", "--rounds", "1"]
     )
     printed = capsys.readouterr().out
-    assert list(timings) == ["stock", "+ linear patch embedding", "+ no checkpointing", "+ decoded in memory"]
+    assert list(timings) == [
+        "stock", "+ linear patch embedding", "+ no checkpointing", "+ decoded in memory", "+ fused AdamW",
+        "+ bf16 autocast",
+    ]  # fmt: skip
     assert all(milliseconds > 0 for milliseconds in timings.values())
     assert "first-batch loss, every set-up" in printed and "| stock |" in printed and "1.00x" in printed
     with pytest.raises(SystemExit, match="no dataset there"):

@@ -265,6 +265,21 @@ def test_slot_loss_option_trains(dataset_dir, tmp_path):
     assert '"cmrm_slot_loss_weight": 0.5' in config
 
 
+def test_convolutional_stem_config_trains_in_bf16_and_the_card_says_so(dataset_dir, tmp_path):
+    model_config = json.loads((REPO / "recipes" / "models" / "lpllm_tiny.json").read_text())
+    model_config["vision_stem_channels"] = 8
+    (tmp_path / "stem.json").write_text(json.dumps(model_config))
+    destination = run(
+        dataset_dir, tmp_path / "stem", "--model_name_or_path", str(tmp_path / "stem.json"), "--bf16", "true",
+        "--max_steps", "2", "--final_eval_split", "none",
+    )  # fmt: skip
+    assert json.loads((destination / "config.json").read_text())["vision_stem_channels"] == 8
+    weights = final_weights(tmp_path / "stem")
+    assert weights["model.visual.patch_embed.project.weight"].dtype == torch.float32  # autocast: weights stay float32
+    card = (destination / "README.md").read_text()
+    assert "precision | bfloat16 autocast" in card and "convolutional vision stem (beyond the paper) | 8 channels" in card
+
+
 def test_visual_ctc_loss_option_trains(dataset_dir, tmp_path):
     # 32x512 strips: 16 token columns, room for any 7-character plate and its repeats.
     common = ["--max_steps", "2", "--final_eval_split", "none", "--image_size", "32x512"]
@@ -419,7 +434,8 @@ def test_demo_recipe_reads_each_plate_as_fourteen_visual_tokens_and_decays_over_
     prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
     inputs = processor(images=[random_plate_image(0)], text=[prompt], return_tensors="pt")
     assert (inputs["input_ids"] == model.config.image_token_id).sum() == 14  # two per character of a 7-character plate
-    assert model.config.initializer_range == 0.2
+    assert model.config.initializer_range == 0.2 and model.config.text_config.num_hidden_layers == 3
+    assert training_args.bf16
     # what made its steps ~2x faster than TRL's defaults, and the jitter that keeps it from overfitting
     assert not training_args.activation_checkpointing and plate_args.preload_images
     assert plate_args.quad_jitter == (0.05, 0.2) and plate_args.augment_warmup_epochs == 1
