@@ -4,14 +4,14 @@ Qwen3-VL embeds each 16x16 patch with one linear map, and its merger concatenate
 neither is invariant to a shift of the picture. In a plate strip two patch rows high, a tilted plate runs from the
 bottom patch row on one side to the top one on the other, so the same character reaches the vision tower through
 different weights depending on its height, and a small model trained from scratch has to learn each case. A few
-convolutions before the patch grid share their weights across every position, which is what lets a CRNN read those
-plates.
+convolutions before the patch grid share their weights across positions, as a CRNN's do.
 
 The processor sends the patches of each merge window together (Qwen2-VL's patch order), so each window's pixels are
 reassembled into a `(merge * patch)`-pixel square and convolved on their own: no image grid is needed, any image
-size the processor accepts works, and the module maps the same inputs to the same outputs as the patch embedding
-it replaces (one `embed_dim` vector per patch, in the same order). For a plate strip one merge window high, the
-window holds the whole height of the plate.
+size the processor accepts works, and the module takes the same inputs as the patch embedding it replaces and gives
+one `embed_dim` vector per patch, in the same order. For a plate strip one merge window high, the window holds the
+whole height of the plate. (On the CPU recipe it read perspective plates better and the rest worse, no gain overall
+in 15 minutes: see the project's results/embedded_default.md.)
 
 Layers, per window: a `stem_patch`-pixel patchify convolution to `channels`, a residual block of two 3x3
 convolutions, and a convolution from each patch's `patch_size / stem_patch` cells to `embed_dim`.
