@@ -20,6 +20,8 @@ convolutions, and a convolution from each patch's `patch_size / stem_patch` cell
 import torch
 from torch import nn
 
+from .patch_embedding import repeats_its_first_frame
+
 
 class MergeWindowConvStem(nn.Module):
     """Maps flattened patches `(num_patches, channels * temporal * patch * patch)` to `(num_patches, embed_dim)`.
@@ -68,10 +70,8 @@ class MergeWindowConvStem(nn.Module):
         return tokens.permute(0, 2, 3, 1).reshape(num_windows * merge * merge, self.embed_dim)
 
     def _patchify(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self.temporal_patch_size == 1:
-            return self.patchify(pixels)
         frames = pixels.unflatten(1, (self.in_channels, self.temporal_patch_size))
-        if not bool((frames == frames[:, :, :1]).all()):
+        if self.temporal_patch_size == 1 or not repeats_its_first_frame(frames):
             return self.patchify(pixels)
         # A still image repeats its frame over the temporal patch: sum the weight's temporal slices instead.
         weight = self.patchify.weight.unflatten(1, (self.in_channels, self.temporal_patch_size)).sum(dim=2)

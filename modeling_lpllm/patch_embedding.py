@@ -16,17 +16,17 @@ import torch
 from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchEmbed
 
 
+def repeats_its_first_frame(patches: torch.Tensor) -> bool:
+    """Whether every frame of `patches` (`(N, channels, temporal, ...)`) equals the first: a still image."""
+    return bool((patches == patches[:, :, :1]).all())
+
+
 class LinearPatchEmbed(Qwen3VLVisionPatchEmbed):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         weight = self.proj.weight  # (embed_dim, channels, temporal, patch, patch)
         patches = hidden_states.reshape(-1, *weight.shape[1:]).to(dtype=weight.dtype)
-        if self.temporal_patch_size > 1 and self._is_still(patches):
+        if self.temporal_patch_size > 1 and repeats_its_first_frame(patches):
             flat_frames = patches[:, :, 0].reshape(patches.shape[0], -1)
             return torch.nn.functional.linear(flat_frames, weight.sum(dim=2).reshape(self.embed_dim, -1), self.proj.bias)
         flat_patches = patches.reshape(patches.shape[0], -1)
         return torch.nn.functional.linear(flat_patches, weight.reshape(self.embed_dim, -1), self.proj.bias)
-
-    @staticmethod
-    def _is_still(patches: torch.Tensor) -> bool:
-        first = patches[:, :, :1]
-        return bool((patches == first).all())
