@@ -226,7 +226,9 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         + (f" over the {plate_args.max_train_minutes:g}-minute budget" if plate_args.cosine_over_budget else "")
         + f", warm-up {training_args.warmup_steps or training_args.warmup_ratio}",
         "optimizer": getattr(training_args.optim, "value", training_args.optim),
-        "precision": "bfloat16 autocast" if training_args.bf16 else "float16 autocast" if training_args.fp16 else "float32",
+        "precision": (
+            "bfloat16 autocast" if training_args.bf16 else "float16 autocast" if training_args.fp16 else "float32"
+        ),
         "epochs / max steps": f"{training_args.num_train_epochs} / {training_args.max_steps}",
         "batch size per device": training_args.per_device_train_batch_size,
         "steps trained": trainer.state.global_step,

@@ -59,30 +59,35 @@ MODEL_OVERRIDE_FIELDS = (
 )
 
 
-def parse_quad_jitter(value) -> tuple[float, float] | None:
-    """`"0.03,0.1"` -> (0.03, 0.1); None, "", "none" and "0" -> None (off)."""
+def _parse_pair(value, name: str, check, expected: str):
+    """`"A,B"` through `check(A, B)`; None, "", "none", "0" and "false" -> None (off); anything else that `check`
+    refuses -> a ValueError naming the field `name` and what it `expected`."""
     if value is None or str(value).strip().lower() in ("", "none", "0", "false"):
         return None
     try:
-        return check_max_shift(str(value).split(","))
-    except ValueError as error:
-        raise ValueError(
-            f"`augment_quad_jitter` must be `H,V`, two fractions in [0, 0.5) of the crop's width and height "
-            f"(e.g. 0.05,0.2); got {value!r}."
-        ) from error
+        return check(*str(value).split(","))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{name}` must be {expected}; got {value!r}.") from error
+
+
+def parse_quad_jitter(value) -> tuple[float, float] | None:
+    """`"0.03,0.1"` -> (0.03, 0.1); off values -> None."""
+    return _parse_pair(
+        value,
+        "augment_quad_jitter",
+        lambda *shifts: check_max_shift(shifts),
+        "`H,V`, two fractions in [0, 0.5) of the crop's width and height (e.g. 0.05,0.2)",
+    )
 
 
 def parse_rotation(value) -> tuple[float, float] | None:
-    """`"15,0.5"` -> (15.0, 0.5); None, "", "none" and "0" -> None (off)."""
-    if value is None or str(value).strip().lower() in ("", "none", "0", "false"):
-        return None
-    try:
-        return check_rotation(*str(value).split(","))
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"`augment_rotation` must be `DEGREES,P`, an angle in [0, 90) and a probability in [0, 1] "
-            f"(e.g. 15,0.5); got {value!r}."
-        ) from error
+    """`"15,0.5"` -> (15.0, 0.5); off values -> None."""
+    return _parse_pair(
+        value,
+        "augment_rotation",
+        check_rotation,
+        "`DEGREES,P`, an angle in [0, 90) and a probability in [0, 1] (e.g. 15,0.5)",
+    )
 
 
 @dataclass
