@@ -13,6 +13,8 @@ from safetensors.torch import load_file, save
 
 from lpllm_eval.outputs import atomic_write_bytes, atomic_write_json
 
+from modeling_lpllm.deskew import check_max_degrees
+
 from .crnn import CRNN
 from .lprnet import LPRNet
 
@@ -31,15 +33,19 @@ class BaselineConfig:
         arch: `"crnn"` or `"lprnet"`.
         charset: output characters (CTC blank excluded).
         training: the training run's budget and outcome (steps, epochs, minutes, device, data...).
+        deskew_max_degrees: tilts up to this many degrees are levelled before resizing, in training and reading
+            (`modeling_lpllm.deskew`); 0: off, as in every baseline trained before the option existed.
     """
 
     arch: str
     charset: str
     training: dict = field(default_factory=dict)
+    deskew_max_degrees: float = 0.0
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"Unknown baseline architecture {self.arch!r}; expected one of {sorted(ARCHITECTURES)}.")
+        self.deskew_max_degrees = check_max_degrees(self.deskew_max_degrees)
 
     @property
     def input_size(self) -> tuple[int, int]:

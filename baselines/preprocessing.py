@@ -5,14 +5,21 @@ import torch
 from PIL import Image
 
 from modeling_lpllm import to_rgb
+from modeling_lpllm.deskew import deskew
 
 
-def images_to_uint8(images: list[Image.Image], size: tuple[int, int]) -> torch.Tensor:
+def images_to_uint8(images: list[Image.Image], size: tuple[int, int], deskew_max_degrees: float = 0.0) -> torch.Tensor:
     """`(batch, 3, height, width)` uint8 tensor; each image resized to `size = (height, width)` without keeping the
-    aspect ratio (plate crops are already close to it). uint8 keeps a whole training set in memory cheaply."""
+    aspect ratio (plate crops are already close to it), after levelling tilts up to `deskew_max_degrees` (0: off;
+    the same levelling as `LPLLMProcessor`'s). uint8 keeps a whole training set in memory cheaply."""
     height, width = size
+
+    def prepared(image):
+        image = to_rgb(image)
+        return deskew(image, deskew_max_degrees) if deskew_max_degrees else image
+
     arrays = [
-        np.asarray(to_rgb(image).resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+        np.asarray(prepared(image).resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
         for image in images
     ]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -23,9 +30,9 @@ def to_model_input(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.float() / 127.5 - 1.0
 
 
-def images_to_tensor(images: list[Image.Image], size: tuple[int, int]) -> torch.Tensor:
+def images_to_tensor(images: list[Image.Image], size: tuple[int, int], deskew_max_degrees: float = 0.0) -> torch.Tensor:
     """`(batch, 3, height, width)` float tensor in [-1, 1]."""
-    return to_model_input(images_to_uint8(images, size))
+    return to_model_input(images_to_uint8(images, size, deskew_max_degrees))
 
 
 __all__ = ["images_to_tensor", "images_to_uint8", "to_model_input"]

@@ -31,7 +31,8 @@ class BaselineRecognizer:
     @torch.inference_mode()
     def read(self, batch: list[list], prompts=None) -> list[str]:
         frames = [image for images in batch for image in images]
-        log_probs = self.model(images_to_tensor(frames, self.config.input_size).to(self.device)).log_softmax(-1)
+        pixels = images_to_tensor(frames, self.config.input_size, self.config.deskew_max_degrees)
+        log_probs = self.model(pixels.to(self.device)).log_softmax(-1)
         fused, start = [], 0
         for images in batch:
             fused.append(log_probs[start : start + len(images)].mean(dim=0))

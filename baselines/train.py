@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--charset", default=DEFAULT_PLATE_CHARSET, help="Output characters of the reader.")
     parser.add_argument(
+        "--deskew_max_degrees",
+        type=float,
+        default=0.0,
+        help="Level crops tilted by up to this many degrees before resizing, in training and (saved with the "
+        "checkpoint) in reading: LP-LLM's processor option, for a like-for-like comparison. 0: off.",
+    )
+    parser.add_argument(
         "--validation_split", default="validation", help="Split for the end-of-training accuracy check."
     )
     parser.add_argument("--max_samples", type=int, help="Use only the first N training rows.")
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> Path:
     validation = None
     if args.validation_split in splits:
         validation = load_eval_data(dataset_path, args.validation_split, normalizer, args.charset)
-    config = BaselineConfig(arch=args.arch, charset=args.charset)
+    config = BaselineConfig(arch=args.arch, charset=args.charset, deskew_max_degrees=args.deskew_max_degrees)
     model = build_model(config)
     codec = CTCCodec(args.charset)
     settings = TrainingSettings(
@@ -101,10 +108,12 @@ def main(argv: list[str] | None = None) -> Path:
         seed=args.seed,
     )
     logger.info("Training %s on %d samples of %s [train] on %s", args.arch, len(train.samples), train.name, device)
-    summary = train_ctc(model, codec, train.samples, config.input_size, device, settings)
+    summary = train_ctc(model, codec, train.samples, config.input_size, device, settings, config.deskew_max_degrees)
     validation_accuracy = None
     if validation is not None:
-        validation_accuracy = sequence_accuracy(model, codec, validation.samples, config.input_size, device)
+        validation_accuracy = sequence_accuracy(
+            model, codec, validation.samples, config.input_size, device, deskew_max_degrees=config.deskew_max_degrees
+        )
         logger.info("Validation exact-match accuracy: %s", validation_accuracy)
     config.training = {
         "dataset": str(dataset_path),

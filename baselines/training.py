@@ -32,9 +32,12 @@ class TrainingSettings:
     log_every: int = 50
 
 
-def frames_and_targets(samples, codec: CTCCodec, size: tuple[int, int], max_steps_per_image: int):
-    """Every frame of every sample as its own training image with the sample's label, as uint8 pixels and encoded
-    targets. Labels too long for the reader's output steps are left out and counted."""
+def frames_and_targets(
+    samples, codec: CTCCodec, size: tuple[int, int], max_steps_per_image: int, deskew_max_degrees: float = 0.0
+):
+    """Every frame of every sample as its own training image with the sample's label, as uint8 pixels (levelled
+    first with `deskew_max_degrees`) and encoded targets. Labels too long for the reader's output steps are left out
+    and counted."""
     images, targets, too_long = [], [], 0
     for sample in samples:
         encoded = codec.encode(sample.label)
@@ -51,7 +54,9 @@ def frames_and_targets(samples, codec: CTCCodec, size: tuple[int, int], max_step
             "%d training labels need more than %d CTC steps and were left out.", too_long, max_steps_per_image
         )
     pixels = (
-        torch.cat([images_to_uint8(images[i : i + 1024], size) for i in range(0, len(images), 1024)])
+        torch.cat(
+            [images_to_uint8(images[i : i + 1024], size, deskew_max_degrees) for i in range(0, len(images), 1024)]
+        )
         if images
         else None
     )
@@ -59,7 +64,9 @@ def frames_and_targets(samples, codec: CTCCodec, size: tuple[int, int], max_step
 
 
 @torch.inference_mode()
-def sequence_accuracy(model: nn.Module, codec: CTCCodec, samples, size, device, batch_size: int = 128) -> float | None:
+def sequence_accuracy(
+    model: nn.Module, codec: CTCCodec, samples, size, device, batch_size: int = 128, deskew_max_degrees: float = 0.0
+) -> float | None:
     """Exact-match accuracy of greedy decoding (first frame of each sample), for the end-of-training check."""
     if not samples:
         return None
@@ -67,15 +74,23 @@ def sequence_accuracy(model: nn.Module, codec: CTCCodec, samples, size, device, 
     hits = 0
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
-        pixels = to_model_input(images_to_uint8([sample.images[0] for sample in batch], size)).to(device)
+        images = [sample.images[0] for sample in batch]
+        pixels = to_model_input(images_to_uint8(images, size, deskew_max_degrees)).to(device)
         hits += sum(pred == sample.label for pred, sample in zip(codec.decode(model(pixels)), batch))
     return hits / len(samples)
 
 
 def train_ctc(
-    model: nn.Module, codec: CTCCodec, samples, size: tuple[int, int], device: torch.device, settings: TrainingSettings
+    model: nn.Module,
+    codec: CTCCodec,
+    samples,
+    size: tuple[int, int],
+    device: torch.device,
+    settings: TrainingSettings,
+    deskew_max_degrees: float = 0.0,
 ) -> dict:
-    """Trains `model` with CTC on `samples` (EvalSample-like: `.images`, `.label`) within the budget.
+    """Trains `model` with CTC on `samples` (EvalSample-like: `.images`, `.label`) within the budget, on images
+    levelled first when `deskew_max_degrees` > 0.
 
     Returns:
         a summary of the run (steps, epochs, minutes, stop reason, last loss) for the checkpoint's config.
@@ -84,7 +99,7 @@ def train_ctc(
     model.to(device, memory_format=torch.channels_last)
     with torch.no_grad():
         steps_per_image = model(torch.zeros(1, 3, *size, device=device)).shape[1]
-    pixels, targets, too_long = frames_and_targets(samples, codec, size, steps_per_image)
+    pixels, targets, too_long = frames_and_targets(samples, codec, size, steps_per_image, deskew_max_degrees)
     if pixels is None:
         raise ValueError("No training image is left: every label is too long for the reader or the split is empty.")
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)

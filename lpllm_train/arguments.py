@@ -3,6 +3,8 @@ ablations as trainable-parameter sets."""
 
 from dataclasses import dataclass, field
 
+from modeling_lpllm.deskew import check_max_degrees
+
 from .augmentation import check_max_shift, check_rotation
 
 
@@ -110,6 +112,12 @@ class PlateTrainingArguments:
         "`448` for 448x448 (the paper) or `HEIGHTxWIDTH` (`32x224`, a plate strip). Default: keep the aspect ratio "
         "within the processor's plate pixel budget."},
     )
+    deskew_max_degrees: float | None = field(
+        default=None,
+        metadata={"help": "Beyond the paper: level crops tilted by up to this many degrees before resizing, in "
+        "training and (saved with the processor) at inference; 0: off. Default: the checkpoint's processor setting "
+        "(off from scratch)."},
+    )
     min_pixels: int | None = field(default=None, metadata={"help": "Override the processor's pixel budget floor."})
     max_pixels: int | None = field(default=None, metadata={"help": "Override the processor's pixel budget cap."})
     charset: str | None = field(
@@ -189,6 +197,8 @@ class PlateTrainingArguments:
             if self.ablation not in ABLATIONS:
                 raise ValueError(f"`ablation` must be one of {', '.join(ABLATIONS)}; got {self.ablation!r}.")
         self.image_height_width = parse_image_size(self.image_size)
+        if self.deskew_max_degrees is not None:
+            self.deskew_max_degrees = check_max_degrees(self.deskew_max_degrees)
         for name in ("min_pixels", "max_pixels", "generation_batch_size", "max_new_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -213,9 +223,14 @@ class PlateTrainingArguments:
             )
 
     def describe_image_size(self) -> str:
-        if self.image_height_width is None:
-            return "plate pixel budget (aspect ratio kept)"
-        return "{}x{} (height x width)".format(*self.image_height_width)
+        size = (
+            "plate pixel budget (aspect ratio kept)"
+            if self.image_height_width is None
+            else "{}x{} (height x width)".format(*self.image_height_width)
+        )
+        if self.deskew_max_degrees:
+            size += f", tilts up to {self.deskew_max_degrees:g} degrees levelled first (beyond the paper)"
+        return size
 
     def model_overrides(self) -> dict:
         """The CMRM and auxiliary-loss settings of the command line or recipe (unset ones keep the model's)."""

@@ -9,7 +9,6 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from modeling_lpllm.processing_lpllm import to_rgb
 
 
 logger = logging.get_logger(__name__)
@@ -62,7 +61,8 @@ class DecodedPlateSplit(torch.utils.data.Dataset):
         prepare_image: the processor's own preparation (`LPLLMProcessor.prepare_images`), so the pixels are the ones
             the processor would have produced at each step; images are kept prepared, as uint8 RGB arrays.
         augment: a random transform (e.g. `RandomQuadJitter`) from an 8-bit RGB PIL image to the model's input size,
-            applied every time a row is read; images are then kept decoded at their own size.
+            applied every time a row is read; images are then kept prepared but not resized
+            (`prepare_image(image, resize=False)`: RGB, levelled when the processor deskews), at their own size.
     """
 
     def __init__(self, split: datasets.Dataset, prepare_image, augment=None, description="decoding training images"):
@@ -74,7 +74,7 @@ class DecodedPlateSplit(torch.utils.data.Dataset):
                 images = [np.asarray(prepare_image(image), dtype=np.uint8) for image in row["images"]]
                 num_bytes += sum(image.nbytes for image in images)
             else:
-                images = [to_rgb(image) for image in row["images"]]
+                images = [prepare_image(image, resize=False) for image in row["images"]]
                 num_bytes += sum(3 * image.width * image.height for image in images)
             self.rows.append({"images": images, "prompt": row["prompt"], "completion": row["completion"]})
         logger.info(f"Decoded {len(self.rows)} training rows into memory ({num_bytes / 2**20:.0f} MiB of pixels).")

@@ -49,6 +49,7 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
         patch_size=vision.get("patch_size", 16),
         merge_size=vision.get("spatial_merge_size", 2),
         image_size=args.image_height_width,
+        deskew_max_degrees=args.deskew_max_degrees or 0.0,
     )
     tokenizer = processor.tokenizer
     # The vocabulary and special token ids come from the processor, never from the file, so they always agree.
@@ -91,6 +92,8 @@ def load_model_and_processor(model_name_or_path: str, args: PlateTrainingArgumen
         if args.image_height_width is not None:
             # The processor resizes (and saves the size with the model), so inference sees what training saw.
             processor.set_image_size(args.image_height_width)
+        if args.deskew_max_degrees is not None:
+            processor.deskew_max_degrees = args.deskew_max_degrees
     check_processor_matches_model(processor, model.config, model_name_or_path)
     configure_generation(model, processor, args.max_new_tokens)
     return model, processor

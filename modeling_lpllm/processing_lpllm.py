@@ -6,6 +6,7 @@ from transformers import Qwen2VLImageProcessorPil
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
+from .deskew import check_max_degrees, deskew
 from .tokenization_lpllm import (
     DEFAULT_PLATE_CHARSET,
     IMAGE_TOKEN,
@@ -80,12 +81,23 @@ class LPLLMProcessor(Qwen3VLProcessor):
             processor cuts it into patches, in training and at inference alike, since it is saved with the
             processor. Both sides must be multiples of `patch_size * merge_size` and `height * width` must lie in
             the image processor's pixel budget. Default: keep each image's aspect ratio within the budget.
+        deskew_max_degrees (`float`, *optional*, defaults to 0.0):
+            Beyond the paper: level crops tilted by up to this many degrees before resizing (`deskew.deskew`), in
+            training and at inference alike, since it is saved with the processor. 0: off.
     """
 
     _auto_class = "AutoProcessor"
     text_kwargs = {"return_token_type_ids": False, "padding_side": "left"}
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, image_size=None, **kwargs):
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        chat_template=None,
+        image_size=None,
+        deskew_max_degrees=0.0,
+        **kwargs,
+    ):
         def token_and_id(name, default):
             token = getattr(tokenizer, name, None) or default
             token_id = getattr(tokenizer, f"{name}_id", None) or tokenizer.convert_tokens_to_ids(token)
@@ -99,6 +111,7 @@ class LPLLMProcessor(Qwen3VLProcessor):
         self.image_size = None
         if image_size is not None:
             self.set_image_size(image_size)
+        self.deskew_max_degrees = check_max_degrees(deskew_max_degrees)
 
     def set_image_size(self, image_size):
         """Resizes every image to `image_size = [height, width]` from now on (None: keep aspect ratios).
@@ -135,18 +148,21 @@ class LPLLMProcessor(Qwen3VLProcessor):
             images = self.prepare_images(images)
         return super().__call__(images=images, text=text, **kwargs)
 
-    def prepare_images(self, images):
-        """What the processor does to PIL images before the image processor: 8-bit RGB, then the fixed `image_size`
-        when set. Arrays and tensors pass through unchanged (they are taken as already prepared)."""
+    def prepare_images(self, images, resize: bool = True):
+        """What the processor does to PIL images before the image processor: 8-bit RGB, levelled when
+        `deskew_max_degrees` is set, then resized to the fixed `image_size` when set (and `resize`). Arrays and
+        tensors pass through unchanged (they are taken as already prepared)."""
         if isinstance(images, Image.Image):
             image = to_rgb(images)
-            if self.image_size is not None and image.size != (self.image_size[1], self.image_size[0]):
+            if self.deskew_max_degrees:
+                image = deskew(image, self.deskew_max_degrees)
+            if resize and self.image_size is not None and image.size != (self.image_size[1], self.image_size[0]):
                 image = image.resize((self.image_size[1], self.image_size[0]), Image.BICUBIC)
             return image
         if isinstance(images, (list, tuple)):
             if len(images) == 0:
                 raise ValueError("`images` is an empty list: give at least one image, or `images=None` for text only.")
-            return [self.prepare_images(image) for image in images]
+            return [self.prepare_images(image, resize) for image in images]
         return images
 
     def special_token_ids(self) -> dict:
@@ -182,12 +198,14 @@ def build_offline_processor(
     patch_size: int = 16,
     merge_size: int = 2,
     image_size: list[int] | None = None,
+    deskew_max_degrees: float = 0.0,
 ) -> LPLLMProcessor:
     """A processor that needs nothing from the Hub: a character-level tokenizer over `charset` (plus printable
     ASCII for the prompt) and a plate-sized image processor. For models trained from scratch and for tests.
 
     With `image_size = [height, width]`, every image is resized to exactly that size and the pixel budget is set to
-    its area (`min_pixels` and `max_pixels` are then ignored)."""
+    its area (`min_pixels` and `max_pixels` are then ignored). `deskew_max_degrees` > 0 levels tilted crops first
+    (see `LPLLMProcessor`)."""
     if image_size is not None and isinstance(image_size, (list, tuple)) and len(image_size) == 2:
         min_pixels = max_pixels = image_size[0] * image_size[1]
     return LPLLMProcessor(
@@ -195,6 +213,7 @@ def build_offline_processor(
         tokenizer=build_char_tokenizer(charset),
         chat_template=CHAT_TEMPLATE,
         image_size=image_size,
+        deskew_max_degrees=deskew_max_degrees,
     )
 
 

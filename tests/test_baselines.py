@@ -140,3 +140,31 @@ def test_fast_plate_ocr_export_uses_its_csv_format(plate_dataset, tmp_path):
     assert config == plate_config_yaml("0123456789ABCDEFXY皖", 7, 64, 128)
     assert 'alphabet: "0123456789ABCDEFXY皖_"' in config and "max_plate_slots: 7" in config
     assert "fast-plate-ocr train" in (output / "TRAINING.md").read_text(encoding="utf-8")
+
+
+def test_deskew_option_is_saved_with_the_checkpoint_and_used_in_reading(plate_dataset, tmp_path, monkeypatch):
+    from test_deskew import plate_crop
+
+    import baselines.recognizer
+    from modeling_lpllm.deskew import deskew
+
+    output = tmp_path / "crnn_deskew"
+    train_main(
+        ["--arch", "crnn", "--dataset_name", str(plate_dataset), "--output_dir", str(output), "--max_steps", "1",
+         "--batch_size", "4", "--deskew_max_degrees", "20", "--log_level", "WARNING"]
+    )
+    assert json.loads((output / "baseline_config.json").read_text(encoding="utf-8"))["deskew_max_degrees"] == 20
+    size = BaselineConfig(arch="crnn", charset="AB1").input_size
+    tilted = plate_crop(12)
+    assert torch.equal(images_to_tensor([tilted], size, 20), images_to_tensor([deskew(tilted, 20)], size))
+    assert not torch.equal(images_to_tensor([tilted], size, 20), images_to_tensor([tilted], size))
+
+    seen = []
+    original = baselines.recognizer.images_to_tensor
+    monkeypatch.setattr(
+        baselines.recognizer, "images_to_tensor", lambda *args: seen.append(args[2:]) or original(*args)
+    )
+    load_recognizer(str(output), device="cpu").read([[tilted]])
+    assert seen == [(20.0,)]
+    with pytest.raises(ValueError, match="deskew_max_degrees"):
+        BaselineConfig(arch="crnn", charset="AB1", deskew_max_degrees=50)
