@@ -43,6 +43,7 @@ class BaselineRecognizer:
         return {
             "model_type": f"baseline-{self.config.arch}",
             "arch": self.config.arch,
+            "deskew_max_degrees": self.config.deskew_max_degrees,
             "training": self.config.training,
         }
 

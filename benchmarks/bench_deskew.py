@@ -1,0 +1,72 @@
+"""What does levelling tilted crops (`deskew_max_degrees`) cost per crop, and how many crops does it turn?
+
+Times the processor's image preparation of the plates of a dataset split with the option off and on, alternating
+in rounds in one process on the same crops, and counts the crops it levels, per degradation.
+
+    python benchmarks/bench_deskew.py --dataset_name data/demo_latin20000 --split test
+
+Prints milliseconds per crop (median of the rounds) for the preparation alone (RGB, levelling, resize to the strip).
+The numbers depend on the machine; nothing here is asserted by the tests.
+"""
+
+import argparse
+import collections
+import statistics
+import time
+from pathlib import Path
+
+from datasets import load_from_disk
+
+from modeling_lpllm import build_offline_processor
+from modeling_lpllm.deskew import MIN_TILT_DEGREES, estimate_tilt
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset_name", default="data/demo_latin20000", help="A dataset_scripts.build folder.")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--max_degrees", type=float, default=20.0)
+    parser.add_argument("--image_size", default="32x448", help="HEIGHTxWIDTH of the strip, as in the CPU recipe.")
+    parser.add_argument("--rounds", type=int, default=5)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not Path(args.dataset_name, "dataset_dict.json").is_file():
+        raise SystemExit(f"{args.dataset_name}: no dataset there; build it with `python -m dataset_scripts.build`.")
+    split = load_from_disk(args.dataset_name)[args.split]
+    crops = [row["images"][0].convert("RGB") for row in split]
+    degradations = split["degradation"] if "degradation" in split.column_names else ["?"] * len(crops)
+    image_size = [int(side) for side in args.image_size.lower().split("x")]
+    set_ups = {
+        "off": build_offline_processor(image_size=image_size),
+        f"deskew_max_degrees={args.max_degrees:g}": build_offline_processor(
+            image_size=image_size, deskew_max_degrees=args.max_degrees
+        ),
+    }
+    timings = {name: [] for name in set_ups}
+    for _ in range(args.rounds):
+        for name, processor in set_ups.items():
+            start = time.perf_counter()
+            for crop in crops:
+                processor.prepare_images(crop)
+            timings[name].append(1000 * (time.perf_counter() - start) / len(crops))
+    print(f"{len(crops)} crops of {args.dataset_name} [{args.split}], median of {args.rounds} rounds")
+    print("| preparation | ms per crop |\n| --- | --- |")
+    for name, values in timings.items():
+        print(f"| {name} | {statistics.median(values):.2f} |")
+
+    levelled, totals = collections.Counter(), collections.Counter(degradations)
+    for crop, degradation in zip(crops, degradations):
+        if abs(estimate_tilt(crop, args.max_degrees)) >= MIN_TILT_DEGREES:
+            levelled[degradation] += 1
+    print("\n| degradation | crops | levelled |\n| --- | --- | --- |")
+    for degradation in sorted(totals):
+        print(f"| {degradation} | {totals[degradation]} | {levelled[degradation]} |")
+    print(f"| all | {len(crops)} | {sum(levelled.values())} |")
+    return {name: statistics.median(values) for name, values in timings.items()}, dict(levelled)
+
+
+if __name__ == "__main__":
+    main()
