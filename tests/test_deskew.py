@@ -1,14 +1,10 @@
 """Levelling tilted plate crops (`modeling_lpllm/deskew.py`) and the processor option that applies it."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
-from tiny_lpllm import BLOCK_PROJECT_IMPORTS, TINY_MAX_PIXELS, TINY_MIN_PIXELS
+from tiny_lpllm import TINY_MAX_PIXELS, TINY_MIN_PIXELS, run_without_the_package
 
 from lpllm_train.arguments import PlateTrainingArguments
 from lpllm_train.augmentation import RandomQuadJitter
@@ -118,7 +114,7 @@ def test_decoded_training_split_keeps_levelled_crops_for_the_jitter():
     assert decoded[0]["images"][0].size == (224, 32)
 
 
-FRESH_PROCESS_SCRIPT = BLOCK_PROJECT_IMPORTS + """
+FRESH_PROCESS_SCRIPT = """
 import sys
 import torch
 from PIL import Image
@@ -141,16 +137,9 @@ def test_the_setting_is_saved_and_applied_by_the_remote_code_in_a_fresh_process(
     tilted.save(tmp_path / "tilted.png")
     prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
     expected = processor(images=[tilted], text=[prompt], return_tensors="pt")["pixel_values"]
-    script = tmp_path / "load_elsewhere.py"
-    script.write_text(FRESH_PROCESS_SCRIPT)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    completed = subprocess.run(
-        [sys.executable, str(script), str(checkpoint), str(tmp_path / "tilted.png"), prompt, str(tmp_path / "out.pt")],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    run_without_the_package(
+        FRESH_PROCESS_SCRIPT, checkpoint, tmp_path / "tilted.png", prompt, tmp_path / "out.pt", work_dir=tmp_path
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     results = torch.load(tmp_path / "out.pt")
     assert results["deskew_max_degrees"] == 15
     assert torch.equal(results["pixel_values"], expected)

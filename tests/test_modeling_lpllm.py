@@ -4,8 +4,6 @@ stock checkpoints, and save/load round trips through the Hub format in a fresh p
 import copy
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -13,7 +11,7 @@ import torch
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
 from modeling_lpllm import LPLLMConfig, Qwen3VLForPlateRecognition, plate_messages
-from tiny_lpllm import BLOCK_PROJECT_IMPORTS, random_plate_image, save_tiny_checkpoint, tiny_config, tiny_model, tiny_processor
+from tiny_lpllm import random_plate_image, run_without_the_package, save_tiny_checkpoint, tiny_config, tiny_model, tiny_processor
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +263,7 @@ class TestStockCheckpoint:
         )
 
 
-FRESH_PROCESS_SCRIPT = BLOCK_PROJECT_IMPORTS + textwrap.dedent(
+FRESH_PROCESS_SCRIPT = textwrap.dedent(
     """
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
@@ -303,16 +301,9 @@ def test_save_and_load_in_a_fresh_process_without_the_package(tmp_path, processo
     torch.save(inputs, tmp_path / "inputs.pt")
     with torch.no_grad():
         expected = model(**inputs).logits
-    script = tmp_path / "load_elsewhere.py"
-    script.write_text(FRESH_PROCESS_SCRIPT)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    completed = subprocess.run(
-        [sys.executable, str(script), str(checkpoint), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    run_without_the_package(
+        FRESH_PROCESS_SCRIPT, checkpoint, tmp_path / "inputs.pt", tmp_path / "out.pt", work_dir=tmp_path
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     results = torch.load(tmp_path / "out.pt")
     assert results["processor_class"] == "LPLLMProcessor"
     assert results["text"] == processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)

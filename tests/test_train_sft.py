@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 
 from lpllm_train.collator import PlateCollator
 from modeling_lpllm import plate_messages
-from tiny_lpllm import BLOCK_PROJECT_IMPORTS, random_plate_image, save_tiny_checkpoint, tiny_processor
+from tiny_lpllm import random_plate_image, run_without_the_package, save_tiny_checkpoint, tiny_processor
 import train_sft
 
 
@@ -93,7 +93,7 @@ def test_from_scratch_smoke_run_exports_a_model_that_loads_in_a_fresh_process(da
     assert "pipeline_tag: image-to-text" in card and "library_name: transformers" in card
     assert "{{" not in card and "trained from scratch" in card
 
-    script = BLOCK_PROJECT_IMPORTS + textwrap.dedent(
+    script = textwrap.dedent(
         """
         from PIL import Image
         from transformers import AutoModel, AutoProcessor, pipeline
@@ -111,12 +111,7 @@ def test_from_scratch_smoke_run_exports_a_model_that_loads_in_a_fresh_process(da
         print("OK", model.generation_config.max_new_tokens)
         """
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    completed = subprocess.run(
-        [sys.executable, "-c", script, str(destination)], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    completed = run_without_the_package(script, destination, work_dir=tmp_path)
     assert completed.stdout.split()[-2:] == ["OK", "10"]
 
 

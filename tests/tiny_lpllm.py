@@ -1,6 +1,9 @@
 """Tiny LP-LLM models and processors for tests: random weights, offline processor, a few hundred KB."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +76,19 @@ class BlockProjectPackages:
 
 sys.meta_path.insert(0, BlockProjectPackages())
 """
+
+
+def run_without_the_package(script: str, *args: str, work_dir) -> subprocess.CompletedProcess:
+    """Runs `script` (after `BLOCK_PROJECT_IMPORTS`) with `args` in a fresh Python, from an empty folder under
+    `work_dir` and without PYTHONPATH, as on a machine without this package; fails the test on a non-zero exit."""
+    elsewhere = Path(work_dir) / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    script_file = elsewhere / "load_elsewhere.py"
+    script_file.write_text(BLOCK_PROJECT_IMPORTS + script)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    completed = subprocess.run(
+        [sys.executable, str(script_file), *map(str, args)],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
