@@ -13,13 +13,11 @@ def images_to_uint8(images: list[Image.Image], size: tuple[int, int], deskew_max
     aspect ratio (plate crops are already close to it), after levelling tilts up to `deskew_max_degrees` (0: off;
     the same levelling as `LPLLMProcessor`'s). uint8 keeps a whole training set in memory cheaply."""
     height, width = size
-
-    def prepared(image):
-        image = to_rgb(image)
-        return deskew(image, deskew_max_degrees) if deskew_max_degrees else image
-
     arrays = [
-        np.asarray(prepared(image).resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+        np.asarray(
+            deskew(to_rgb(image), deskew_max_degrees).resize((width, height), Image.Resampling.BILINEAR),
+            dtype=np.uint8,
+        )
         for image in images
     ]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

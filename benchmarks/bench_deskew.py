@@ -17,6 +17,7 @@ from pathlib import Path
 
 from datasets import load_from_disk
 
+from lpllm_train.arguments import parse_image_size
 from modeling_lpllm import build_offline_processor
 from modeling_lpllm.deskew import MIN_TILT_DEGREES, estimate_tilt
 
@@ -38,7 +39,7 @@ def main(argv=None):
     split = load_from_disk(args.dataset_name)[args.split]
     crops = [row["images"][0].convert("RGB") for row in split]
     degradations = split["degradation"] if "degradation" in split.column_names else ["?"] * len(crops)
-    image_size = [int(side) for side in args.image_size.lower().split("x")]
+    image_size = parse_image_size(args.image_size)
     set_ups = {
         "off": build_offline_processor(image_size=image_size),
         f"deskew_max_degrees={args.max_degrees:g}": build_offline_processor(

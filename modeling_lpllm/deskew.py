@@ -47,10 +47,14 @@ def _edge_map(gray: np.ndarray) -> Image.Image:
     return Image.fromarray(np.hypot(horizontal, vertical))  # float32: mode "F"
 
 
+def _turned(edges: Image.Image, degrees: float) -> np.ndarray:
+    """The edge map turned counter-clockwise inside its grown bounding box, as an array (the fill adds no edges)."""
+    return np.asarray(edges.rotate(degrees, resample=Image.BILINEAR, expand=True), dtype=np.float32)
+
+
 def _concentration(edges: Image.Image, degrees: float) -> float:
     # Rotation keeps the total edge energy; the sum of squared row sums grows as it gathers into fewer rows.
-    rows = np.asarray(edges.rotate(degrees, resample=Image.BILINEAR, expand=True), dtype=np.float32).sum(axis=1)
-    return float(np.square(rows).sum())
+    return float(np.square(_turned(edges, degrees).sum(axis=1)).sum())
 
 
 def estimate_tilt(image: Image.Image, max_degrees: float) -> float:
@@ -95,9 +99,7 @@ def deskew(image: Image.Image, max_degrees: float) -> Image.Image:
         return image
     turned = image.rotate(tilt, resample=Image.BICUBIC, expand=True, fillcolor=image.getpixel((0, 0)))
     # The band comes from the edge map turned alike, where the fill adds no edges (the colour image's fill border would).
-    edges = np.asarray(
-        _edge_map(np.asarray(image.convert("L"))).rotate(tilt, resample=Image.BILINEAR, expand=True), dtype=np.float32
-    )
+    edges = _turned(_edge_map(np.asarray(image.convert("L"))), tilt)
     top, bottom = _band(edges.sum(axis=1), 0.02, 0.98, margin=0.08)
     left, right = _band(edges[top:bottom].sum(axis=0), 0.01, 0.99, margin=0.03)
     return turned.crop((left, top, right, bottom))

@@ -153,9 +153,7 @@ class LPLLMProcessor(Qwen3VLProcessor):
         `deskew_max_degrees` is set, then resized to the fixed `image_size` when set (and `resize`). Arrays and
         tensors pass through unchanged (they are taken as already prepared)."""
         if isinstance(images, Image.Image):
-            image = to_rgb(images)
-            if self.deskew_max_degrees:
-                image = deskew(image, self.deskew_max_degrees)
+            image = deskew(to_rgb(images), self.deskew_max_degrees)  # unchanged when off (0)
             if resize and self.image_size is not None and image.size != (self.image_size[1], self.image_size[0]):
                 image = image.resize((self.image_size[1], self.image_size[0]), Image.BICUBIC)
             return image
