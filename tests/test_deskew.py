@@ -111,7 +111,10 @@ def test_decoded_training_split_keeps_levelled_crops_for_the_jitter():
     stored = decoded.rows[0]["images"][0]
     assert stored.size == deskew(plate_crop(12), 20).size
     np.testing.assert_array_equal(np.asarray(stored), np.asarray(deskew(plate_crop(12), 20)))
-    assert decoded[0]["images"][0].size == (224, 32)
+    jittered = decoded[0]["images"][0]
+    # an array, which the processor takes as prepared: a jittered strip is not levelled again after its resize
+    assert isinstance(jittered, np.ndarray) and jittered.shape == (32, 224, 3) and jittered.dtype == np.uint8
+    np.testing.assert_array_equal(processor.prepare_images([jittered])[0], jittered)
 
 
 FRESH_PROCESS_SCRIPT = """
