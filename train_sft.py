@@ -46,6 +46,7 @@ from lpllm_train.model_setup import (
     set_trainable_parameters,
 )
 from lpllm_train.realdata import realdata_evaluations
+from lpllm_train.sampling import severity_sample_weights
 from lpllm_train.trainer import PlateSFTTrainer, evaluation_entry, read_dataset
 
 
@@ -90,6 +91,16 @@ def main(argv=None):
 
     dataset = load_plate_dataset(script_args.dataset_name)
     train_dataset = training_split(dataset, script_args.dataset_train_split, script_args.dataset_name)
+    train_sample_weights = None
+    if plate_args.severity_weights is not None:
+        split = dataset[script_args.dataset_train_split]
+        if "severity" not in split.column_names:
+            raise ValueError(
+                f"`train_severity_weights` needs a `severity` column in {script_args.dataset_name}"
+                f"[{script_args.dataset_train_split}] (as `python -m dataset_scripts.build` writes); it has "
+                f"{', '.join(split.column_names)}."
+            )
+        train_sample_weights = severity_sample_weights(split["severity"], plate_args.severity_weights)
     eval_dataset = None
     if plate_args.dataset_eval_split in dataset:
         eval_dataset = training_split(dataset, plate_args.dataset_eval_split, script_args.dataset_name)
@@ -140,6 +151,7 @@ def main(argv=None):
         max_new_tokens=plate_args.max_new_tokens,
         lr_budget_minutes=plate_args.max_train_minutes if plate_args.cosine_over_budget else None,
         decoded_train_dataset=decoded_train_dataset,
+        train_sample_weights=train_sample_weights,
     )
     logger.warning(
         f"Training: {describe_trainable(trainer.model)}, on {training_args.world_size} process(es) "
@@ -205,6 +217,9 @@ def describe_augmentation(plate_args) -> str:
         )
     if parts and plate_args.augment_warmup_epochs:
         parts.append(f"strength ramped from 0 (first epoch) to full at epoch {plate_args.augment_warmup_epochs}")
+    if plate_args.severity_weights:
+        weights = ", ".join(f"{level}: {weight:g}" for level, weight in sorted(plate_args.severity_weights.items()))
+        parts.append(f"rows drawn with weights by degradation severity ({weights}; other levels 1)")
     return "; ".join(parts) or "none"
 
 

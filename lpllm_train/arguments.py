@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from modeling_lpllm.deskew import check_max_degrees
 
 from .augmentation import check_max_shift, check_rotation
+from .sampling import parse_severity_weights
 
 
 def parse_image_size(image_size) -> list[int] | None:
@@ -180,6 +181,12 @@ class PlateTrainingArguments:
         "leaves its initial loss plateau on plain crops first (`AugmentationWarmupCallback`). 0: full strength from "
         "the start."},
     )
+    train_severity_weights: str | None = field(
+        default=None,
+        metadata={"help": "Beyond the paper: `LEVEL:WEIGHT,...` (e.g. `4:1.5,5:2`): draw training rows with these "
+        "weights by the dataset's `severity` column (levels not named: 1), with replacement, as many per epoch as the "
+        "split has rows, so steps go to the severe plates a model still misreads. None: every row once per epoch."},
+    )
     final_eval_split: str | None = field(
         default="test", metadata={"help": "Split evaluated once after training (None to skip)."}
     )
@@ -221,6 +228,8 @@ class PlateTrainingArguments:
             raise ValueError(
                 "`augment_warmup_epochs` needs an augmentation (`augment_quad_jitter` or `augment_rotation`)."
             )
+
+        self.severity_weights = parse_severity_weights(self.train_severity_weights)
 
     def describe_image_size(self) -> str:
         size = (

@@ -10,6 +10,7 @@ from lpllm_eval.metrics import summary_metrics
 from lpllm_eval.recognizers import VisionLanguageRecognizer
 
 from .collator import completion_text
+from .sampling import SeededWeightedSampler
 from .schedules import WallClockCosineSchedule
 
 
@@ -38,6 +39,8 @@ class PlateSFTTrainer(SFTTrainer):
         `lr_scheduler_type` over `max_steps`.
     decoded_train_dataset: the training rows, decoded in memory (`DecodedPlateSplit`), served in place of
         `train_dataset` (which TRL still inspects); None to read `train_dataset`.
+    train_sample_weights: one draw weight per training row (`SeededWeightedSampler`, seeded with `args.seed`); None
+        for the Trainer's own shuffling.
     """
 
     def __init__(
@@ -48,10 +51,12 @@ class PlateSFTTrainer(SFTTrainer):
         max_new_tokens=12,
         lr_budget_minutes=None,
         decoded_train_dataset=None,
+        train_sample_weights=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.decoded_train_dataset = decoded_train_dataset
+        self.train_sample_weights = train_sample_weights
         self.lr_budget_minutes = lr_budget_minutes
         self.generation_eval_dataset = generation_eval_dataset
         self.generation_batch_size = generation_batch_size
@@ -73,6 +78,11 @@ class PlateSFTTrainer(SFTTrainer):
             sampler_fn=self._get_train_sampler,
             is_training=True,
         )
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.train_sample_weights is None:
+            return super()._get_train_sampler(train_dataset)
+        return SeededWeightedSampler(self.train_sample_weights, seed=self.args.seed)
 
     def log(self, logs, *args, **kwargs):
         # Wall-clock minutes beside every logged value, so runs compare at equal training time.

@@ -39,6 +39,7 @@ def plate_split(size, seed):
                 "region": "XX",
                 "source": "noise",
                 "id": f"{seed}-{index}",
+                "severity": index % 7 - 1,  # -1 (unknown) to 5, as dataset_scripts.build writes
             }
         )
     return Dataset.from_list(rows)
@@ -179,8 +180,11 @@ def test_collator_gives_each_image_its_plate_characters_for_the_visual_ctc_loss(
         # 4 steps per epoch: the crops are plain in epoch 0, turned and jittered from epoch 1, where the run resumes.
         ["--preload_images", "true", "--augment_quad_jitter", "0.05,0.1", "--augment_rotation", "10,0.5",
          "--augment_warmup_epochs", "1"],
+        # rows drawn with weights by severity; batches of 3 put checkpoint-4 mid-epoch, where the resumed run must
+        # draw the rows the uninterrupted one drew
+        ["--train_severity_weights", "4:3,5:5", "--per_device_train_batch_size", "3"],
     ],
-    ids=["read-split", "decoded-and-jittered", "augmentation-warm-up"],
+    ids=["read-split", "decoded-and-jittered", "augmentation-warm-up", "severity-weighted"],
 )
 def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(dataset_dir, tmp_path, data_options):
     common = [
@@ -229,7 +233,8 @@ def test_unknown_recipe_field_fails_before_any_work(dataset_dir, tmp_path):
 
 @pytest.mark.parametrize(
     "field, value, message",
-    [("ablation", "Z", "ablation"), ("max_new_tokens", "0", "max_new_tokens"), ("learning_rate", "fast", "learning_rate")],
+    [("ablation", "Z", "ablation"), ("max_new_tokens", "0", "max_new_tokens"), ("learning_rate", "fast", "learning_rate"),
+     ("train_severity_weights", "7:2", "train_severity_weights")],
 )
 def test_invalid_recipe_value_fails_with_a_clear_message(dataset_dir, tmp_path, capsys, field, value, message):
     recipe = tmp_path / "bad.yaml"
@@ -247,6 +252,38 @@ def test_dataset_with_wrong_columns_is_rejected_naming_the_column(tmp_path):
     DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(broken)
     with pytest.raises(ValueError, match=r"missing the column\(s\) prompt, completion"):
         run(str(broken), tmp_path / "o", "--final_eval_split", "none")
+
+
+def test_severity_weights_need_a_severity_column(dataset_dir, tmp_path):
+    from datasets import load_from_disk
+
+    without = tmp_path / "without_severity"
+    load_from_disk(dataset_dir).remove_columns("severity").save_to_disk(without)
+    with pytest.raises(ValueError, match=r"`train_severity_weights` needs a `severity` column"):
+        run(str(without), tmp_path / "o", "--train_severity_weights", "5:2")
+    assert not (tmp_path / "o").exists()
+
+
+def test_severity_weights_draw_the_training_rows(dataset_dir, tmp_path, monkeypatch):
+    from datasets import load_from_disk
+
+    from lpllm_train.sampling import SeededWeightedSampler
+
+    samplers = []
+    original = train_sft.PlateSFTTrainer._get_train_sampler
+
+    def recording(self, *args, **kwargs):
+        samplers.append(original(self, *args, **kwargs))
+        return samplers[-1]
+
+    monkeypatch.setattr(train_sft.PlateSFTTrainer, "_get_train_sampler", recording)
+    destination = run(dataset_dir, tmp_path / "weighted", "--train_severity_weights", "4:3,5:50", "--max_steps", "2")
+    severities = load_from_disk(dataset_dir)["train"]["severity"]
+    assert isinstance(samplers[0], SeededWeightedSampler)
+    assert samplers[0].weights.tolist() == [{4: 3.0, 5: 50.0}.get(level, 1.0) for level in severities]
+    drawn = [severities[index] for index in samplers[0]]
+    assert sum(level == 5 for level in drawn) > len(drawn) / 2  # 2 of 16 rows, but most of the draws
+    assert "degradation severity (4: 3, 5: 50" in (destination / "README.md").read_text()
 
 
 def test_ablation_on_a_from_scratch_config_is_rejected(dataset_dir, tmp_path):
