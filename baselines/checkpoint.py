@@ -35,17 +35,22 @@ class BaselineConfig:
         training: the training run's budget and outcome (steps, epochs, minutes, device, data...).
         deskew_max_degrees: tilts up to this many degrees are levelled before resizing, in training and reading
             (`modeling_lpllm.deskew`); 0: off, as in every baseline trained before the option existed.
+        rectify_plate: crops are trimmed to the plate and its keystone undone before resizing, after any levelling,
+            in training and reading (`modeling_lpllm.deskew`, LP-LLM's processor option of the same name).
     """
 
     arch: str
     charset: str
     training: dict = field(default_factory=dict)
     deskew_max_degrees: float = 0.0
+    rectify_plate: bool = False
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"Unknown baseline architecture {self.arch!r}; expected one of {sorted(ARCHITECTURES)}.")
         self.deskew_max_degrees = check_max_degrees(self.deskew_max_degrees)
+        if not isinstance(self.rectify_plate, bool):
+            raise ValueError(f"`rectify_plate` must be true or false; got {self.rectify_plate!r}.")
 
     @property
     def input_size(self) -> tuple[int, int]:

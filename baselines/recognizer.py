@@ -31,7 +31,9 @@ class BaselineRecognizer:
     @torch.inference_mode()
     def read(self, batch: list[list], prompts=None) -> list[str]:
         frames = [image for images in batch for image in images]
-        pixels = images_to_tensor(frames, self.config.input_size, self.config.deskew_max_degrees)
+        pixels = images_to_tensor(
+            frames, self.config.input_size, self.config.deskew_max_degrees, self.config.rectify_plate
+        )
         log_probs = self.model(pixels.to(self.device)).log_softmax(-1)
         fused, start = [], 0
         for images in batch:
@@ -44,6 +46,7 @@ class BaselineRecognizer:
             "model_type": f"baseline-{self.config.arch}",
             "arch": self.config.arch,
             "deskew_max_degrees": self.config.deskew_max_degrees,
+            "rectify_plate": self.config.rectify_plate,
             "training": self.config.training,
         }
 

@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint) in reading: LP-LLM's processor option, for a like-for-like comparison. 0: off.",
     )
     parser.add_argument(
+        "--rectify_plate",
+        action="store_true",
+        help="Trim crops to the plate and undo its keystone before resizing, after any levelling, in training and "
+        "(saved with the checkpoint) in reading: LP-LLM's processor option, for a like-for-like comparison.",
+    )
+    parser.add_argument(
         "--validation_split", default="validation", help="Split for the end-of-training accuracy check."
     )
     parser.add_argument("--max_samples", type=int, help="Use only the first N training rows.")
@@ -96,7 +102,12 @@ def main(argv: list[str] | None = None) -> Path:
     validation = None
     if args.validation_split in splits:
         validation = load_eval_data(dataset_path, args.validation_split, normalizer, args.charset)
-    config = BaselineConfig(arch=args.arch, charset=args.charset, deskew_max_degrees=args.deskew_max_degrees)
+    config = BaselineConfig(
+        arch=args.arch,
+        charset=args.charset,
+        deskew_max_degrees=args.deskew_max_degrees,
+        rectify_plate=args.rectify_plate,
+    )
     model = build_model(config)
     codec = CTCCodec(args.charset)
     settings = TrainingSettings(
@@ -108,11 +119,20 @@ def main(argv: list[str] | None = None) -> Path:
         seed=args.seed,
     )
     logger.info("Training %s on %d samples of %s [train] on %s", args.arch, len(train.samples), train.name, device)
-    summary = train_ctc(model, codec, train.samples, config.input_size, device, settings, config.deskew_max_degrees)
+    summary = train_ctc(
+        model, codec, train.samples, config.input_size, device, settings, config.deskew_max_degrees,
+        config.rectify_plate,
+    )  # fmt: skip
     validation_accuracy = None
     if validation is not None:
         validation_accuracy = sequence_accuracy(
-            model, codec, validation.samples, config.input_size, device, deskew_max_degrees=config.deskew_max_degrees
+            model,
+            codec,
+            validation.samples,
+            config.input_size,
+            device,
+            deskew_max_degrees=config.deskew_max_degrees,
+            rectify_plate=config.rectify_plate,
         )
         logger.info("Validation exact-match accuracy: %s", validation_accuracy)
     config.training = {

@@ -1,11 +1,14 @@
-"""What does levelling tilted crops (`deskew_max_degrees`) cost per crop, and how many crops does it turn?
+"""What do levelling tilted crops (`deskew_max_degrees`) and undoing plates' keystone (`rectify_plate`) cost per crop,
+and how many crops does levelling turn?
 
-Times the processor's image preparation of the plates of a dataset split with the option off and on, alternating
-in rounds in one process on the same crops, and counts the crops it levels, per degradation.
+Times the processor's image preparation of the plates of a dataset split with both options off, with levelling, and
+with levelling and rectification, alternating in rounds in one process on the same crops, and counts the crops it
+levels, per degradation.
 
     python benchmarks/bench_deskew.py --dataset_name data/demo_latin20000 --split test
 
-Prints milliseconds per crop (median of the rounds) for the preparation alone (RGB, levelling, resize to the strip).
+Prints milliseconds per crop (median of the rounds) for the preparation alone (RGB, levelling, rectification,
+resize to the strip).
 The numbers depend on the machine; nothing here is asserted by the tests.
 """
 
@@ -44,6 +47,9 @@ def main(argv=None):
         "off": build_offline_processor(image_size=image_size),
         f"deskew_max_degrees={args.max_degrees:g}": build_offline_processor(
             image_size=image_size, deskew_max_degrees=args.max_degrees
+        ),
+        f"deskew_max_degrees={args.max_degrees:g}, rectify_plate": build_offline_processor(
+            image_size=image_size, deskew_max_degrees=args.max_degrees, rectify_plate=True
         ),
     }
     timings = {name: [] for name in set_ups}

@@ -119,6 +119,12 @@ class PlateTrainingArguments:
         "training and (saved with the processor) at inference; 0: off. Default: the checkpoint's processor setting "
         "(off from scratch)."},
     )
+    rectify_plate: bool | None = field(
+        default=None,
+        metadata={"help": "Beyond the paper: trim every crop to the plate and undo its keystone (top and bottom edges "
+        "stretched onto the crop's) before resizing, after any levelling, in training and (saved with the processor) "
+        "at inference. Default: the checkpoint's processor setting (off from scratch)."},
+    )
     min_pixels: int | None = field(default=None, metadata={"help": "Override the processor's pixel budget floor."})
     max_pixels: int | None = field(default=None, metadata={"help": "Override the processor's pixel budget cap."})
     charset: str | None = field(
@@ -239,6 +245,8 @@ class PlateTrainingArguments:
         )
         if self.deskew_max_degrees:
             size += f", tilts up to {self.deskew_max_degrees:g} degrees levelled first (beyond the paper)"
+        if self.rectify_plate:
+            size += ", trimmed to the plate and its keystone undone first (beyond the paper)"
         return size
 
     def model_overrides(self) -> dict:

@@ -50,6 +50,7 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
         merge_size=vision.get("spatial_merge_size", 2),
         image_size=args.image_height_width,
         deskew_max_degrees=args.deskew_max_degrees or 0.0,
+        rectify_plate=bool(args.rectify_plate),
     )
     tokenizer = processor.tokenizer
     # The vocabulary and special token ids come from the processor, never from the file, so they always agree.
@@ -94,6 +95,8 @@ def load_model_and_processor(model_name_or_path: str, args: PlateTrainingArgumen
             processor.set_image_size(args.image_height_width)
         if args.deskew_max_degrees is not None:
             processor.deskew_max_degrees = args.deskew_max_degrees
+        if args.rectify_plate is not None:
+            processor.rectify_plate = args.rectify_plate
     check_processor_matches_model(processor, model.config, model_name_or_path)
     configure_generation(model, processor, args.max_new_tokens)
     return model, processor

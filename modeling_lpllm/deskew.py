@@ -9,6 +9,11 @@ reads those worst of all (perspective was a third of the embedded default's erro
 The tilt is the angle whose rotation of the crop's edge map (gradient magnitude) concentrates the most edge energy
 into the fewest rows: a plate's character tops and bottoms and its border are long horizontal edges when level
 (projection-profile skew estimation, as document OCR deskews scanned pages).
+
+Levelling leaves the keystone of a plate seen from the side: one end taller than the other, and a levelled crop
+that is mostly background above and below the short end. With `rectify`, the plate's top and bottom edges are
+fitted as two lines (from the edge-energy band of each of a few column strips) and the quadrilateral between them is
+stretched onto the whole crop height, so every character spans the strip as an upright plate's do.
 """
 
 import numpy as np
@@ -21,6 +26,14 @@ _ANALYSIS_WIDTH = 96
 _COARSE_STEP_DEGREES = 4.0
 # Tilts below this are within the search's 1-degree grid: not worth a resampling of the crop.
 MIN_TILT_DEGREES = 2.0
+# Rectification fits the plate's top and bottom edges through the edge band of this many column strips.
+_RECTIFY_STRIPS = 8
+# Squared gradients weigh the plate's strong edges (characters, border) over background texture.
+_RECTIFY_EDGE_POWER = 2
+# Each strip's band holds these quantiles of its edge energy; the fitted plate is then widened by this share of its
+# height above and below, so the border and character tops stay in.
+_RECTIFY_QUANTILES = (0.03, 0.97)
+_RECTIFY_MARGIN = 0.06
 
 
 def check_max_degrees(max_degrees) -> float:
@@ -89,19 +102,67 @@ def _band(profile: np.ndarray, low: float, high: float, margin: float) -> tuple[
     return max(0, start - pad), min(len(profile), stop + pad)
 
 
-def deskew(image: Image.Image, max_degrees: float) -> Image.Image:
+def _plate_edges(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Lines `(slope, intercept)` of the plate's top and bottom edges across the columns of `edges` (a trimmed crop's
+    edge map), or None when too few column strips hold edges to fit them."""
+    weights = np.power(edges, _RECTIFY_EDGE_POWER)
+    bounds = np.linspace(0, weights.shape[1], _RECTIFY_STRIPS + 1).astype(int)
+    centres, tops, bottoms = [], [], []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        profile = weights[:, start:stop].sum(axis=1)
+        if stop <= start or profile.sum() <= 0:
+            continue
+        top, bottom = _band(profile, *_RECTIFY_QUANTILES, margin=0.0)
+        centres.append((start + stop - 1) / 2)
+        tops.append(top)
+        bottoms.append(bottom)
+    if len(centres) < 3:
+        return None
+    return np.polyfit(centres, tops, 1), np.polyfit(centres, bottoms, 1)
+
+
+def _rectified(turned: Image.Image, edges: np.ndarray, box: tuple[int, int, int, int], fill) -> Image.Image:
+    """The plate inside `box` of `turned`, its fitted top and bottom edges stretched onto the output's top and bottom
+    rows (a bilinear quad warp): the crop of `box` when no edges can be fitted."""
+    left, top, right, bottom = box
+    lines = _plate_edges(edges[top:bottom, left:right])
+    if lines is None:
+        return turned.crop(box)
+    width = right - left
+    top_line, bottom_line = lines
+    ends = np.array([0.0, width - 1.0])
+    upper, lower = np.polyval(top_line, ends), np.polyval(bottom_line, ends)
+    heights = lower - upper
+    if np.any(heights < 2):
+        return turned.crop(box)
+    upper, lower = upper - _RECTIFY_MARGIN * heights, lower + _RECTIFY_MARGIN * heights
+    # Source corners for PIL's QUAD transform: upper left, lower left, lower right, upper right.
+    quad = (left, top + upper[0], left, top + lower[0], right, top + lower[1], right, top + upper[1])
+    height = max(8, int(round(heights.max() * (1 + 2 * _RECTIFY_MARGIN))))
+    return turned.transform((width, height), Image.QUAD, quad, resample=Image.BICUBIC, fillcolor=fill)
+
+
+def deskew(image: Image.Image, max_degrees: float, rectify: bool = False) -> Image.Image:
     """Levels an RGB plate crop tilted by up to `max_degrees`: turns it (the corners filled with the crop's corner
     colour), then trims what the turn added around the plate, rows above and below its edges, then columns left and
     right of them, so the characters keep their height in the strip and span its width as an upright crop's do.
-    Crops tilted by less than `MIN_TILT_DEGREES` come back unchanged (the same object)."""
+    Crops tilted by less than `MIN_TILT_DEGREES` come back unchanged (the same object), unless `rectify`.
+
+    With `rectify`, every crop (turned or not) is also trimmed to the plate and its keystone undone: the plate's
+    fitted top and bottom edges become the crop's top and bottom rows."""
     tilt = estimate_tilt(image, max_degrees)
-    if abs(tilt) < MIN_TILT_DEGREES:
+    turn = abs(tilt) >= MIN_TILT_DEGREES
+    if not turn and not rectify:
         return image
-    turned = image.rotate(tilt, resample=Image.BICUBIC, expand=True, fillcolor=image.getpixel((0, 0)))
+    fill = image.getpixel((0, 0))
+    turned = image.rotate(tilt, resample=Image.BICUBIC, expand=True, fillcolor=fill) if turn else image
     # The band comes from the edge map turned alike, where the fill adds no edges (the colour image's fill border would).
-    edges = _turned(_edge_map(np.asarray(image.convert("L"))), tilt)
+    edges = _edge_map(np.asarray(image.convert("L")))
+    edges = _turned(edges, tilt) if turn else np.asarray(edges, dtype=np.float32)
     top, bottom = _band(edges.sum(axis=1), 0.02, 0.98, margin=0.08)
     left, right = _band(edges[top:bottom].sum(axis=0), 0.01, 0.99, margin=0.03)
+    if rectify:
+        return _rectified(turned, edges, (left, top, right, bottom), fill)
     return turned.crop((left, top, right, bottom))
 
 

@@ -84,6 +84,10 @@ class LPLLMProcessor(Qwen3VLProcessor):
         deskew_max_degrees (`float`, *optional*, defaults to 0.0):
             Beyond the paper: level crops tilted by up to this many degrees before resizing (`deskew.deskew`), in
             training and at inference alike, since it is saved with the processor. 0: off.
+        rectify_plate (`bool`, *optional*, defaults to `False`):
+            Beyond the paper: trim every crop to the plate and undo its keystone (the plate's fitted top and bottom
+            edges stretched onto the crop's; `deskew.deskew(rectify=True)`) before resizing, after levelling when
+            `deskew_max_degrees` is set. Saved with the processor.
     """
 
     _auto_class = "AutoProcessor"
@@ -96,6 +100,7 @@ class LPLLMProcessor(Qwen3VLProcessor):
         chat_template=None,
         image_size=None,
         deskew_max_degrees=0.0,
+        rectify_plate=False,
         **kwargs,
     ):
         def token_and_id(name, default):
@@ -112,6 +117,9 @@ class LPLLMProcessor(Qwen3VLProcessor):
         if image_size is not None:
             self.set_image_size(image_size)
         self.deskew_max_degrees = check_max_degrees(deskew_max_degrees)
+        if not isinstance(rectify_plate, bool):
+            raise ValueError(f"`rectify_plate` must be true or false; got {rectify_plate!r}.")
+        self.rectify_plate = rectify_plate
 
     def set_image_size(self, image_size):
         """Resizes every image to `image_size = [height, width]` from now on (None: keep aspect ratios).
@@ -150,10 +158,11 @@ class LPLLMProcessor(Qwen3VLProcessor):
 
     def prepare_images(self, images, resize: bool = True):
         """What the processor does to PIL images before the image processor: 8-bit RGB, levelled when
-        `deskew_max_degrees` is set, then resized to the fixed `image_size` when set (and `resize`). Arrays and
+        `deskew_max_degrees` is set, rectified when `rectify_plate` is, then resized to the fixed `image_size` when set (and `resize`). Arrays and
         tensors pass through unchanged (they are taken as already prepared)."""
         if isinstance(images, Image.Image):
-            image = deskew(to_rgb(images), self.deskew_max_degrees)  # unchanged when off (0)
+            # Unchanged when both are off.
+            image = deskew(to_rgb(images), self.deskew_max_degrees, rectify=self.rectify_plate)
             if resize and self.image_size is not None and image.size != (self.image_size[1], self.image_size[0]):
                 image = image.resize((self.image_size[1], self.image_size[0]), Image.BICUBIC)
             return image
@@ -197,13 +206,14 @@ def build_offline_processor(
     merge_size: int = 2,
     image_size: list[int] | None = None,
     deskew_max_degrees: float = 0.0,
+    rectify_plate: bool = False,
 ) -> LPLLMProcessor:
     """A processor that needs nothing from the Hub: a character-level tokenizer over `charset` (plus printable
     ASCII for the prompt) and a plate-sized image processor. For models trained from scratch and for tests.
 
     With `image_size = [height, width]`, every image is resized to exactly that size and the pixel budget is set to
-    its area (`min_pixels` and `max_pixels` are then ignored). `deskew_max_degrees` > 0 levels tilted crops first
-    (see `LPLLMProcessor`)."""
+    its area (`min_pixels` and `max_pixels` are then ignored). `deskew_max_degrees` > 0 levels tilted crops first and
+    `rectify_plate` undoes plates' keystone (see `LPLLMProcessor`)."""
     if image_size is not None and isinstance(image_size, (list, tuple)) and len(image_size) == 2:
         min_pixels = max_pixels = image_size[0] * image_size[1]
     return LPLLMProcessor(
@@ -212,6 +222,7 @@ def build_offline_processor(
         chat_template=CHAT_TEMPLATE,
         image_size=image_size,
         deskew_max_degrees=deskew_max_degrees,
+        rectify_plate=rectify_plate,
     )
 
 

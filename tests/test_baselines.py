@@ -165,6 +165,36 @@ def test_deskew_option_is_saved_with_the_checkpoint_and_used_in_reading(plate_da
         baselines.recognizer, "images_to_tensor", lambda *args: seen.append(args[2:]) or original(*args)
     )
     load_recognizer(str(output), device="cpu").read([[tilted]])
-    assert seen == [(20.0,)]
+    assert seen == [(20.0, False)]
     with pytest.raises(ValueError, match="deskew_max_degrees"):
         BaselineConfig(arch="crnn", charset="AB1", deskew_max_degrees=50)
+
+
+def test_rectify_option_is_saved_with_the_checkpoint_and_used_in_reading(plate_dataset, tmp_path, monkeypatch):
+    from test_deskew import keystone_crop
+
+    import baselines.recognizer
+    from modeling_lpllm.deskew import deskew
+
+    output = tmp_path / "crnn_rectify"
+    train_main(
+        ["--arch", "crnn", "--dataset_name", str(plate_dataset), "--output_dir", str(output), "--max_steps", "1",
+         "--batch_size", "4", "--deskew_max_degrees", "20", "--rectify_plate", "--log_level", "WARNING"]
+    )  # fmt: skip
+    assert json.loads((output / "baseline_config.json").read_text(encoding="utf-8"))["rectify_plate"] is True
+    size = BaselineConfig(arch="crnn", charset="AB1").input_size
+    crop = keystone_crop(0.5)
+    rectified = images_to_tensor([crop], size, 20, True)
+    assert torch.equal(rectified, images_to_tensor([deskew(crop, 20, rectify=True)], size))
+    assert not torch.equal(rectified, images_to_tensor([crop], size, 20))
+
+    seen = []
+    original = baselines.recognizer.images_to_tensor
+    monkeypatch.setattr(
+        baselines.recognizer, "images_to_tensor", lambda *args: seen.append(args[2:]) or original(*args)
+    )
+    recognizer = load_recognizer(str(output), device="cpu")
+    recognizer.read([[crop]])
+    assert seen == [(20.0, True)] and recognizer.describe()["rectify_plate"] is True
+    with pytest.raises(ValueError, match="rectify_plate"):
+        BaselineConfig(arch="crnn", charset="AB1", rectify_plate="yes")

@@ -1,4 +1,5 @@
-"""Levelling tilted plate crops (`modeling_lpllm/deskew.py`) and the processor option that applies it."""
+"""Levelling tilted plate crops and undoing plates' keystone (`modeling_lpllm/deskew.py`), and the processor options
+that apply them."""
 
 import numpy as np
 import pytest
@@ -74,6 +75,71 @@ def test_a_levelled_crop_is_level_trimmed_to_the_plate_and_keeps_every_character
     assert red_rows.max() - red_rows.min() <= 34 + 4
 
 
+def keystone_crop(left_share: float = 0.5) -> Image.Image:
+    """`plate_crop(0)` seen from the side: its left end `left_share` as tall as its right end, which is unchanged."""
+    upright = plate_crop(0)
+    width, height = upright.size
+    # Output column 0 samples a source span 1/left_share as tall as the crop, so everything there shrinks.
+    spill = height * (1 / left_share - 1) / 2
+    quad = (0, -spill, 0, height + spill, width, height, width, 0)
+    return upright.transform(upright.size, Image.QUAD, quad, resample=Image.BICUBIC, fillcolor=BACKGROUND)
+
+
+def red_block_heights(image: Image.Image) -> list[int]:
+    """The height in rows of each red character block, left to right."""
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    red = (pixels[..., 0] > 150) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
+    columns = red.any(axis=0)
+    starts = np.flatnonzero(columns & ~np.concatenate([[False], columns[:-1]]))
+    stops = np.flatnonzero(columns & ~np.concatenate([columns[1:], [False]])) + 1
+    return [int(np.ptp(np.flatnonzero(red[:, a:b].any(axis=1)))) + 1 for a, b in zip(starts, stops)]
+
+
+def test_rectifying_undoes_the_keystone_so_every_character_spans_the_crop_alike():
+    crop = keystone_crop(0.5)
+    assert deskew(crop, 20) is crop  # not tilted: levelling alone leaves it as it is
+    before = red_block_heights(crop)
+    assert len(before) == 7 and before[0] < 0.7 * before[-1]
+    rectified = deskew(crop, 20, rectify=True)
+    after = red_block_heights(rectified)
+    assert len(after) == 7
+    assert max(after) - min(after) <= 0.1 * max(after)
+    # Trimmed to the plate: a character block (34 of the plate's 50 rows) fills most of the crop height.
+    assert min(after) >= 0.55 * rectified.height
+    assert rectified.width >= 0.8 * crop.width
+
+
+@pytest.mark.parametrize("tilt", [0, 12])
+def test_rectifying_an_upright_or_tilted_plate_trims_it_and_keeps_every_character(tilt):
+    crop = plate_crop(tilt)
+    rectified = deskew(crop, 20, rectify=True)
+    heights = red_block_heights(rectified)
+    assert len(heights) == 7 and max(heights) - min(heights) <= 3
+    assert min(heights) >= 0.55 * rectified.height and 50 <= rectified.height <= 70
+    assert red_pixels(rectified) == pytest.approx(red_pixels(plate_crop(0)), rel=0.15)
+
+
+def test_rectifying_a_crop_without_edges_keeps_it_whole():
+    flat = Image.new("RGB", (90, 30), "gray")
+    assert deskew(flat, 20, rectify=True).size == flat.size
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_a_non_boolean_rectify_setting_is_refused_naming_the_field(value):
+    with pytest.raises(ValueError, match="rectify_plate"):
+        build_offline_processor(rectify_plate=value)
+
+
+def test_processor_rectifies_before_resizing_when_asked():
+    crop = keystone_crop(0.5)
+    rectifying = build_offline_processor(image_size=[32, 224], deskew_max_degrees=20, rectify_plate=True)
+    np.testing.assert_array_equal(
+        np.asarray(rectifying.prepare_images(crop)),
+        np.asarray(deskew(crop, 20, rectify=True).resize((224, 32), Image.BICUBIC)),
+    )
+    assert not build_offline_processor(image_size=[32, 224]).rectify_plate
+
+
 @pytest.mark.parametrize("value", [-1, 45, 90, "steep", None, True, float("nan")])
 def test_invalid_angle_ranges_are_refused_naming_the_field(value):
     with pytest.raises(ValueError, match="deskew_max_degrees"):
@@ -125,13 +191,24 @@ from transformers import AutoProcessor
 
 processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
 inputs = processor(images=[Image.open(sys.argv[2])], text=[sys.argv[3]], return_tensors="pt")
-torch.save({"deskew_max_degrees": processor.deskew_max_degrees, "pixel_values": inputs["pixel_values"]}, sys.argv[4])
+torch.save(
+    {
+        "deskew_max_degrees": processor.deskew_max_degrees,
+        "rectify_plate": processor.rectify_plate,
+        "pixel_values": inputs["pixel_values"],
+    },
+    sys.argv[4],
+)
 """
 
 
 def test_the_setting_is_saved_and_applied_by_the_remote_code_in_a_fresh_process(tmp_path):
     processor = build_offline_processor(
-        min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, image_size=[32, 192], deskew_max_degrees=15
+        min_pixels=TINY_MIN_PIXELS,
+        max_pixels=TINY_MAX_PIXELS,
+        image_size=[32, 192],
+        deskew_max_degrees=15,
+        rectify_plate=True,
     )
     checkpoint = tmp_path / "checkpoint"
     processor.save_pretrained(checkpoint)
@@ -144,8 +221,11 @@ def test_the_setting_is_saved_and_applied_by_the_remote_code_in_a_fresh_process(
         FRESH_PROCESS_SCRIPT, checkpoint, tmp_path / "tilted.png", prompt, tmp_path / "out.pt", work_dir=tmp_path
     )
     results = torch.load(tmp_path / "out.pt")
-    assert results["deskew_max_degrees"] == 15
+    assert results["deskew_max_degrees"] == 15 and results["rectify_plate"] is True
     assert torch.equal(results["pixel_values"], expected)
-    # ...and differs from what the processor reads without levelling.
+    # ...and differs from what the processor reads without rectifying, and without levelling either.
+    processor.rectify_plate = False
+    levelled_only = processor(images=[tilted], text=[prompt], return_tensors="pt")["pixel_values"]
+    assert not torch.equal(levelled_only, expected)
     processor.deskew_max_degrees = 0.0
-    assert not torch.equal(processor(images=[tilted], text=[prompt], return_tensors="pt")["pixel_values"], expected)
+    assert not torch.equal(processor(images=[tilted], text=[prompt], return_tensors="pt")["pixel_values"], levelled_only)

@@ -116,7 +116,7 @@ def test_training_step_benchmark_compares_the_same_computation_in_four_set_ups(t
         load_script("bench_training_step", BENCHMARKS).main(["--dataset_name", str(tmp_path / "nothing")])
 
 
-def test_deskew_benchmark_times_both_preparations_and_counts_the_levelled_crops(tmp_path, capsys):
+def test_deskew_benchmark_times_the_three_preparations_and_counts_the_levelled_crops(tmp_path, capsys):
     from datasets import Dataset, DatasetDict
     from test_deskew import plate_crop
 
@@ -127,7 +127,8 @@ def test_deskew_benchmark_times_both_preparations_and_counts_the_levelled_crops(
     timings, levelled = load_script("bench_deskew", BENCHMARKS).main(
         ["--dataset_name", str(tmp_path / "plates"), "--image_size", "32x224", "--rounds", "1"]
     )
-    assert list(timings) == ["off", "deskew_max_degrees=20"] and all(ms > 0 for ms in timings.values())
+    assert list(timings) == ["off", "deskew_max_degrees=20", "deskew_max_degrees=20, rectify_plate"]
+    assert all(ms > 0 for ms in timings.values())
     assert levelled == {"perspective": 2}
     assert "| perspective | 2 | 2 |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no dataset there"):

@@ -320,6 +320,11 @@ def test_deskew_option_trains_is_saved_with_the_processor_and_the_card_says_so(d
     assert json.loads((destination / "processor_config.json").read_text())["deskew_max_degrees"] == 15
     assert (destination / "deskew.py").is_file()
     assert "tilts up to 15 degrees levelled first (beyond the paper)" in (destination / "README.md").read_text()
+    rectified = run(
+        dataset_dir, tmp_path / "rectify", "--rectify_plate", "true", "--max_steps", "1", "--final_eval_split", "none",
+    )  # fmt: skip
+    assert json.loads((rectified / "processor_config.json").read_text())["rectify_plate"] is True
+    assert "keystone undone first (beyond the paper)" in (rectified / "README.md").read_text()
     with pytest.raises(ValueError, match="deskew_max_degrees"):
         run(dataset_dir, tmp_path / "steep", "--deskew_max_degrees", "60", "--max_steps", "1")
 
@@ -474,7 +479,7 @@ def test_demo_recipe_reads_each_plate_as_fourteen_visual_tokens_and_decays_over_
     assert plate_args.cosine_over_budget and plate_args.max_train_minutes == 15
     assert training_args.lr_scheduler_type.value == "cosine"
     model, processor = load_model_and_processor(model_args.model_name_or_path, plate_args)
-    assert processor.image_size == [32, 448] and processor.deskew_max_degrees == 20
+    assert processor.image_size == [32, 448] and processor.deskew_max_degrees == 20 and processor.rectify_plate
     prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
     inputs = processor(images=[random_plate_image(0)], text=[prompt], return_tensors="pt")
     assert (inputs["input_ids"] == model.config.image_token_id).sum() == 14  # two per character of a 7-character plate
