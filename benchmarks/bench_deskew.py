@@ -6,6 +6,10 @@ with levelling and rectification, alternating in rounds in one process on the sa
 levels, per degradation.
 
     python benchmarks/bench_deskew.py --dataset_name data/demo_latin20000 --split test
+    python benchmarks/bench_deskew.py --split validation --sheet results/rectify_examples.png
+
+With `--sheet`, also saves a picture of the first crops of one degradation (perspective by default) as the model
+sees them: the 32x448 strip without levelling, levelled, and levelled and rectified.
 
 Prints milliseconds per crop (median of the rounds) for the preparation alone (RGB, levelling, rectification,
 resize to the strip).
@@ -14,12 +18,15 @@ The numbers depend on the machine; nothing here is asserted by the tests.
 
 import argparse
 import collections
+import io
 import statistics
 import time
 from pathlib import Path
 
 from datasets import load_from_disk
+from PIL import Image
 
+from lpllm_eval.outputs import atomic_write_bytes
 from lpllm_train.arguments import parse_image_size
 from modeling_lpllm import build_offline_processor
 from modeling_lpllm.deskew import MIN_TILT_DEGREES, estimate_tilt
@@ -32,7 +39,23 @@ def parse_args(argv=None):
     parser.add_argument("--max_degrees", type=float, default=20.0)
     parser.add_argument("--image_size", default="32x448", help="HEIGHTxWIDTH of the strip, as in the CPU recipe.")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sheet", help="Also save a PNG of crops as each preparation gives them to the model.")
+    parser.add_argument("--sheet_degradation", default="perspective", help="Which crops the sheet shows.")
+    parser.add_argument("--sheet_rows", type=int, default=12)
     return parser.parse_args(argv)
+
+
+def save_sheet(path, crops: list[Image.Image], set_ups: dict, gap: int = 6) -> None:
+    """One row per crop, one column per preparation (each gives a strip of the same size), written atomically."""
+    strips = [[processor.prepare_images(crop) for processor in set_ups.values()] for crop in crops]
+    width, height = strips[0][0].size
+    sheet = Image.new("RGB", (len(set_ups) * (width + gap) - gap, len(strips) * (height + gap) - gap), "white")
+    for row, prepared in enumerate(strips):
+        for column, strip in enumerate(prepared):
+            sheet.paste(strip, (column * (width + gap), row * (height + gap)))
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def main(argv=None):
@@ -72,6 +95,12 @@ def main(argv=None):
     for degradation in sorted(totals):
         print(f"| {degradation} | {totals[degradation]} | {levelled[degradation]} |")
     print(f"| all | {len(crops)} | {sum(levelled.values())} |")
+    if args.sheet:
+        chosen = [crop for crop, degradation in zip(crops, degradations) if degradation == args.sheet_degradation]
+        if not chosen:
+            raise SystemExit(f"{args.dataset_name} [{args.split}] has no {args.sheet_degradation!r} crops to show.")
+        save_sheet(args.sheet, chosen[: args.sheet_rows], set_ups)
+        print(f"\nsheet ({', '.join(set_ups)}, left to right): {args.sheet}")
     return {name: statistics.median(values) for name, values in timings.items()}, dict(levelled)
 
 

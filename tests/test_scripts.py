@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -133,3 +134,25 @@ def test_deskew_benchmark_times_the_three_preparations_and_counts_the_levelled_c
     assert "| perspective | 2 | 2 |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no dataset there"):
         load_script("bench_deskew", BENCHMARKS).main(["--dataset_name", str(tmp_path / "nothing")])
+
+
+def test_deskew_benchmark_sheet_shows_each_preparation_of_the_chosen_crops(tmp_path):
+    from datasets import Dataset, DatasetDict
+    from PIL import Image
+    from test_deskew import plate_crop
+
+    rows = [{"images": [plate_crop(tilt)], "degradation": "perspective" if tilt else "none"} for tilt in (0, 12, -9)]
+    DatasetDict({"test": Dataset.from_list(rows)}).save_to_disk(tmp_path / "plates")
+    arguments = ["--dataset_name", str(tmp_path / "plates"), "--image_size", "32x224", "--rounds", "1"]
+    load_script("bench_deskew", BENCHMARKS).main([*arguments, "--sheet", str(tmp_path / "sheet.png")])
+    sheet = np.asarray(Image.open(tmp_path / "sheet.png").convert("RGB")).astype(int)
+    assert sheet.shape == (2 * 32 + 6, 3 * 224 + 2 * 6, 3)  # two perspective crops, three preparations
+    # The levelled strip differs from the plain one; the plain one is the crop squashed to the strip.
+    plain, levelled = sheet[:32, :224], sheet[:32, 230:454]
+    assert np.abs(plain - levelled).mean() > 5
+    expected = np.asarray(plate_crop(12).resize((224, 32), Image.BICUBIC)).astype(int)
+    np.testing.assert_array_equal(plain, expected)
+    with pytest.raises(SystemExit, match="no 'dark' crops"):
+        load_script("bench_deskew", BENCHMARKS).main([*arguments, "--sheet", str(tmp_path / "x.png"),
+                                                       "--sheet_degradation", "dark"])  # fmt: skip
+    assert not (tmp_path / "x.png").exists()
