@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save
 
 from lpllm_eval.outputs import atomic_write_bytes, atomic_write_json
 
-from modeling_lpllm.deskew import check_max_degrees
+from modeling_lpllm.deskew import check_max_degrees, check_rectify
 
 from .crnn import CRNN
 from .lprnet import LPRNet
@@ -49,8 +49,7 @@ class BaselineConfig:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"Unknown baseline architecture {self.arch!r}; expected one of {sorted(ARCHITECTURES)}.")
         self.deskew_max_degrees = check_max_degrees(self.deskew_max_degrees)
-        if not isinstance(self.rectify_plate, bool):
-            raise ValueError(f"`rectify_plate` must be true or false; got {self.rectify_plate!r}.")
+        self.rectify_plate = check_rectify(self.rectify_plate)
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -41,8 +41,8 @@ def frames_and_targets(
     rectify_plate: bool = False,
 ):
     """Every frame of every sample as its own training image with the sample's label, as uint8 pixels (levelled
-    first with `deskew_max_degrees`, rectified with `rectify_plate`) and encoded targets. Labels too long for the reader's output steps are left out
-    and counted."""
+    first with `deskew_max_degrees`, rectified with `rectify_plate`) and encoded targets. Labels too long for the
+    reader's output steps are left out and counted."""
     images, targets, too_long = [], [], 0
     for sample in samples:
         encoded = codec.encode(sample.label)

@@ -50,6 +50,13 @@ def check_max_degrees(max_degrees) -> float:
     return value
 
 
+def check_rectify(rectify_plate) -> bool:
+    """`rectify_plate` itself when it is a bool; ValueError naming the field otherwise."""
+    if not isinstance(rectify_plate, bool):
+        raise ValueError(f"`rectify_plate` must be true or false; got {rectify_plate!r}.")
+    return rectify_plate
+
+
 def _edge_map(gray: np.ndarray) -> Image.Image:
     """Gradient magnitude (central differences) as a float image: zero on flat areas and on rotation fill."""
     gray = gray.astype(np.float32)
@@ -166,4 +173,4 @@ def deskew(image: Image.Image, max_degrees: float, rectify: bool = False) -> Ima
     return turned.crop((left, top, right, bottom))
 
 
-__all__ = ["MIN_TILT_DEGREES", "check_max_degrees", "deskew", "estimate_tilt"]
+__all__ = ["MIN_TILT_DEGREES", "check_max_degrees", "check_rectify", "deskew", "estimate_tilt"]

@@ -6,7 +6,7 @@ from transformers import Qwen2VLImageProcessorPil
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
-from .deskew import check_max_degrees, deskew
+from .deskew import check_max_degrees, check_rectify, deskew
 from .tokenization_lpllm import (
     DEFAULT_PLATE_CHARSET,
     IMAGE_TOKEN,
@@ -117,9 +117,7 @@ class LPLLMProcessor(Qwen3VLProcessor):
         if image_size is not None:
             self.set_image_size(image_size)
         self.deskew_max_degrees = check_max_degrees(deskew_max_degrees)
-        if not isinstance(rectify_plate, bool):
-            raise ValueError(f"`rectify_plate` must be true or false; got {rectify_plate!r}.")
-        self.rectify_plate = rectify_plate
+        self.rectify_plate = check_rectify(rectify_plate)
 
     def set_image_size(self, image_size):
         """Resizes every image to `image_size = [height, width]` from now on (None: keep aspect ratios).
