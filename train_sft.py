@@ -111,7 +111,9 @@ def main(argv=None):
         )
 
     set_seed(training_args.seed)  # from-scratch and newly added CMRM weights are drawn from this seed
-    model, processor = load_model_and_processor(model_args.model_name_or_path, plate_args, model_args.dtype)
+    model, processor = load_model_and_processor(
+        model_args.model_name_or_path, plate_args, model_args.dtype, model_args.attn_implementation
+    )
     set_trainable_parameters(model, ablation)
     peft_config = lora_config(model_args, ablation)
     slot_loss = model.cmrm is not None and model.config.cmrm_slot_loss_weight > 0

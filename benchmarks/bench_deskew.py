@@ -9,7 +9,7 @@ levels, per degradation.
     python benchmarks/bench_deskew.py --split validation --sheet results/rectify_examples.png
 
 With `--sheet`, also saves a picture of the first crops of one degradation (perspective by default) as the model
-sees them: the 32x448 strip without levelling, levelled, and levelled and rectified.
+sees them: the recipe's strip (`--image_size`) without levelling, levelled, and levelled and rectified.
 
 Prints milliseconds per crop (median of the rounds) for the preparation alone (RGB, levelling, rectification,
 resize to the strip).
@@ -37,7 +37,7 @@ def parse_args(argv=None):
     parser.add_argument("--dataset_name", default="data/demo_latin20000", help="A dataset_scripts.build folder.")
     parser.add_argument("--split", default="test")
     parser.add_argument("--max_degrees", type=float, default=20.0)
-    parser.add_argument("--image_size", default="32x448", help="HEIGHTxWIDTH of the strip, as in the CPU recipe.")
+    parser.add_argument("--image_size", default="32x672", help="HEIGHTxWIDTH of the strip, as in the CPU recipe.")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sheet", help="Also save a PNG of crops as each preparation gives them to the model.")
     parser.add_argument("--sheet_degradation", default="perspective", help="Which crops the sheet shows.")

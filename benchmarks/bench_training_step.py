@@ -1,5 +1,5 @@
 """Where does a training step of the embedded default go? Times one step (fetch rows, collate, forward, backward,
-optimizer) of the `recipes/demo_cpu.yaml` model on its synthetic plates in six set-ups, in rounds, side by side in
+optimizer) of the `recipes/demo_cpu.yaml` model on its synthetic plates in eight set-ups, in rounds, side by side in
 one process on the same weights:
 
 - `stock`: what TRL's defaults gave: Qwen3-VL's `Conv3d` patch embedding, activation checkpointing on (TRL's
@@ -8,8 +8,12 @@ one process on the same weights:
 - `+ no checkpointing`: `activation_checkpointing: false` as well;
 - `+ decoded in memory`: `preload_images: true` as well (`lpllm_train.data.DecodedPlateSplit`);
 - `+ fused AdamW`: `optim: adamw_torch_fused` as well;
-- `+ bf16 autocast`: `bf16: true` as well (matrix products in bfloat16, weights and optimizer in float32): the recipe
-  today. Its loss agrees with the others to bfloat16 rounding only (checked within 1%).
+- `+ bf16 autocast`: `bf16: true` as well (matrix products in bfloat16, weights and optimizer in float32). Its loss
+  agrees with the others to bfloat16 rounding only (checked within 1%);
+- `+ batched vision attention`: `modeling_lpllm.vision_attention.BatchedVisionAttention` as well (one attention call
+  for all the plates of a batch instead of one per plate; the model's own since it was added);
+- `+ eager attention`: `attn_implementation: eager` as well (attention as two matrix products and a softmax instead of
+  PyTorch's fused CPU kernel, whose backward pass is slow on these short sequences): the recipe today.
 
     python -m dataset_scripts.build --source synthetic --output data/demo_latin20000 --num 20000 --seed 0 \\
         --layouts br_old,br_mercosur,ar_mercosur,eu_llnnnll,us_lllnnnn,us_nlllnnn
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import torch
 from datasets import load_from_disk
-from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchEmbed
+from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionAttention, Qwen3VLVisionPatchEmbed
 
 from lpllm_train.arguments import PlateTrainingArguments
 from lpllm_train.collator import PlateCollator
@@ -36,17 +40,19 @@ from lpllm_train.data import TRAINING_COLUMNS, DecodedPlateSplit
 from lpllm_train.model_setup import build_from_scratch
 
 
-_STOCK = dict(linear_patches=False, checkpointing=True, decoded=False, fused=False, bf16=False)
+_STOCK = dict(
+    linear_patches=False, checkpointing=True, decoded=False, fused=False, bf16=False, batched_attention=False, eager=False
+)
+_BF16 = {**_STOCK, "linear_patches": True, "checkpointing": False, "decoded": True, "fused": True, "bf16": True}
 SET_UPS = (
     ("stock", _STOCK),
     ("+ linear patch embedding", {**_STOCK, "linear_patches": True}),
     ("+ no checkpointing", {**_STOCK, "linear_patches": True, "checkpointing": False}),
     ("+ decoded in memory", {**_STOCK, "linear_patches": True, "checkpointing": False, "decoded": True}),
     ("+ fused AdamW", {**_STOCK, "linear_patches": True, "checkpointing": False, "decoded": True, "fused": True}),
-    (
-        "+ bf16 autocast",
-        {**_STOCK, "linear_patches": True, "checkpointing": False, "decoded": True, "fused": True, "bf16": True},
-    ),
+    ("+ bf16 autocast", _BF16),
+    ("+ batched vision attention", {**_BF16, "batched_attention": True}),
+    ("+ eager attention", {**_BF16, "batched_attention": True, "eager": True}),
 )
 
 
@@ -54,8 +60,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_name", default="data/demo_latin20000", help="A dataset_scripts.build folder.")
     parser.add_argument("--config", default="recipes/models/lpllm_strip.json", help="From-scratch model config.")
-    parser.add_argument("--image_size", default="32x448", help="HEIGHTxWIDTH, as in the recipe.")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--image_size", default="32x672", help="HEIGHTxWIDTH, as in the recipe.")
+    parser.add_argument("--batch", type=int, default=32, help="Plates per step, as in the recipe.")
     parser.add_argument("--rows", type=int, default=2000, help="Training rows decoded for the in-memory set-up.")
     parser.add_argument("--steps", type=int, default=10, help="Steps per set-up and round.")
     parser.add_argument("--rounds", type=int, default=5)
@@ -69,6 +75,16 @@ def with_convolution_patches(model):
     linear = model.model.visual.patch_embed
     model.model.visual.patch_embed = Qwen3VLVisionPatchEmbed(model.config.vision_config)
     model.model.visual.patch_embed.load_state_dict(linear.state_dict())
+    return model
+
+
+def with_per_image_vision_attention(model):
+    """A copy of `model` whose vision tower attends to one image per call, as Qwen3-VL's own, with the same weights."""
+    model = copy.deepcopy(model)
+    for block in model.model.visual.blocks:
+        batched = block.attn
+        block.attn = Qwen3VLVisionAttention(batched.config)
+        block.attn.load_state_dict(batched.state_dict())
     return model
 
 
@@ -86,6 +102,9 @@ def main(argv=None):
     models = {}
     for name, set_up in SET_UPS:
         model = copy.deepcopy(base) if set_up["linear_patches"] else with_convolution_patches(base)
+        if not set_up["batched_attention"]:
+            model = with_per_image_vision_attention(model)
+        model.set_attn_implementation("eager" if set_up["eager"] else "sdpa")
         if set_up["checkpointing"]:
             model.activation_checkpointing_enable()
         model.train()

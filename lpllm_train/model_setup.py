@@ -67,8 +67,14 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
     return model, processor
 
 
-def load_model_and_processor(model_name_or_path: str, args: PlateTrainingArguments, dtype: str | None = None):
-    """Returns `(model, processor)` for the run, with generation settings for plates."""
+def load_model_and_processor(
+    model_name_or_path: str,
+    args: PlateTrainingArguments,
+    dtype: str | None = None,
+    attn_implementation: str | None = None,
+):
+    """Returns `(model, processor)` for the run, with generation settings for plates. `attn_implementation`
+    (`"eager"`, `"sdpa"`, ...; None keeps transformers' choice) applies to the language model and the vision tower."""
     if is_from_scratch(model_name_or_path):
         if args.ablation is not None:
             raise ValueError(
@@ -76,12 +82,16 @@ def load_model_and_processor(model_name_or_path: str, args: PlateTrainingArgumen
                 "Drop `--ablation` or start from a checkpoint."
             )
         model, processor = build_from_scratch(model_name_or_path, args)
+        if attn_implementation is not None:
+            model.set_attn_implementation(attn_implementation)
     else:
         overrides = args.model_overrides()
         if args.ablation_spec is not None:
             overrides["cmrm_enabled"] = args.ablation_spec.cmrm
         torch_dtype = getattr(torch, dtype) if dtype not in (None, "auto") else "auto"
-        model = Qwen3VLForPlateRecognition.from_pretrained(model_name_or_path, dtype=torch_dtype, **overrides)
+        model = Qwen3VLForPlateRecognition.from_pretrained(
+            model_name_or_path, dtype=torch_dtype, attn_implementation=attn_implementation, **overrides
+        )
         # Reads an LP-LLM checkpoint's processor and a stock Qwen3-VL one alike (tokenizer, chat template, image
         # processor), without the video processor that would need torchvision.
         processor = LPLLMProcessor.from_pretrained(model_name_or_path)

@@ -27,6 +27,7 @@ from .configuration_lpllm import LPLLMConfig
 from .conv_stem import MergeWindowConvStem
 from .patch_embedding import LinearPatchEmbed
 from .pipeline_lpllm import PlateRecognitionPipeline
+from .vision_attention import BatchedVisionAttention
 
 
 logger = logging.get_logger(__name__)
@@ -100,6 +101,8 @@ class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
             self.visual.patch_embed = MergeWindowConvStem(config.vision_config, config.vision_stem_channels)
         else:
             self.visual.patch_embed = LinearPatchEmbed(config.vision_config)
+        for block in self.visual.blocks:
+            block.attn = BatchedVisionAttention(block.attn.config)
         self.cmrm = CharacterAwareReasoningModule(config) if config.cmrm_enabled else None
 
     @can_return_tuple

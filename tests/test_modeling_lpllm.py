@@ -84,6 +84,47 @@ def test_linear_patch_embedding_equals_the_stock_convolution_with_the_same_weigh
     torch.testing.assert_close(linear_gradient, stock.proj.weight.grad, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("patches_per_image", [[12, 12, 12], [12, 20, 8]])
+def test_batched_vision_attention_equals_the_stock_per_image_attention(attn_implementation, patches_per_image):
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionAttention
+
+    from modeling_lpllm.vision_attention import BatchedVisionAttention
+
+    vision_config = copy.deepcopy(tiny_config().vision_config)
+    vision_config._attn_implementation = attn_implementation
+    torch.manual_seed(0)
+    stock = Qwen3VLVisionAttention(vision_config)
+    batched = BatchedVisionAttention(vision_config)
+    batched.load_state_dict(stock.state_dict())  # the parent's parameter names: checkpoints load either way
+    cu_seqlens = torch.tensor([0, *patches_per_image]).cumsum(0).to(torch.int32)
+    hidden = torch.randn(int(cu_seqlens[-1]), vision_config.hidden_size, requires_grad=True)
+    head_dim = vision_config.hidden_size // vision_config.num_heads
+    angles = torch.randn(hidden.shape[0], head_dim)
+    position_embeddings = (angles.cos(), angles.sin())
+    expected = stock(hidden, cu_seqlens, position_embeddings)
+    actual = batched(hidden, cu_seqlens, position_embeddings)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+    # No attention across images: changing the last image leaves the others' outputs as they were.
+    changed = hidden.detach().clone()
+    changed[cu_seqlens[-2]:] += 1.0
+    after = batched(changed, cu_seqlens, position_embeddings)
+    torch.testing.assert_close(after[: cu_seqlens[-2]], actual[: cu_seqlens[-2]], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(after[cu_seqlens[-2]:], actual[cu_seqlens[-2]:])
+    (expected_gradient,) = torch.autograd.grad(expected.square().sum(), hidden)
+    (actual_gradient,) = torch.autograd.grad(actual.square().sum(), hidden)
+    torch.testing.assert_close(actual_gradient, expected_gradient, rtol=1e-4, atol=1e-5)
+
+
+def test_the_vision_tower_batches_its_attention():
+    from modeling_lpllm.vision_attention import BatchedVisionAttention
+
+    model = tiny_model()
+    assert all(isinstance(block.attn, BatchedVisionAttention) for block in model.model.visual.blocks)
+    model.set_attn_implementation("eager")
+    assert {block.attn.config._attn_implementation for block in model.model.visual.blocks} == {"eager"}
+
+
 class TestForwardAndGeneration:
     def test_logits_cover_every_position_and_loss_is_finite(self, processor):
         model = tiny_model(processor)
@@ -128,7 +169,9 @@ class TestForwardAndGeneration:
         for index, image in enumerate(images):
             single = plate_inputs(processor, [image])
             single_ids = model.generate(**single, max_new_tokens=6, do_sample=False)[:, single["input_ids"].shape[1] :]
-            assert batched_ids[index].tolist() == single_ids[0].tolist()
+            # A plate that ends before the others is padded in the batch until they end too.
+            padding = [model.generation_config.pad_token_id] * (batched_ids.shape[1] - single_ids.shape[1])
+            assert batched_ids[index].tolist() == single_ids[0].tolist() + padding
 
     def test_wrong_number_of_image_tokens_is_a_clear_error(self, processor):
         model = tiny_model(processor)
@@ -161,14 +204,18 @@ class TestForwardAndGeneration:
 
 class TestEqualityWithStockQwen3VL:
     @pytest.mark.parametrize("overrides", [{"cmrm_alpha": 0.0}, {"cmrm_enabled": False}])
-    def test_logits_and_generated_ids_identical(self, processor, overrides):
+    @pytest.mark.parametrize("second_size", [(120, 30), (94, 24)], ids=["mixed_sizes", "one_size"])
+    def test_logits_and_generated_ids_identical(self, processor, overrides, second_size):
         model = tiny_model(processor, **overrides)
         stock = stock_twin(model)
-        inputs = plate_inputs(processor, [random_plate_image(1), random_plate_image(4, size=(120, 30))])
+        inputs = plate_inputs(processor, [random_plate_image(1), random_plate_image(4, size=second_size)])
         with torch.no_grad():
             assert_equal_up_to_patch_embedding_rounding(model(**inputs).logits, stock(**inputs).logits)
             stock = with_linear_patch_embedding(stock)
-            assert torch.equal(model(**inputs).logits, stock(**inputs).logits)
+            if second_size == (120, 30):  # images of two sizes take the parent's attention path: the same operations
+                assert torch.equal(model(**inputs).logits, stock(**inputs).logits)
+            else:  # one attention call for both images instead of one each: the same sums, batched differently
+                torch.testing.assert_close(model(**inputs).logits, stock(**inputs).logits, rtol=1e-6, atol=1e-6)
         generated = model.generate(**inputs, max_new_tokens=6, do_sample=False)
         stock_generated = stock.generate(**inputs, max_new_tokens=6, do_sample=False)
         assert torch.equal(generated, stock_generated)

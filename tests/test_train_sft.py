@@ -468,7 +468,7 @@ def test_ddp_on_two_cpu_processes(dataset_dir, tmp_path):
     assert completed.stderr.count("on 2 process(es)") == 2  # both ranks trained together
 
 
-def test_demo_recipe_reads_each_plate_as_fourteen_visual_tokens_and_decays_over_its_budget(tmp_path):
+def test_demo_recipe_reads_each_plate_as_twenty_one_visual_tokens_and_decays_over_its_budget(tmp_path):
     from lpllm_train.model_setup import load_model_and_processor
 
     os.chdir(REPO)
@@ -478,17 +478,37 @@ def test_demo_recipe_reads_each_plate_as_fourteen_visual_tokens_and_decays_over_
     )
     assert plate_args.cosine_over_budget and plate_args.max_train_minutes == 15
     assert training_args.lr_scheduler_type.value == "cosine"
-    model, processor = load_model_and_processor(model_args.model_name_or_path, plate_args)
-    assert processor.image_size == [32, 448] and processor.deskew_max_degrees == 20 and processor.rectify_plate
+    model, processor = load_model_and_processor(
+        model_args.model_name_or_path, plate_args, attn_implementation=model_args.attn_implementation
+    )
+    assert model.config.text_config._attn_implementation == "eager"
+    assert processor.image_size == [32, 672] and processor.deskew_max_degrees == 20 and processor.rectify_plate
     prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
     inputs = processor(images=[random_plate_image(0)], text=[prompt], return_tensors="pt")
-    assert (inputs["input_ids"] == model.config.image_token_id).sum() == 14  # two per character of a 7-character plate
+    assert (inputs["input_ids"] == model.config.image_token_id).sum() == 21  # three per character of a 7-character plate
     assert model.config.initializer_range == 0.2 and model.config.text_config.num_hidden_layers == 4
     assert training_args.bf16 and training_args.adam_beta2 == 0.95
     assert training_args.per_device_train_batch_size == 32 and training_args.learning_rate == 2.5e-3
     # what made its steps ~2x faster than TRL's defaults, and the jitter that keeps it from overfitting
     assert not training_args.activation_checkpointing and plate_args.preload_images
     assert plate_args.quad_jitter == (0.05, 0.2) and plate_args.augment_warmup_epochs == 1
+
+
+@pytest.mark.parametrize("start", ["from_scratch", "checkpoint"])
+def test_attn_implementation_reaches_the_language_model_and_the_vision_tower(tmp_path, start):
+    from lpllm_train.arguments import PlateTrainingArguments
+    from lpllm_train.model_setup import load_model_and_processor
+
+    if start == "from_scratch":
+        model_name_or_path = str(REPO / "recipes" / "models" / "lpllm_tiny.json")
+    else:
+        save_tiny_checkpoint(tmp_path)
+        model_name_or_path = str(tmp_path)
+    model, _ = load_model_and_processor(model_name_or_path, PlateTrainingArguments(), attn_implementation="eager")
+    assert model.config.text_config._attn_implementation == "eager"
+    assert {block.attn.config._attn_implementation for block in model.model.visual.blocks} == {"eager"}
+    model, _ = load_model_and_processor(model_name_or_path, PlateTrainingArguments())
+    assert model.config.text_config._attn_implementation == "sdpa"  # transformers' own choice when none is asked
 
 
 def test_cosine_over_budget_needs_a_budget_and_the_cosine_schedule(dataset_dir, tmp_path):
