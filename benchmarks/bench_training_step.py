@@ -41,7 +41,13 @@ from lpllm_train.model_setup import build_from_scratch
 
 
 _STOCK = dict(
-    linear_patches=False, checkpointing=True, decoded=False, fused=False, bf16=False, batched_attention=False, eager=False
+    linear_patches=False,
+    checkpointing=True,
+    decoded=False,
+    fused=False,
+    bf16=False,
+    batched_attention=False,
+    eager=False,
 )
 _BF16 = {**_STOCK, "linear_patches": True, "checkpointing": False, "decoded": True, "fused": True, "bf16": True}
 SET_UPS = (

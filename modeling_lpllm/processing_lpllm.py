@@ -156,8 +156,8 @@ class LPLLMProcessor(Qwen3VLProcessor):
 
     def prepare_images(self, images, resize: bool = True):
         """What the processor does to PIL images before the image processor: 8-bit RGB, levelled when
-        `deskew_max_degrees` is set, rectified when `rectify_plate` is, then resized to the fixed `image_size` when set (and `resize`). Arrays and
-        tensors pass through unchanged (they are taken as already prepared)."""
+        `deskew_max_degrees` is set, rectified when `rectify_plate` is, then resized to the fixed `image_size` when
+        set (and `resize`). Arrays and tensors pass through unchanged (they are taken as already prepared)."""
         if isinstance(images, Image.Image):
             # Unchanged when both are off.
             image = deskew(to_rgb(images), self.deskew_max_degrees, rectify=self.rectify_plate)

@@ -2,11 +2,12 @@
 
 The vision tower receives a batch as one long sequence of patches and `cu_seqlens` marks where each image starts.
 Without flash attention, the parent splits the sequence and calls attention once per image: a training batch of 32
-plates costs 32 calls per layer, forward and backward, each too small to keep two CPU cores busy. Plates resized to one fixed size (the processor's `image_size`) all have the same number of patches,
-so their queries, keys and values can be stacked into a batch of images and attended to in a single call. The
-result is the parent's: attention never crosses an image boundary either way. Batches of images of different sizes,
-and flash attention (which handles `cu_seqlens` natively), take the parent's path. The weights keep the parent's
-names (`qkv`, `proj`), so checkpoints load either way.
+plates costs 32 calls per layer, forward and backward, each too small to keep two CPU cores busy. Plates resized
+to one fixed size (the processor's `image_size`) all have the same number of patches, so their queries, keys and
+values can be stacked into a batch of images and attended to in a single call. The result is the parent's:
+attention never crosses an image boundary either way. Batches of images of different sizes, and flash attention
+(which handles `cu_seqlens` natively), take the parent's path. The weights keep the parent's names (`qkv`,
+`proj`), so checkpoints load either way.
 """
 
 import torch
