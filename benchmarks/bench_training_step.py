@@ -1,5 +1,5 @@
 """Where does a training step of the embedded default go? Times one step (fetch rows, collate, forward, backward,
-optimizer) of the `recipes/demo_cpu.yaml` model on its synthetic plates in eight set-ups, in rounds, side by side in
+optimizer) of the `recipes/demo_cpu.yaml` model on its synthetic plates in nine set-ups, in rounds, side by side in
 one process on the same weights:
 
 - `stock`: what TRL's defaults gave: Qwen3-VL's `Conv3d` patch embedding, activation checkpointing on (TRL's
@@ -13,7 +13,10 @@ one process on the same weights:
 - `+ batched vision attention`: `modeling_lpllm.vision_attention.BatchedVisionAttention` as well (one attention call
   for all the plates of a batch instead of one per plate; the model's own since it was added);
 - `+ eager attention`: `attn_implementation: eager` as well (attention as two matrix products and a softmax instead of
-  PyTorch's fused CPU kernel, whose backward pass is slow on these short sequences): the recipe today.
+  PyTorch's fused CPU kernel, whose backward pass is slow on these short sequences);
+- `+ cached tokenization`: `PlateCollator` reusing the token ids of the prompts and answers it has already rendered
+  (the same batches as TRL's collation, which the set-ups before use): the recipe today. The rounds repeat the same
+  batches, so this times the epochs after the first, where every answer has been seen.
 
     python -m dataset_scripts.build --source synthetic --output data/demo_latin20000 --num 20000 --seed 0 \\
         --layouts br_old,br_mercosur,ar_mercosur,eu_llnnnll,us_lllnnnn,us_nlllnnn
@@ -48,6 +51,7 @@ _STOCK = dict(
     bf16=False,
     batched_attention=False,
     eager=False,
+    cached_tokens=False,
 )
 _BF16 = {**_STOCK, "linear_patches": True, "checkpointing": False, "decoded": True, "fused": True, "bf16": True}
 SET_UPS = (
@@ -59,6 +63,7 @@ SET_UPS = (
     ("+ bf16 autocast", _BF16),
     ("+ batched vision attention", {**_BF16, "batched_attention": True}),
     ("+ eager attention", {**_BF16, "batched_attention": True, "eager": True}),
+    ("+ cached tokenization", {**_BF16, "batched_attention": True, "eager": True, "cached_tokens": True}),
 )
 
 
@@ -103,7 +108,12 @@ def main(argv=None):
     split = load_from_disk(args.dataset_name)["train"].select_columns(list(TRAINING_COLUMNS))
     split = split.select(range(min(args.rows, len(split))))
     decoded = DecodedPlateSplit(split, processor.prepare_images)
-    collator = PlateCollator(processor=processor, max_length=None, completion_only_loss=True)
+    collators = {
+        cached: PlateCollator(
+            processor=processor, max_length=None, completion_only_loss=True, max_cached_rows=(1 << 17) if cached else 0
+        )
+        for cached in (False, True)
+    }
 
     models = {}
     for name, set_up in SET_UPS:
@@ -121,7 +131,7 @@ def main(argv=None):
         model, optimizer, set_up = models[name]
         rows = [decoded[i] for i in indices] if set_up["decoded"] else [split[i] for i in indices]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=set_up["bf16"]):
-            loss = model(**collator(rows)).loss
+            loss = model(**collators[set_up["cached_tokens"]](rows)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -1,6 +1,7 @@
 """train_sft.py on tiny models: what trains for each ablation, the loss mask, the exported model, resuming, and
 clear errors for bad recipes and datasets."""
 
+import copy
 import json
 import os
 import subprocess
@@ -170,6 +171,57 @@ def test_collator_gives_each_image_its_plate_characters_for_the_visual_ctc_loss(
     ids = processor.tokenizer.convert_tokens_to_ids
     assert batch["plate_labels"].tolist() == [ids(list("AB12")) + [-100] * 3] + [ids(list("皖A12345"))] * 3
     assert "slot_labels" not in batch
+
+
+def collator_examples(plates, sizes, frames=None):
+    frames = frames or [1] * len(plates)
+    examples = []
+    for index, (plate, size, count) in enumerate(zip(plates, sizes, frames)):
+        messages = plate_messages(num_images=count, answer=plate)
+        images = [random_plate_image(10 * index + frame, size=size) for frame in range(count)]
+        examples.append({"images": images, "prompt": [messages[0]], "completion": [messages[1]]})
+    return examples
+
+
+@pytest.mark.parametrize("max_length", [None, 20])
+def test_collator_batches_equal_trls_while_reusing_its_tokenization(max_length):
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    processor = tiny_processor()
+    cached = PlateCollator(processor=processor, completion_only_loss=True, max_length=max_length)
+    trl = DataCollatorForVisionLanguageModeling(processor=processor, completion_only_loss=True, max_length=max_length)
+    batches = [
+        # answers of different lengths, images of different sizes (so different visual token counts), 3 frames
+        collator_examples(["AB12CD3", "皖A1", "XY9"], [(94, 24), (64, 32), (94, 24)], frames=[1, 1, 3]),
+        # the same plates again (read from memory), in another order and with other sizes
+        collator_examples(["XY9", "AB12CD3", "皖A1"], [(64, 32), (64, 32), (94, 24)]),
+    ]
+    for examples in batches:
+        reference = trl(copy.deepcopy(examples))
+        cached._supervise_answer_only(reference)  # the one change PlateCollator makes to TRL's batch
+        batch = cached(copy.deepcopy(examples))
+        assert sorted(batch) == sorted(reference)
+        for name in reference:
+            assert torch.equal(batch[name], reference[name]), name
+    # each answer tokenized once per prompt it follows: XY9 after the 3-frame prompt, then after the 1-frame one
+    assert len(cached._completion_ids) == 4
+    # a prompt per image count and visual token counts: 1 frame of 94x24, 1 of 64x32, 3 of 94x24
+    assert len(cached._prompt_ids) == 3
+
+
+def test_collator_takes_trls_path_for_rows_without_images():
+    processor = tiny_processor()
+    collator = PlateCollator(processor=processor, completion_only_loss=True)
+    examples = []
+    for plate in ("AB12", "CD345"):
+        messages = [{"role": "user", "content": "Spell a plate."}, {"role": "assistant", "content": plate}]
+        examples.append({"images": [], "prompt": [messages[0]], "completion": [messages[1]]})
+    batch = collator(examples)
+    rows = zip(batch["input_ids"], batch["labels"])
+    supervised = [processor.tokenizer.decode(row[labels != -100]) for row, labels in rows]
+    assert supervised == ["AB12<|im_end|>", "CD345<|im_end|>"]
+    assert "pixel_values" not in batch
+    assert not collator._completion_ids and not collator._prompt_ids
 
 
 @pytest.mark.parametrize(
