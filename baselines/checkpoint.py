@@ -17,6 +17,7 @@ from modeling_lpllm.deskew import check_max_degrees, check_rectify
 
 from .crnn import CRNN
 from .lprnet import LPRNet
+from .preprocessing import CropPreparation
 
 
 CONFIG_FILE = "baseline_config.json"
@@ -54,6 +55,11 @@ class BaselineConfig:
     @property
     def input_size(self) -> tuple[int, int]:
         return ARCHITECTURES[self.arch].input_size
+
+    @property
+    def crop_preparation(self) -> CropPreparation:
+        """How this baseline's crops become its input, in training and reading alike."""
+        return CropPreparation(self.input_size, self.deskew_max_degrees, self.rectify_plate)
 
     @property
     def paradigm(self) -> str:

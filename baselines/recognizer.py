@@ -6,7 +6,6 @@ import torch
 
 from .checkpoint import load_baseline
 from .ctc import CTCCodec
-from .preprocessing import images_to_tensor
 
 
 class BaselineRecognizer:
@@ -31,9 +30,7 @@ class BaselineRecognizer:
     @torch.inference_mode()
     def read(self, batch: list[list], prompts=None) -> list[str]:
         frames = [image for images in batch for image in images]
-        pixels = images_to_tensor(
-            frames, self.config.input_size, self.config.deskew_max_degrees, self.config.rectify_plate
-        )
+        pixels = self.config.crop_preparation.to_tensor(frames)
         log_probs = self.model(pixels.to(self.device)).log_softmax(-1)
         fused, start = [], 0
         for images in batch:

@@ -119,21 +119,10 @@ def main(argv: list[str] | None = None) -> Path:
         seed=args.seed,
     )
     logger.info("Training %s on %d samples of %s [train] on %s", args.arch, len(train.samples), train.name, device)
-    summary = train_ctc(
-        model, codec, train.samples, config.input_size, device, settings, config.deskew_max_degrees,
-        config.rectify_plate,
-    )  # fmt: skip
+    summary = train_ctc(model, codec, train.samples, config.crop_preparation, device, settings)
     validation_accuracy = None
     if validation is not None:
-        validation_accuracy = sequence_accuracy(
-            model,
-            codec,
-            validation.samples,
-            config.input_size,
-            device,
-            deskew_max_degrees=config.deskew_max_degrees,
-            rectify_plate=config.rectify_plate,
-        )
+        validation_accuracy = sequence_accuracy(model, codec, validation.samples, config.crop_preparation, device)
         logger.info("Validation exact-match accuracy: %s", validation_accuracy)
     config.training = {
         "dataset": str(dataset_path),

@@ -10,7 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .ctc import CTCCodec
-from .preprocessing import images_to_uint8, to_model_input
+from .preprocessing import CropPreparation, to_model_input
 
 
 logger = logging.getLogger(__name__)
@@ -32,17 +32,9 @@ class TrainingSettings:
     log_every: int = 50
 
 
-def frames_and_targets(
-    samples,
-    codec: CTCCodec,
-    size: tuple[int, int],
-    max_steps_per_image: int,
-    deskew_max_degrees: float = 0.0,
-    rectify_plate: bool = False,
-):
-    """Every frame of every sample as its own training image with the sample's label, as uint8 pixels (levelled
-    first with `deskew_max_degrees`, rectified with `rectify_plate`) and encoded targets. Labels too long for the
-    reader's output steps are left out and counted."""
+def frames_and_targets(samples, codec: CTCCodec, preparation: CropPreparation, max_steps_per_image: int):
+    """Every frame of every sample as its own training image with the sample's label, as uint8 pixels prepared by
+    `preparation`, and encoded targets. Labels too long for the reader's output steps are left out and counted."""
     images, targets, too_long = [], [], 0
     for sample in samples:
         encoded = codec.encode(sample.label)
@@ -61,7 +53,7 @@ def frames_and_targets(
     pixels = (
         torch.cat(
             [
-                images_to_uint8(images[i : i + 1024], size, deskew_max_degrees, rectify_plate)
+                preparation.to_uint8(images[i : i + 1024])
                 for i in range(0, len(images), 1024)
             ]
         )
@@ -73,14 +65,7 @@ def frames_and_targets(
 
 @torch.inference_mode()
 def sequence_accuracy(
-    model: nn.Module,
-    codec: CTCCodec,
-    samples,
-    size,
-    device,
-    batch_size: int = 128,
-    deskew_max_degrees: float = 0.0,
-    rectify_plate: bool = False,
+    model: nn.Module, codec: CTCCodec, samples, preparation: CropPreparation, device, batch_size: int = 128
 ) -> float | None:
     """Exact-match accuracy of greedy decoding (first frame of each sample), for the end-of-training check."""
     if not samples:
@@ -90,7 +75,7 @@ def sequence_accuracy(
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
         images = [sample.images[0] for sample in batch]
-        pixels = to_model_input(images_to_uint8(images, size, deskew_max_degrees, rectify_plate)).to(device)
+        pixels = preparation.to_tensor(images).to(device)
         hits += sum(pred == sample.label for pred, sample in zip(codec.decode(model(pixels)), batch))
     return hits / len(samples)
 
@@ -99,14 +84,12 @@ def train_ctc(
     model: nn.Module,
     codec: CTCCodec,
     samples,
-    size: tuple[int, int],
+    preparation: CropPreparation,
     device: torch.device,
     settings: TrainingSettings,
-    deskew_max_degrees: float = 0.0,
-    rectify_plate: bool = False,
 ) -> dict:
-    """Trains `model` with CTC on `samples` (EvalSample-like: `.images`, `.label`) within the budget, on images
-    levelled first when `deskew_max_degrees` > 0 and rectified when `rectify_plate`.
+    """Trains `model` with CTC on `samples` (EvalSample-like: `.images`, `.label`) within the budget, on their
+    crops prepared by `preparation`.
 
     Returns:
         a summary of the run (steps, epochs, minutes, stop reason, last loss) for the checkpoint's config.
@@ -114,10 +97,8 @@ def train_ctc(
     # channels_last runs these CNNs ~25% faster on CPU (max-pooling and convolutions), and no slower on GPU.
     model.to(device, memory_format=torch.channels_last)
     with torch.no_grad():
-        steps_per_image = model(torch.zeros(1, 3, *size, device=device)).shape[1]
-    pixels, targets, too_long = frames_and_targets(
-        samples, codec, size, steps_per_image, deskew_max_degrees, rectify_plate
-    )
+        steps_per_image = model(torch.zeros(1, 3, *preparation.size, device=device)).shape[1]
+    pixels, targets, too_long = frames_and_targets(samples, codec, preparation, steps_per_image)
     if pixels is None:
         raise ValueError("No training image is left: every label is too long for the reader or the split is empty.")
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)

@@ -10,7 +10,7 @@ import torch
 
 from baselines import BaselineConfig, CTCCodec, build_model, load_baseline
 from baselines.fast_plate_ocr import export_dataset, plate_config_yaml
-from baselines.preprocessing import images_to_tensor
+from baselines.preprocessing import CropPreparation
 from baselines.train import main as train_main
 from lpllm_eval.recognizers import load_recognizer
 from test_eval_helpers import noise_image, save_plate_dataset, standard_splits, write_crop_folder
@@ -86,7 +86,7 @@ def test_train_a_few_steps_reload_and_evaluate(arch, plate_dataset, tmp_path):
     # The reloaded checkpoint computes exactly what the saved one would.
     model, reloaded = load_baseline(output)
     assert reloaded.training == training
-    pixels = images_to_tensor([noise_image(7)], reloaded.input_size)
+    pixels = reloaded.crop_preparation.to_tensor([noise_image(7)])
     again, _ = load_baseline(output)
     assert torch.equal(model(pixels), again(pixels))
 
@@ -142,10 +142,18 @@ def test_fast_plate_ocr_export_uses_its_csv_format(plate_dataset, tmp_path):
     assert "fast-plate-ocr train" in (output / "TRAINING.md").read_text(encoding="utf-8")
 
 
+def preparations_used_in_reading(checkpoint, crop, monkeypatch) -> list:
+    """The `CropPreparation`s a saved baseline's recognizer applies when it reads `crop`."""
+    used = []
+    prepare = CropPreparation.to_tensor
+    monkeypatch.setattr(CropPreparation, "to_tensor", lambda self, images: used.append(self) or prepare(self, images))
+    load_recognizer(str(checkpoint), device="cpu").read([[crop]])
+    return used
+
+
 def test_deskew_option_is_saved_with_the_checkpoint_and_used_in_reading(plate_dataset, tmp_path, monkeypatch):
     from test_deskew import plate_crop
 
-    import baselines.recognizer
     from modeling_lpllm.deskew import deskew
 
     output = tmp_path / "crnn_deskew"
@@ -156,16 +164,11 @@ def test_deskew_option_is_saved_with_the_checkpoint_and_used_in_reading(plate_da
     assert json.loads((output / "baseline_config.json").read_text(encoding="utf-8"))["deskew_max_degrees"] == 20
     size = BaselineConfig(arch="crnn", charset="AB1").input_size
     tilted = plate_crop(12)
-    assert torch.equal(images_to_tensor([tilted], size, 20), images_to_tensor([deskew(tilted, 20)], size))
-    assert not torch.equal(images_to_tensor([tilted], size, 20), images_to_tensor([tilted], size))
+    levelling = CropPreparation(size, 20)
+    assert torch.equal(levelling.to_tensor([tilted]), CropPreparation(size).to_tensor([deskew(tilted, 20)]))
+    assert not torch.equal(levelling.to_tensor([tilted]), CropPreparation(size).to_tensor([tilted]))
 
-    seen = []
-    original = baselines.recognizer.images_to_tensor
-    monkeypatch.setattr(
-        baselines.recognizer, "images_to_tensor", lambda *args: seen.append(args[2:]) or original(*args)
-    )
-    load_recognizer(str(output), device="cpu").read([[tilted]])
-    assert seen == [(20.0, False)]
+    assert preparations_used_in_reading(output, tilted, monkeypatch) == [CropPreparation(size, 20.0, False)]
     with pytest.raises(ValueError, match="deskew_max_degrees"):
         BaselineConfig(arch="crnn", charset="AB1", deskew_max_degrees=50)
 
@@ -173,7 +176,6 @@ def test_deskew_option_is_saved_with_the_checkpoint_and_used_in_reading(plate_da
 def test_rectify_option_is_saved_with_the_checkpoint_and_used_in_reading(plate_dataset, tmp_path, monkeypatch):
     from test_deskew import keystone_crop
 
-    import baselines.recognizer
     from modeling_lpllm.deskew import deskew
 
     output = tmp_path / "crnn_rectify"
@@ -184,17 +186,11 @@ def test_rectify_option_is_saved_with_the_checkpoint_and_used_in_reading(plate_d
     assert json.loads((output / "baseline_config.json").read_text(encoding="utf-8"))["rectify_plate"] is True
     size = BaselineConfig(arch="crnn", charset="AB1").input_size
     crop = keystone_crop(0.5)
-    rectified = images_to_tensor([crop], size, 20, True)
-    assert torch.equal(rectified, images_to_tensor([deskew(crop, 20, rectify=True)], size))
-    assert not torch.equal(rectified, images_to_tensor([crop], size, 20))
+    rectified = CropPreparation(size, 20, True).to_tensor([crop])
+    assert torch.equal(rectified, CropPreparation(size).to_tensor([deskew(crop, 20, rectify=True)]))
+    assert not torch.equal(rectified, CropPreparation(size, 20).to_tensor([crop]))
 
-    seen = []
-    original = baselines.recognizer.images_to_tensor
-    monkeypatch.setattr(
-        baselines.recognizer, "images_to_tensor", lambda *args: seen.append(args[2:]) or original(*args)
-    )
-    recognizer = load_recognizer(str(output), device="cpu")
-    recognizer.read([[crop]])
-    assert seen == [(20.0, True)] and recognizer.describe()["rectify_plate"] is True
+    assert preparations_used_in_reading(output, crop, monkeypatch) == [CropPreparation(size, 20.0, True)]
+    assert load_recognizer(str(output), device="cpu").describe()["rectify_plate"] is True
     with pytest.raises(ValueError, match="rectify_plate"):
         BaselineConfig(arch="crnn", charset="AB1", rectify_plate="yes")
