@@ -30,9 +30,9 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
     - adds `plate_labels` (each image's plate characters as token ids, padded with -100) when `plate_labels` is
       set, for the auxiliary visual CTC loss;
     - remembers the token ids of every prompt and answer it has rendered. TRL renders the chat template and
-      tokenizes every row at every step, ~half of a batch's collation time for the small embedded model; a plate
-      dataset repeats one prompt and a few thousand answers every epoch. The batches are the parent's, tensor for
-      tensor (tested); rows it cannot key (images embedded in the messages, non-conversational rows) take the
+      tokenizes every row at every step, about half of a batch's collation time for the small embedded model; a
+      plate dataset repeats one prompt and the same answers every epoch. The batches are the parent's, tensor for
+      tensor (tested); batches with a row it cannot key (no images, or objects inside the messages) take the
       parent's path.
 
     Args beyond TRL's:
@@ -124,12 +124,11 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
         return keys
 
     def _rendered(self, example) -> dict:
-        """The row's prompt and completion text, rendered as TRL renders them (on copies: TRL's helpers fill in
-        the messages' image placeholders in place)."""
-        example = copy.deepcopy({key: example[key] for key in ("prompt", "completion", "images")})
+        """The row's prompt and completion text, rendered as TRL renders them (from copies of the messages: TRL's
+        helpers fill in their image placeholders in place)."""
         messages = {
-            "prompt": prepare_multimodal_messages(example["prompt"], images=example["images"]),
-            "completion": prepare_multimodal_messages(example["completion"]),
+            "prompt": prepare_multimodal_messages(copy.deepcopy(example["prompt"]), images=example["images"]),
+            "completion": prepare_multimodal_messages(copy.deepcopy(example["completion"])),
         }
         return apply_chat_template(messages, self.processor)
 
