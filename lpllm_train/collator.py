@@ -141,10 +141,9 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
                 images=example["images"], text=[self._rendered(example)["prompt"]], add_special_tokens=False,
                 return_tensors="pt",
             )
-            if "token_type_ids" in prompt:
-                return None
             types = prompt["mm_token_type_ids"][0] if "mm_token_type_ids" in prompt else None
-            self._prompt_ids[key] = (prompt["input_ids"][0], types)
+            # Remembered as None too, so later batches of such a processor go to the parent without tokenizing first.
+            self._prompt_ids[key] = None if "token_type_ids" in prompt else (prompt["input_ids"][0], types)
         return self._prompt_ids[key]
 
     def _cached_completion(self, example, key):
