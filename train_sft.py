@@ -33,7 +33,7 @@ from transformers import set_seed
 from transformers.utils import logging
 
 from lpllm_train.arguments import PlateTrainingArguments
-from lpllm_train.augmentation import RandomQuadJitter
+from lpllm_train.augmentation import AugmentationChain, RandomQuadJitter, RandomShadow
 from lpllm_train.callbacks import AugmentationWarmupCallback, TimeBudgetCallback
 from lpllm_train.collator import PlateCollator
 from lpllm_train.data import DecodedPlateSplit, load_plate_dataset, training_split
@@ -131,10 +131,13 @@ def main(argv=None):
     decoded_train_dataset = None
     if plate_args.preload_images and (ablation is None or ablation.trains):
         augment = None
-        if plate_args.quad_jitter is not None or plate_args.rotation is not None:
-            augment = RandomQuadJitter(
+        if plate_args.augments:
+            # The shadow falls on the crop as it was captured; the jitter then resamples it to the model's input size.
+            resample = RandomQuadJitter(
                 plate_args.quad_jitter, output_size=processor.image_size, rotation=plate_args.rotation
             )
+            shade = [RandomShadow(*plate_args.shadow)] if plate_args.shadow else []
+            augment = AugmentationChain([*shade, resample])
         decoded_train_dataset = DecodedPlateSplit(train_dataset, processor.prepare_images, augment=augment)
         if augment is not None and plate_args.augment_warmup_epochs:
             callbacks = [*(callbacks or []), AugmentationWarmupCallback(augment, plate_args.augment_warmup_epochs)]
@@ -217,6 +220,10 @@ def describe_augmentation(plate_args) -> str:
         parts.append(
             "a random rotation of up to {:g} degrees for a fraction {:g} of the crops".format(*plate_args.rotation)
         )
+    if plate_args.shadow:
+        parts.append("a random cast shadow darkening by up to {1:g} on a fraction {0:g} of the crops".format(
+            *plate_args.shadow
+        ))
     if parts and plate_args.augment_warmup_epochs:
         parts.append(f"strength ramped from 0 (first epoch) to full at epoch {plate_args.augment_warmup_epochs}")
     if plate_args.severity_weights:

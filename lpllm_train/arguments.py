@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from modeling_lpllm.deskew import check_max_degrees
 
-from .augmentation import check_max_shift, check_rotation
+from .augmentation import check_max_shift, check_rotation, check_shadow
 from .sampling import parse_severity_weights
 
 
@@ -90,6 +90,16 @@ def parse_rotation(value) -> tuple[float, float] | None:
         "augment_rotation",
         check_rotation,
         "`DEGREES,P`, an angle in [0, 90) and a probability in [0, 1] (e.g. 15,0.5)",
+    )
+
+
+def parse_shadow(value) -> tuple[float, float] | None:
+    """`"0.3,0.6"` -> (0.3, 0.6); off values -> None."""
+    return _parse_pair(
+        value,
+        "augment_shadow",
+        check_shadow,
+        "`P,DARKENING`, a probability in [0, 1] and a largest darkening in (0, 1) (e.g. 0.3,0.6)",
     )
 
 
@@ -180,9 +190,16 @@ class PlateTrainingArguments:
         "turned by up to DEGREES either way, inside the bounding box of the turned crop. Needs `preload_images`. "
         "None: off."},
     )
+    augment_shadow: str | None = field(
+        default=None,
+        metadata={"help": "Beyond the paper: `P,DARKENING` (e.g. `0.3,0.6`): with probability P, a random polygon "
+        "of a training plate is darkened by up to DARKENING (a cast shadow, `RandomShadow`). Needs `preload_images`. "
+        "None: off."},
+    )
     augment_warmup_epochs: int = field(
         default=0,
-        metadata={"help": "Beyond the paper: the augmentations (`augment_quad_jitter`, `augment_rotation`) start at "
+        metadata={"help": "Beyond the paper: the augmentations (`augment_quad_jitter`, `augment_rotation`, "
+        "`augment_shadow`) start at "
         "zero strength in the first epoch and reach full strength at this epoch, so a model trained from scratch "
         "leaves its initial loss plateau on plain crops first (`AugmentationWarmupCallback`). 0: full strength from "
         "the start."},
@@ -230,12 +247,21 @@ class PlateTrainingArguments:
             raise ValueError("`augment_rotation` needs `preload_images: true` (it turns the decoded crops).")
         if isinstance(self.augment_warmup_epochs, bool) or self.augment_warmup_epochs < 0:
             raise ValueError(f"`augment_warmup_epochs` must be an integer >= 0, got {self.augment_warmup_epochs!r}.")
-        if self.augment_warmup_epochs and self.quad_jitter is None and self.rotation is None:
+        self.shadow = parse_shadow(self.augment_shadow)
+        if self.shadow is not None and not self.preload_images:
+            raise ValueError("`augment_shadow` needs `preload_images: true` (it shades the decoded crops).")
+        if self.augment_warmup_epochs and not self.augments:
             raise ValueError(
-                "`augment_warmup_epochs` needs an augmentation (`augment_quad_jitter` or `augment_rotation`)."
+                "`augment_warmup_epochs` needs an augmentation (`augment_quad_jitter`, `augment_rotation` or "
+                "`augment_shadow`)."
             )
 
         self.severity_weights = parse_severity_weights(self.train_severity_weights)
+
+    @property
+    def augments(self) -> bool:
+        """Whether any training augmentation is on."""
+        return any(setting is not None for setting in (self.quad_jitter, self.rotation, self.shadow))
 
     def describe_image_size(self) -> str:
         size = (

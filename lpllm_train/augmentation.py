@@ -5,13 +5,16 @@ the validation loss after ~8 epochs) and reads perspective-warped plates worst. 
 randomly moved quadrilateral every time it is seen gives it shifted, scaled, sheared and slightly rotated plates for
 free, in one resampling straight to the model's input size. An optional random rotation (the whole plate turned and
 its crop grown to the turned plate's bounding box, as a detector would crop it) reaches the angles of the strongest
-perspective degradations (13-18 degrees), which corner shifts small enough to learn from cannot.
+perspective degradations (13-18 degrees), which corner shifts small enough to learn from cannot. An optional cast
+shadow (`RandomShadow`) darkens a random polygon of the crop: a shadow edge across a character is the one kind of
+uneven light a model trained on a few severe examples kept misreading (D read as U, Y as X).
 """
 
 import math
 
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def check_max_shift(max_shift) -> tuple[float, float]:
@@ -39,6 +42,76 @@ def check_rotation(max_degrees, probability) -> tuple[float, float]:
             f"{probability!r}."
         )
     return max_degrees, probability
+
+
+def check_shadow(probability, max_darkening) -> tuple[float, float]:
+    """`(probability, max_darkening)` as floats, a probability in [0, 1] and a darkening in (0, 1); ValueError
+    otherwise."""
+    try:
+        probability, max_darkening = float(probability), float(max_darkening)
+    except (TypeError, ValueError):
+        probability = max_darkening = float("nan")
+    if not (0 <= probability <= 1 and 0 < max_darkening < 1):
+        raise ValueError(
+            f"the shadow must be a probability in [0, 1] and a largest darkening in (0, 1); got {probability!r}, "
+            f"{max_darkening!r}."
+        )
+    return probability, max_darkening
+
+
+class RandomShadow:
+    """With probability `p`, darkens the pixels inside a random polygon of `num_vertices` points spread over the whole
+    crop (a cast shadow, as albumentations' `RandomShadow` draws it) by a fraction uniform in `[0, max_darkening]`:
+    the shadow keeps `1 - darkening` of the light.
+
+    Every call makes the same number of draws from torch's global generator, whether or not a shadow falls, so a
+    resumed run draws the same shadows as an uninterrupted one and `strength` (which scales the darkening, 1.0 unless
+    changed) never shifts the random stream.
+    """
+
+    def __init__(self, probability: float, max_darkening: float, num_vertices: int = 5):
+        self.probability, self.max_darkening = check_shadow(probability, max_darkening)
+        if num_vertices < 3:
+            raise ValueError(f"a shadow polygon needs at least 3 vertices, got {num_vertices}.")
+        self.num_vertices = num_vertices
+        self.strength = 1.0
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        happens, fraction, *coordinates = torch.rand(2 + 2 * self.num_vertices).tolist()
+        darkening = fraction * self.max_darkening * self.strength
+        if happens >= self.probability or darkening == 0:
+            return image
+        width, height = image.size
+        polygon = [(x * width, y * height) for x, y in zip(coordinates[0::2], coordinates[1::2])]
+        mask = Image.new("L", image.size, 0)
+        ImageDraw.Draw(mask).polygon(polygon, fill=255)
+        inside = np.asarray(mask) > 0
+        pixels = np.array(image)
+        pixels[inside] = (pixels[inside] * (1.0 - darkening)).round().astype(np.uint8)
+        return Image.fromarray(pixels)
+
+
+class AugmentationChain:
+    """Applies `transforms` in order; setting `strength` sets it on each (`AugmentationWarmupCallback` ramps it)."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+        self._strength = 1.0
+
+    @property
+    def strength(self) -> float:
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float):
+        self._strength = value
+        for transform in self.transforms:
+            transform.strength = value
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        for transform in self.transforms:
+            image = transform(image)
+        return image
 
 
 class RandomQuadJitter:

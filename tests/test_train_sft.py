@@ -231,7 +231,7 @@ def test_collator_takes_trls_path_for_rows_without_images():
         ["--preload_images", "true", "--augment_quad_jitter", "0.05,0.1"],
         # 4 steps per epoch: the crops are plain in epoch 0, turned and jittered from epoch 1, where the run resumes.
         ["--preload_images", "true", "--augment_quad_jitter", "0.05,0.1", "--augment_rotation", "10,0.5",
-         "--augment_warmup_epochs", "1"],
+         "--augment_shadow", "0.5,0.6", "--augment_warmup_epochs", "1"],
         # rows drawn with weights by severity; batches of 3 put checkpoint-4 mid-epoch, where the resumed run must
         # draw the rows the uninterrupted one drew
         ["--train_severity_weights", "4:3,5:5", "--per_device_train_batch_size", "3"],
@@ -459,6 +459,38 @@ def test_augmentation_warm_up_follows_the_epoch_also_when_resuming_mid_epoch():
     assert np.array_equal(np.asarray(augment(image)), np.asarray(image))  # zero strength: the crop as it is
 
 
+def test_shadow_darkens_one_polygon_of_the_crop_and_is_seeded():
+    from PIL import Image
+
+    from lpllm_train.augmentation import AugmentationChain, RandomShadow
+
+    image = Image.fromarray(np.full((40, 160, 3), 200, dtype=np.uint8))
+    shadow = RandomShadow(1.0, 0.6)
+    torch.manual_seed(0)
+    shaded = np.asarray(shadow(image)).astype(int)
+    darker = shaded < 200
+    assert darker.any() and not darker.all()  # a polygon, not the whole crop
+    assert (darker == darker[..., :1]).all()  # every channel of a shaded pixel, as a shadow darkens
+    assert (shaded[~darker] == 200).all() and (shaded[darker] >= round(200 * 0.4)).all()
+    assert len(np.unique(shaded[darker])) == 1  # one darkening per shadow
+    torch.manual_seed(0)
+    assert np.array_equal(np.asarray(shadow(image)), shaded)  # from torch's seeded generator
+
+    # Off, or at zero strength (set through a chain), the crop stays as it is, and the random stream moves on by the
+    # same draws as when a shadow falls.
+    never = RandomShadow(0.0, 0.6)
+    faded = AugmentationChain([RandomShadow(1.0, 0.6)])
+    faded.strength = 0.0
+    assert faded.transforms[0].strength == 0.0
+    for unshaded in (never, faded):
+        torch.manual_seed(0)
+        assert np.array_equal(np.asarray(unshaded(image)), np.asarray(image))
+        next_draws = torch.rand(3)
+        torch.manual_seed(0)
+        torch.rand(2 + 2 * 5)  # a shadow's draws: whether, how dark, 5 vertices
+        assert torch.equal(next_draws, torch.rand(3))
+
+
 def test_zero_jitter_keeps_the_crop():
     from lpllm_train.augmentation import RandomQuadJitter
 
@@ -494,6 +526,9 @@ def test_rotation_turns_the_whole_plate_inside_its_bounding_box():
         (["--augment_rotation", "15,0.5"], "needs `preload_images: true`"),
         (["--preload_images", "true", "--augment_rotation", "95,0.5"], r"angle in \[0, 90\)"),
         (["--preload_images", "true", "--augment_rotation", "15"], "augment_rotation"),
+        (["--augment_shadow", "0.3,0.6"], "needs `preload_images: true`"),
+        (["--preload_images", "true", "--augment_shadow", "0.3,1.5"], r"largest darkening in \(0, 1\)"),
+        (["--preload_images", "true", "--augment_shadow", "dark"], "augment_shadow"),
         (["--augment_quad_jitter", "0.05,0.1"], "needs `preload_images: true`"),
         (["--preload_images", "true", "--augment_quad_jitter", "0.6,0.1"], r"two fractions in \[0, 0.5\)"),
         (["--preload_images", "true", "--augment_quad_jitter", "wide"], "augment_quad_jitter"),
