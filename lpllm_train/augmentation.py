@@ -60,9 +60,9 @@ def check_shadow(probability, max_darkening) -> tuple[float, float]:
 
 
 class RandomShadow:
-    """With probability `p`, darkens the pixels inside a random polygon of `num_vertices` points spread over the whole
-    crop (a cast shadow, as albumentations' `RandomShadow` draws it) by a fraction uniform in `[0, max_darkening]`:
-    the shadow keeps `1 - darkening` of the light.
+    """With probability `probability`, darkens the pixels inside a random polygon of `num_vertices` points spread over
+    the whole crop (a cast shadow, as albumentations' `RandomShadow` draws it) by a fraction uniform in
+    `[0, max_darkening]`: the shadow keeps `1 - darkening` of the light, in every channel.
 
     Every call makes the same number of draws from torch's global generator, whether or not a shadow falls, so a
     resumed run draws the same shadows as an uninterrupted one and `strength` (which scales the darkening, 1.0 unless
