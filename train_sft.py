@@ -30,6 +30,7 @@ from pathlib import Path
 
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from lpllm_train.arguments import PlateTrainingArguments
@@ -48,6 +49,7 @@ from lpllm_train.model_setup import (
 from lpllm_train.realdata import realdata_evaluations
 from lpllm_train.sampling import severity_sample_weights
 from lpllm_train.trainer import PlateSFTTrainer, evaluation_entry, read_dataset
+from lpllm_train.weight_averaging import WeightAveragingCallback
 
 
 logger = logging.get_logger(__name__)
@@ -70,6 +72,11 @@ def parse_arguments(argv=None):
     if plate_args.cosine_over_budget and scheduler_name(training_args) != "cosine":
         raise ValueError(
             f"`cosine_over_budget` needs `lr_scheduler_type: cosine`, got {scheduler_name(training_args)!r}."
+        )
+    if plate_args.ema_decay and training_args.load_best_model_at_end:
+        raise ValueError(
+            "`ema_decay` and `load_best_model_at_end` both choose the final weights (the moving average, the best "
+            "checkpoint): set one."
         )
     return script_args, training_args, model_args, plate_args
 
@@ -117,6 +124,11 @@ def main(argv=None):
     set_trainable_parameters(model, ablation)
     peft_config = lora_config(model_args, ablation)
     slot_loss = model.cmrm is not None and model.config.cmrm_slot_loss_weight > 0
+    if training_args.label_smoothing_factor and (slot_loss or model.config.visual_ctc_loss_weight > 0):
+        raise ValueError(
+            "`label_smoothing_factor` smooths the next-token loss only, and the auxiliary losses (`cmrm_slot_loss_weight`,"
+            " `visual_ctc_loss_weight`) replace it with the model's own: use one or the other."
+        )
     collator = PlateCollator(
         processor=processor,
         max_length=training_args.max_length,
@@ -164,7 +176,14 @@ def main(argv=None):
     )
 
     if ablation is None or ablation.trains:
-        trainer.train(resume_from_checkpoint=resume_checkpoint(training_args.resume_from_checkpoint))
+        resume_from = resume_checkpoint(training_args.resume_from_checkpoint)
+        if plate_args.ema_decay:
+            if resume_from is True:
+                resume_from = get_last_checkpoint(training_args.output_dir)
+                if resume_from is None:
+                    raise ValueError(f"--resume_from_checkpoint: no checkpoint in {training_args.output_dir}.")
+            trainer.add_callback(WeightAveragingCallback(plate_args.ema_decay, resume_from=resume_from))
+        trainer.train(resume_from_checkpoint=resume_from)
         trainer.save_model()  # the adapter (with CMRM) for LoRA runs, the whole model otherwise
         trainer.save_state()  # trainer_state.json: the logged loss and evaluation curve, with wall-clock minutes
     # The rest runs on the main process alone. Every rank leaves the process group first: a rank that exits while
@@ -259,6 +278,8 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         "images": plate_args.describe_image_size(),
         "augmentation": describe_augmentation(plate_args),
     }
+    if plate_args.ema_decay:
+        recipe["weights (beyond the paper)"] = f"moving average of the trainable weights, decay {plate_args.ema_decay:g}"
     if config.visual_ctc_loss_weight:
         recipe["auxiliary visual CTC loss (beyond the paper)"] = f"weight {config.visual_ctc_loss_weight}"
     if config.vision_stem_channels:

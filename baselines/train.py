@@ -8,6 +8,10 @@ a stated time budget, and saves a checkpoint that eval.py evaluates:
     python eval.py --compare runs/lpllm baselines_runs/crnn baselines_runs/lprnet --dataset_name data/ccpd_blur \
         --output_dir reports/table1
 
+`--deskew_max_degrees 20 --rectify_plate` prepares the crops as LP-LLM's processor does, and `--augment_quad_jitter
+0.05,0.2 --augment_shadow 0.3,0.6 --augment_warmup_epochs 1` augments them as LP-LLM's CPU recipe does (off by
+default: the baseline of the comparisons trains on the plain crops).
+
 Folders of crops (`labels.csv`, e.g. ../shared/realdata) have no train split and are refused: they are for
 evaluation only. The budget actually used (steps, epochs, minutes, device) is saved in the checkpoint and shown in
 every report that includes the model. An existing non-empty output dir is refused unless `--overwrite` is given.
@@ -25,6 +29,8 @@ from lpllm_eval.data import LABELS_FILE, load_eval_data
 from lpllm_eval.normalization import PlateNormalizer
 from lpllm_eval.outputs import prepare_output_dir
 from lpllm_eval.recognizers import pick_device
+from lpllm_train.arguments import parse_quad_jitter, parse_shadow
+from lpllm_train.augmentation import AugmentationChain, RandomQuadJitter, RandomShadow
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
 from .checkpoint import ARCHITECTURES, BaselineConfig, build_model, save_baseline
@@ -61,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(saved with the checkpoint) in reading: LP-LLM's processor option, for a like-for-like comparison.",
     )
     parser.add_argument(
+        "--augment_quad_jitter",
+        help="`H,V` (e.g. `0.05,0.2`): every time a training image is drawn, move each corner of its levelled crop "
+        "by up to H of its width and V of its height and resample (LP-LLM's `--augment_quad_jitter`). Default: off.",
+    )
+    parser.add_argument(
+        "--augment_shadow",
+        help="`P,DARKENING` (e.g. `0.3,0.6`): with probability P, darken a random polygon of a training crop by up "
+        "to DARKENING (LP-LLM's `--augment_shadow`). Default: off.",
+    )
+    parser.add_argument(
+        "--augment_warmup_epochs",
+        type=int,
+        default=0,
+        help="The augmentations start at zero strength in the first epoch and reach full strength at this epoch "
+        "(LP-LLM's `--augment_warmup_epochs`). 0: full strength from the start.",
+    )
+    parser.add_argument(
         "--validation_split", default="validation", help="Split for the end-of-training accuracy check."
     )
     parser.add_argument("--max_samples", type=int, help="Use only the first N training rows.")
@@ -87,8 +110,32 @@ def _check_trainable_dataset(path: Path) -> list[str]:
     return sorted(loaded)
 
 
+def training_augmentation(args, input_size: tuple[int, int]):
+    """`(augment, description)` from the `--augment_*` options: a shadow (if any) then the corner jitter, which
+    resamples the levelled crop to `input_size`; `(None, "none")` when both are off."""
+    quad_jitter, shadow = parse_quad_jitter(args.augment_quad_jitter), parse_shadow(args.augment_shadow)
+    if args.augment_warmup_epochs < 0:
+        raise ValueError(f"--augment_warmup_epochs must be an integer >= 0, got {args.augment_warmup_epochs}.")
+    if quad_jitter is None and shadow is None:
+        if args.augment_warmup_epochs:
+            raise ValueError("--augment_warmup_epochs needs --augment_quad_jitter or --augment_shadow.")
+        return None, "none"
+    transforms, parts = [], []
+    if shadow is not None:
+        transforms.append(RandomShadow(*shadow))
+        parts.append("cast shadow {:g},{:g}".format(*shadow))
+    transforms.append(RandomQuadJitter(quad_jitter, output_size=input_size))
+    if quad_jitter is not None:
+        parts.append("corner jitter {:g},{:g}".format(*quad_jitter))
+    if args.augment_warmup_epochs:
+        parts.append(f"full strength from epoch {args.augment_warmup_epochs}")
+    return AugmentationChain(transforms), "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
+    # Bad augmentation settings fail before any output is written.
+    augment, augmentation = training_augmentation(args, ARCHITECTURES[args.arch].input_size)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     dataset_path = Path(args.dataset_name)
     splits = _check_trainable_dataset(dataset_path)
@@ -117,6 +164,8 @@ def main(argv: list[str] | None = None) -> Path:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         seed=args.seed,
+        augment=augment,
+        augment_warmup_epochs=args.augment_warmup_epochs,
     )
     logger.info("Training %s on %d samples of %s [train] on %s", args.arch, len(train.samples), train.name, device)
     summary = train_ctc(model, codec, train.samples, config.crop_preparation, device, settings)
@@ -136,7 +185,7 @@ def main(argv: list[str] | None = None) -> Path:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
-        "augmentation": "none",
+        "augmentation": augmentation,
         "device": str(device),
         "validation_split": args.validation_split if validation is not None else None,
         "validation_accuracy": validation_accuracy,

@@ -3,14 +3,16 @@
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
 from .ctc import CTCCodec
-from .preprocessing import CropPreparation, to_model_input
+from .preprocessing import CropPreparation, stack_uint8, to_model_input
 
 
 logger = logging.getLogger(__name__)
@@ -18,8 +20,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainingSettings:
-    """Budget and optimiser settings. Training stops at whichever of `max_minutes`, `max_steps` or `max_epochs`
-    comes first."""
+    """Budget, optimiser and augmentation settings. Training stops at whichever of `max_minutes`, `max_steps` or
+    `max_epochs` comes first.
+
+    `augment` (optional): a transform from a levelled crop (`CropPreparation.level`) to an RGB image of the reader's
+    input size, applied every time a training image is drawn (e.g. `lpllm_train.augmentation`'s shadow and corner
+    jitter, resampling to `CropPreparation.size`); its `strength` is 0 in the first epoch and reaches 1 at epoch
+    `augment_warmup_epochs` (0: full strength from the start), as in LP-LLM's recipe.
+    """
 
     max_minutes: float = 10.0
     max_steps: int | None = None
@@ -30,11 +38,20 @@ class TrainingSettings:
     max_grad_norm: float = 5.0
     seed: int = 0
     log_every: int = 50
+    augment: Callable | None = None
+    augment_warmup_epochs: int = 0
 
 
-def frames_and_targets(samples, codec: CTCCodec, preparation: CropPreparation, max_steps_per_image: int):
+def frames_and_targets(
+    samples, codec: CTCCodec, preparation: CropPreparation, max_steps_per_image: int, keep_levelled: bool = False
+):
     """Every frame of every sample as its own training image with the sample's label, as uint8 pixels prepared by
-    `preparation`, and encoded targets. Labels too long for the reader's output steps are left out and counted."""
+    `preparation`, and encoded targets. Labels too long for the reader's output steps are left out and counted.
+
+    Returns:
+        `(pixels, targets, too_long, levelled)`: `levelled` holds each frame's levelled crop at its own size (for a
+        training augmentation) when `keep_levelled`, else None.
+    """
     images, targets, too_long = [], [], 0
     for sample in samples:
         encoded = codec.encode(sample.label)
@@ -50,17 +67,15 @@ def frames_and_targets(samples, codec: CTCCodec, preparation: CropPreparation, m
         logger.warning(
             "%d training labels need more than %d CTC steps and were left out.", too_long, max_steps_per_image
         )
-    pixels = (
-        torch.cat(
-            [
-                preparation.to_uint8(images[i : i + 1024])
-                for i in range(0, len(images), 1024)
-            ]
-        )
-        if images
-        else None
-    )
-    return pixels, targets, too_long
+    if not images:
+        return None, targets, too_long, [] if keep_levelled else None
+    if not keep_levelled:
+        pixels = torch.cat([preparation.to_uint8(images[i : i + 1024]) for i in range(0, len(images), 1024)])
+        return pixels, targets, too_long, None
+    height, width = preparation.size
+    levelled = [preparation.level(image) for image in images]
+    pixels = stack_uint8([crop.resize((width, height), Image.Resampling.BILINEAR) for crop in levelled])
+    return pixels, targets, too_long, levelled
 
 
 @torch.inference_mode()
@@ -98,7 +113,10 @@ def train_ctc(
     model.to(device, memory_format=torch.channels_last)
     with torch.no_grad():
         steps_per_image = model(torch.zeros(1, 3, *preparation.size, device=device)).shape[1]
-    pixels, targets, too_long = frames_and_targets(samples, codec, preparation, steps_per_image)
+    augment = settings.augment
+    pixels, targets, too_long, levelled = frames_and_targets(
+        samples, codec, preparation, steps_per_image, keep_levelled=augment is not None
+    )
     if pixels is None:
         raise ValueError("No training image is left: every label is too long for the reader or the split is empty.")
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -112,6 +130,9 @@ def train_ctc(
     model.train()
     while settings.max_epochs is None or epoch < settings.max_epochs:
         order = torch.randperm(len(targets), generator=generator)
+        if augment is not None:
+            warmup = settings.augment_warmup_epochs
+            augment.strength = min(1.0, epoch / warmup) if warmup else 1.0
         for start in range(0, len(order), settings.batch_size):
             if time.monotonic() >= deadline:
                 stopped_by = "max_minutes"
@@ -121,7 +142,10 @@ def train_ctc(
                 break
             indices = order[start : start + settings.batch_size]
             batch_targets = [targets[i] for i in indices.tolist()]
-            inputs = to_model_input(pixels[indices]).to(device, memory_format=torch.channels_last)
+            batch_pixels = (
+                pixels[indices] if augment is None else stack_uint8([augment(levelled[i]) for i in indices.tolist()])
+            )
+            inputs = to_model_input(batch_pixels).to(device, memory_format=torch.channels_last)
             log_probs = model(inputs).log_softmax(-1)
             input_lengths = torch.full((len(indices),), log_probs.shape[1], dtype=torch.long)
             loss = ctc_loss(

@@ -210,6 +210,12 @@ class PlateTrainingArguments:
         "weights by the dataset's `severity` column (levels not named: 1), with replacement, as many per epoch as the "
         "split has rows, so steps go to the severe plates a model still misreads. None: every row once per epoch."},
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={"help": "Beyond the paper: keep an exponential moving average of the trainable weights with this "
+        "decay (e.g. 0.999: about the last 1,000 steps) and save it as the trained model (`WeightAveragingCallback`); "
+        "evaluations during training read the raw weights. 0: off."},
+    )
     final_eval_split: str | None = field(
         default="test", metadata={"help": "Split evaluated once after training (None to skip)."}
     )
@@ -257,6 +263,8 @@ class PlateTrainingArguments:
             )
 
         self.severity_weights = parse_severity_weights(self.train_severity_weights)
+        if isinstance(self.ema_decay, bool) or not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"`ema_decay` must be in [0, 1) (0: off), got {self.ema_decay!r}.")
 
     @property
     def augments(self) -> bool:

@@ -100,7 +100,15 @@ class PlateSFTTrainer(SFTTrainer):
         return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if "slot_labels" not in inputs and "plate_labels" not in inputs:
+        auxiliary = "slot_labels" in inputs or "plate_labels" in inputs
+        if self.label_smoother is not None and not auxiliary:
+            # TRL runs the model a second time under label smoothing, for its token-accuracy logs (a forward is about a
+            # third of a small model's step). One forward is enough for the loss.
+            labels = inputs["labels"]
+            outputs = model(**{key: value for key, value in inputs.items() if key != "labels"}, use_cache=False)
+            loss = self.label_smoother(outputs, labels, shift_labels=True, num_items_in_batch=num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
+        if not auxiliary:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # TRL computes its loss from per-token log-probabilities and would drop the auxiliary losses; the model's own
         # `loss` holds them all (next-token cross-entropy + the weighted slot and visual CTC losses).

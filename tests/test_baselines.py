@@ -194,3 +194,50 @@ def test_rectify_option_is_saved_with_the_checkpoint_and_used_in_reading(plate_d
     assert load_recognizer(str(output), device="cpu").describe()["rectify_plate"] is True
     with pytest.raises(ValueError, match="rectify_plate"):
         BaselineConfig(arch="crnn", charset="AB1", rectify_plate="yes")
+
+
+def test_augmented_training_draws_new_crops_every_epoch_and_is_seeded(plate_dataset, tmp_path, monkeypatch):
+    import baselines.training as training
+
+    drawn = []  # the batches the model sees
+    original = training.to_model_input
+    monkeypatch.setattr(training, "to_model_input", lambda pixels: drawn.append(pixels.clone()) or original(pixels))
+
+    def train(name, *options):
+        drawn.clear()
+        output = tmp_path / name
+        # 6 images in batches of 6: one step per epoch, 3 epochs
+        train_main(["--arch", "crnn", "--dataset_name", str(plate_dataset), "--output_dir", str(output),
+                    "--max_steps", "3", "--batch_size", "6", "--deskew_max_degrees", "20", "--log_level", "WARNING",
+                    *options])  # fmt: skip
+        return load_baseline(output), list(drawn)
+
+    augment = ["--augment_quad_jitter", "0.05,0.2", "--augment_shadow", "1.0,0.6", "--augment_warmup_epochs", "1"]
+    (plain_model, plain_config), plain_batches = train("plain")  # the same order of images: a separate generator
+    (model, config), batches = train("augmented", *augment)
+    (again, _), batches_again = train("again", *augment)
+
+    assert config.training["augmentation"] == "cast shadow 1,0.6; corner jitter 0.05,0.2; full strength from epoch 1"
+    assert plain_config.training["augmentation"] == "none"
+    assert len(batches) == 3 and all(batch.shape == plain_batches[0].shape for batch in batches)
+    assert all(torch.equal(a, b) for a, b in zip(batches, batches_again))  # seeded: the same crops again
+    # epoch 0 at zero strength: no shadow, no shift; from epoch 1 the crops are jittered and shaded
+    assert (batches[0].float() - plain_batches[0].float()).abs().mean() < 3
+    for epoch in (1, 2):
+        assert (batches[epoch].float() - plain_batches[epoch].float()).abs().mean() > 5
+        assert batches[epoch].float().mean() < plain_batches[epoch].float().mean()  # every crop has a shadow
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[name]), name
+    assert any(not torch.equal(t, plain_model.state_dict()[n]) for n, t in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [(["--augment_shadow", "2,0.5"], "augment_shadow"), (["--augment_quad_jitter", "wide"], "augment_quad_jitter"),
+     (["--augment_warmup_epochs", "1"], "needs --augment_quad_jitter or --augment_shadow")],
+)
+def test_bad_baseline_augmentation_fails_before_any_output(plate_dataset, tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        train_main(["--arch", "crnn", "--dataset_name", str(plate_dataset), "--output_dir", str(tmp_path / "o"),
+                    *options])  # fmt: skip
+    assert not (tmp_path / "o").exists()

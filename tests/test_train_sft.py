@@ -235,8 +235,10 @@ def test_collator_takes_trls_path_for_rows_without_images():
         # rows drawn with weights by severity; batches of 3 put checkpoint-4 mid-epoch, where the resumed run must
         # draw the rows the uninterrupted one drew
         ["--train_severity_weights", "4:3,5:5", "--per_device_train_batch_size", "3"],
+        # the moving average of the weights is saved with each checkpoint and carried on from it
+        ["--ema_decay", "0.5"],
     ],
-    ids=["read-split", "decoded-and-jittered", "augmentation-warm-up", "severity-weighted"],
+    ids=["read-split", "decoded-and-jittered", "augmentation-warm-up", "severity-weighted", "weight-average"],
 )
 def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(dataset_dir, tmp_path, data_options):
     common = [
@@ -275,6 +277,78 @@ def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(data
         assert torch.equal(straight[name], resumed[name]), name
 
 
+def test_the_moving_average_of_the_weights_is_the_model_training_saves(dataset_dir, tmp_path, monkeypatch):
+    decay = 0.2
+    snapshots = []
+
+    class Snapshot(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+
+    original_init = train_sft.PlateSFTTrainer.__init__
+
+    def init_with_snapshots(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.add_callback(Snapshot())
+
+    monkeypatch.setattr(train_sft.PlateSFTTrainer, "__init__", init_with_snapshots)
+    run(dataset_dir, tmp_path / "ema", "--ema_decay", str(decay))
+
+    expected = {name: tensor.clone() for name, tensor in snapshots[0].items()}
+    for update, weights in enumerate(snapshots[1:]):
+        weight = 1 - min(decay, (1 + update) / (10 + update))  # the decay warms up: 0.1, 0.18, then 0.2
+        for name in expected:
+            expected[name] = (1 - weight) * expected[name] + weight * weights[name]
+    assert len(snapshots) == 5  # 4 steps
+    saved = final_weights(tmp_path / "ema")
+    assert expected.keys() <= saved.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(saved[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+    assert any(not torch.allclose(saved[name], snapshots[-1][name]) for name in expected)  # not the last weights
+    card = (tmp_path / "ema" / "final" / "README.md").read_text()
+    assert "moving average of the trainable weights, decay 0.2" in card
+
+
+def test_resuming_a_checkpoint_without_a_weight_average_names_the_file(dataset_dir, tmp_path):
+    common = ["--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2"]
+    run(dataset_dir, tmp_path / "plain", *common)
+    with pytest.raises(ValueError, match="weight_average.safetensors does not exist"):
+        run(dataset_dir, tmp_path / "plain", *common, "--max_steps", "6", "--ema_decay", "0.9",
+            "--resume_from_checkpoint", "true")
+
+
+def test_label_smoothing_trains_with_one_forward_per_step(dataset_dir, tmp_path, monkeypatch):
+    forwards, first_losses = [], {}
+
+    class CountForwards(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.hook = model.register_forward_hook(lambda *_: forwards.append(state.global_step))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.hook.remove()
+
+    original_init = train_sft.PlateSFTTrainer.__init__
+
+    def init_with_counter(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.add_callback(CountForwards())
+
+    monkeypatch.setattr(train_sft.PlateSFTTrainer, "__init__", init_with_counter)
+    for name, options in {"plain": [], "smoothed": ["--label_smoothing_factor", "0.1"]}.items():
+        forwards.clear()
+        run(dataset_dir, tmp_path / name, "--max_steps", "3", *options)
+        assert forwards == [0, 1, 2], name  # TRL's own label smoothing runs the model twice per step
+        history = json.loads((tmp_path / name / "trainer_state.json").read_text())["log_history"]
+        first_losses[name] = history[0]["loss"]
+    # the same first batch through the same initial weights: only the loss differs
+    assert first_losses["smoothed"] != first_losses["plain"]
+    with pytest.raises(ValueError, match="label_smoothing_factor.*auxiliary losses"):
+        run(dataset_dir, tmp_path / "both", "--label_smoothing_factor", "0.1", "--cmrm_slot_loss_weight", "1.0")
+
+
 def test_unknown_recipe_field_fails_before_any_work(dataset_dir, tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text(Path(SMOKE).read_text() + "learning_rat: 0.1\n")
@@ -286,7 +360,7 @@ def test_unknown_recipe_field_fails_before_any_work(dataset_dir, tmp_path):
 @pytest.mark.parametrize(
     "field, value, message",
     [("ablation", "Z", "ablation"), ("max_new_tokens", "0", "max_new_tokens"), ("learning_rate", "fast", "learning_rate"),
-     ("train_severity_weights", "7:2", "train_severity_weights")],
+     ("train_severity_weights", "7:2", "train_severity_weights"), ("ema_decay", "1.5", "ema_decay")],
 )
 def test_invalid_recipe_value_fails_with_a_clear_message(dataset_dir, tmp_path, capsys, field, value, message):
     recipe = tmp_path / "bad.yaml"
