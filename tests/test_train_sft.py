@@ -312,6 +312,24 @@ def test_the_moving_average_of_the_weights_is_the_model_training_saves(dataset_d
     assert "moving average of the trainable weights, decay 0.2" in card
 
 
+def test_the_weight_average_covers_lora_and_cmrm_and_reaches_the_adapter(dataset_dir, pretrained_dir, tmp_path):
+    before = load_file(Path(pretrained_dir) / "model.safetensors")
+    common = ["--model_name_or_path", pretrained_dir, "--ablation", "D", "--learning_rate", "0.01", "--lora_r", "4",
+              "--lora_alpha", "8", "--max_steps", "3"]  # fmt: skip
+    run(dataset_dir, tmp_path / "raw", *common)
+    run(dataset_dir, tmp_path / "averaged", *common, "--ema_decay", "0.5")
+    averaged = final_weights(tmp_path / "averaged")
+    assert changed_groups(before, averaged) == {"lm_lora_targets", "cmrm"}  # the frozen weights stay as they were
+    raw = final_weights(tmp_path / "raw")
+    differs = {group for name in raw if not torch.equal(raw[name], averaged[name])
+               for group in changed_groups({}, {name: raw[name]})}  # fmt: skip
+    assert differs == {"lm_lora_targets", "cmrm"}
+    raw_adapter = load_file(tmp_path / "raw" / "adapter_model.safetensors")
+    averaged_adapter = load_file(tmp_path / "averaged" / "adapter_model.safetensors")
+    averaged_in_adapter = {name for name in raw_adapter if not torch.equal(raw_adapter[name], averaged_adapter[name])}
+    assert any("lora_" in name for name in averaged_in_adapter) and any(".cmrm." in n for n in averaged_in_adapter)
+
+
 def test_resuming_a_checkpoint_without_a_weight_average_names_the_file(dataset_dir, tmp_path):
     common = ["--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2"]
     run(dataset_dir, tmp_path / "plain", *common)
