@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -49,8 +48,8 @@ def frames_and_targets(
     `preparation`, and encoded targets. Labels too long for the reader's output steps are left out and counted.
 
     Returns:
-        `(pixels, targets, too_long, levelled)`: `levelled` holds each frame's levelled crop at its own size (for a
-        training augmentation) when `keep_levelled`, else None.
+        `(pixels, targets, too_long, levelled)`: with `keep_levelled`, `levelled` holds each frame's levelled crop at
+        its own size (for a training augmentation, which resamples it) and `pixels` is None; otherwise the reverse.
     """
     images, targets, too_long = [], [], 0
     for sample in samples:
@@ -67,15 +66,12 @@ def frames_and_targets(
         logger.warning(
             "%d training labels need more than %d CTC steps and were left out.", too_long, max_steps_per_image
         )
+    if keep_levelled:
+        return None, targets, too_long, [preparation.level(image) for image in images]
     if not images:
-        return None, targets, too_long, [] if keep_levelled else None
-    if not keep_levelled:
-        pixels = torch.cat([preparation.to_uint8(images[i : i + 1024]) for i in range(0, len(images), 1024)])
-        return pixels, targets, too_long, None
-    height, width = preparation.size
-    levelled = [preparation.level(image) for image in images]
-    pixels = stack_uint8([crop.resize((width, height), Image.Resampling.BILINEAR) for crop in levelled])
-    return pixels, targets, too_long, levelled
+        return None, targets, too_long, None
+    pixels = torch.cat([preparation.to_uint8(images[i : i + 1024]) for i in range(0, len(images), 1024)])
+    return pixels, targets, too_long, None
 
 
 @torch.inference_mode()
@@ -117,7 +113,7 @@ def train_ctc(
     pixels, targets, too_long, levelled = frames_and_targets(
         samples, codec, preparation, steps_per_image, keep_levelled=augment is not None
     )
-    if pixels is None:
+    if not targets:
         raise ValueError("No training image is left: every label is too long for the reader or the split is empty.")
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     ctc_loss = nn.CTCLoss(blank=codec.blank, zero_infinity=True)
