@@ -34,7 +34,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from lpllm_train.arguments import PlateTrainingArguments
-from lpllm_train.augmentation import AugmentationChain, RandomQuadJitter, RandomShadow
+from lpllm_train.augmentation import plate_augmentation
 from lpllm_train.callbacks import AugmentationWarmupCallback, TimeBudgetCallback
 from lpllm_train.collator import PlateCollator
 from lpllm_train.data import DecodedPlateSplit, load_plate_dataset, training_split
@@ -144,12 +144,9 @@ def main(argv=None):
     if plate_args.preload_images and (ablation is None or ablation.trains):
         augment = None
         if plate_args.augments:
-            # The shadow falls on the crop as it was captured; the jitter then resamples it to the model's input size.
-            resample = RandomQuadJitter(
-                plate_args.quad_jitter, output_size=processor.image_size, rotation=plate_args.rotation
+            augment = plate_augmentation(
+                plate_args.quad_jitter, plate_args.shadow, processor.image_size, rotation=plate_args.rotation
             )
-            shade = [RandomShadow(*plate_args.shadow)] if plate_args.shadow else []
-            augment = AugmentationChain([*shade, resample])
         decoded_train_dataset = DecodedPlateSplit(train_dataset, processor.prepare_images, augment=augment)
         if augment is not None and plate_args.augment_warmup_epochs:
             callbacks = [*(callbacks or []), AugmentationWarmupCallback(augment, plate_args.augment_warmup_epochs)]

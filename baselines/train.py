@@ -30,7 +30,7 @@ from lpllm_eval.normalization import PlateNormalizer
 from lpllm_eval.outputs import prepare_output_dir
 from lpllm_eval.recognizers import pick_device
 from lpllm_train.arguments import parse_quad_jitter, parse_shadow
-from lpllm_train.augmentation import AugmentationChain, RandomQuadJitter, RandomShadow
+from lpllm_train.augmentation import plate_augmentation
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
 from .checkpoint import ARCHITECTURES, BaselineConfig, build_model, save_baseline
@@ -120,16 +120,14 @@ def training_augmentation(args, input_size: tuple[int, int]):
         if args.augment_warmup_epochs:
             raise ValueError("--augment_warmup_epochs needs --augment_quad_jitter or --augment_shadow.")
         return None, "none"
-    transforms, parts = [], []
+    parts = []
     if shadow is not None:
-        transforms.append(RandomShadow(*shadow))
         parts.append("cast shadow {:g},{:g}".format(*shadow))
-    transforms.append(RandomQuadJitter(quad_jitter, output_size=input_size))
     if quad_jitter is not None:
         parts.append("corner jitter {:g},{:g}".format(*quad_jitter))
     if args.augment_warmup_epochs:
         parts.append(f"full strength from epoch {args.augment_warmup_epochs}")
-    return AugmentationChain(transforms), "; ".join(parts)
+    return plate_augmentation(quad_jitter, shadow, input_size), "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> Path:

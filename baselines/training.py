@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lpllm_train.augmentation import warmup_strength
+
 from .ctc import CTCCodec
 from .preprocessing import CropPreparation, stack_uint8, to_model_input
 
@@ -127,8 +129,7 @@ def train_ctc(
     while settings.max_epochs is None or epoch < settings.max_epochs:
         order = torch.randperm(len(targets), generator=generator)
         if augment is not None:
-            warmup = settings.augment_warmup_epochs
-            augment.strength = min(1.0, epoch / warmup) if warmup else 1.0
+            augment.strength = warmup_strength(epoch, settings.augment_warmup_epochs)
         for start in range(0, len(order), settings.batch_size):
             if time.monotonic() >= deadline:
                 stopped_by = "max_minutes"

@@ -177,3 +177,18 @@ class RandomQuadJitter:
             turned_back(sign_x * half_width, sign_y * half_height)
             for sign_x, sign_y in ((-1, -1), (-1, 1), (1, 1), (1, -1))
         ]
+
+
+def plate_augmentation(quad_jitter, shadow, output_size, rotation=None) -> AugmentationChain:
+    """The training crops' augmentation, as LP-LLM's recipe and the baselines apply it: the shadow (`(probability,
+    max_darkening)`, or None) falls on the crop as it was captured, then the corner jitter (`(horizontal, vertical)`,
+    or None) and any rotation resample it to `output_size`."""
+    shade = [RandomShadow(*shadow)] if shadow else []
+    return AugmentationChain([*shade, RandomQuadJitter(quad_jitter, output_size=output_size, rotation=rotation)])
+
+
+def warmup_strength(epoch: int, warmup_epochs: int) -> float:
+    """Augmentation strength at the start of `epoch` (from 0): 0 in the first epoch, full at `warmup_epochs`
+    (0: full from the start)."""
+    return min(1.0, epoch / warmup_epochs) if warmup_epochs else 1.0
+

@@ -6,6 +6,8 @@ import time
 from transformers import TrainerCallback
 from transformers.utils import logging
 
+from .augmentation import warmup_strength
+
 
 logger = logging.get_logger(__name__)
 
@@ -49,4 +51,4 @@ class AugmentationWarmupCallback(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         # `state.epoch` is whole at an epoch's start and keeps its fraction when resuming mid-epoch.
         epoch = math.floor(state.epoch or 0.0)
-        self.augment.strength = min(1.0, epoch / self.warmup_epochs)
+        self.augment.strength = warmup_strength(epoch, self.warmup_epochs)
