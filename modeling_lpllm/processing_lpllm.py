@@ -18,6 +18,10 @@ from .tokenization_lpllm import (
 
 
 DEFAULT_PROMPT = "Read the license plate."
+# The roles of the chat template. With the default prompt they are whole tokens of the offline tokenizer: spelled
+# character by character they were 45 of the 74 tokens the language model ran over per plate (steps ~1.3x as fast
+# without them, benchmarks/bench_training_step.py).
+CHAT_ROLES = ("system", "user", "assistant")
 
 # Qwen3-VL's stock budget (65k-16M pixels) would blow a 94x24 crop up to 256x256 and 64 visual tokens of mostly
 # interpolation. These bounds keep a plate's aspect ratio and give it ~24-48 visual tokens of 32x32 pixels.
@@ -205,9 +209,11 @@ def build_offline_processor(
     image_size: list[int] | None = None,
     deskew_max_degrees: float = 0.0,
     rectify_plate: bool = False,
+    whole_tokens: tuple[str, ...] = (*CHAT_ROLES, DEFAULT_PROMPT),
 ) -> LPLLMProcessor:
     """A processor that needs nothing from the Hub: a character-level tokenizer over `charset` (plus printable
-    ASCII for the prompt) and a plate-sized image processor. For models trained from scratch and for tests.
+    ASCII for the prompt, and `whole_tokens` as one token each) and a plate-sized image processor. For models
+    trained from scratch and for tests.
 
     With `image_size = [height, width]`, every image is resized to exactly that size and the pixel budget is set to
     its area (`min_pixels` and `max_pixels` are then ignored). `deskew_max_degrees` > 0 levels tilted crops first and
@@ -216,7 +222,7 @@ def build_offline_processor(
         min_pixels = max_pixels = image_size[0] * image_size[1]
     return LPLLMProcessor(
         image_processor=build_plate_image_processor(min_pixels, max_pixels, patch_size, merge_size),
-        tokenizer=build_char_tokenizer(charset),
+        tokenizer=build_char_tokenizer(charset, whole_tokens),
         chat_template=CHAT_TEMPLATE,
         image_size=image_size,
         deskew_max_degrees=deskew_max_degrees,

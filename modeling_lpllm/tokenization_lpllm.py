@@ -37,17 +37,38 @@ SPECIAL_TOKENS = (
 )
 
 
-def build_char_tokenizer(charset: str = DEFAULT_PLATE_CHARSET) -> PreTrainedTokenizerFast:
+def build_char_tokenizer(
+    charset: str = DEFAULT_PLATE_CHARSET, whole_tokens: tuple[str, ...] | list[str] = ()
+) -> PreTrainedTokenizerFast:
     """Builds a left-padding character-level tokenizer over `charset` plus printable ASCII (for prompt text).
 
+    Args:
+        charset: the characters plates are written with; each is one token.
+        whole_tokens: strings that are one token each wherever they occur (matched before the text is split into
+            characters), e.g. the chat template's role names and the usual prompt: a model reads a fixed
+            instruction just as well as one token, and the sequences its language model runs over get shorter.
+
     Raises:
-        ValueError: if `charset` is empty or contains a whitespace or control character other than the space.
+        ValueError: if `charset` is empty or contains a whitespace or control character other than the space, or if
+            a whole token is empty, repeated, or spelled only with characters of `charset` (plate text must stay
+            one token per character).
     """
     if not charset:
         raise ValueError("`charset` must contain at least one character.")
     bad = sorted({char for char in charset if (char.isspace() and char != " ") or not char.isprintable()})
     if bad:
         raise ValueError(f"`charset` must hold printable characters only; found {bad!r}.")
+    whole_tokens = list(whole_tokens)
+    if any(not isinstance(token, str) or not token for token in whole_tokens) or len(set(whole_tokens)) != len(
+        whole_tokens
+    ):
+        raise ValueError(f"`whole_tokens` must be distinct non-empty strings; got {whole_tokens!r}.")
+    plate_like = [token for token in whole_tokens if len(token) > 1 and set(token) <= set(charset)]
+    if plate_like:
+        raise ValueError(
+            f"`whole_tokens` {plate_like!r} are spelled only with plate characters, so a plate's text could be read "
+            "as one token; choose strings with a character outside `charset`."
+        )
     characters = dict.fromkeys(string.printable + charset)  # ordered, without repeats
     vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
     for char in characters:
@@ -66,6 +87,7 @@ def build_char_tokenizer(charset: str = DEFAULT_PLATE_CHARSET) -> PreTrainedToke
         clean_up_tokenization_spaces=False,
     )
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:7])})
+    tokenizer.add_tokens([token for token in whole_tokens if len(token) > 1])
     return tokenizer
 
 

@@ -11,6 +11,7 @@ from transformers import AutoProcessor
 from modeling_lpllm import (
     CN_PROVINCES,
     DEFAULT_PLATE_CHARSET,
+    DEFAULT_PROMPT,
     LPLLMProcessor,
     build_char_tokenizer,
     build_offline_processor,
@@ -42,6 +43,33 @@ def test_unknown_characters_map_to_unk_and_bad_charsets_are_rejected():
         build_char_tokenizer("")
     with pytest.raises(ValueError, match="printable"):
         build_char_tokenizer("AB\tC")
+
+
+def test_whole_tokens_are_one_token_each_and_plates_stay_one_token_per_character(processor):
+    tokenizer = processor.tokenizer
+    prompt = processor.apply_chat_template(plate_messages(answer="ABC1D23"), tokenize=False)
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert tokens == [
+        "<|im_start|>", "user", "\n", "<|vision_start|>", "<|image_pad|>", "<|vision_end|>", DEFAULT_PROMPT,
+        "<|im_end|>", "\n", "<|im_start|>", "assistant", "\n", *"ABC1D23", "<|im_end|>", "\n",
+    ]  # fmt: skip
+    # Another prompt is still read, character by character, and decodes back.
+    other = "Read the user's plate"
+    other_ids = tokenizer(other, add_special_tokens=False)["input_ids"]
+    assert tokenizer.unk_token_id not in other_ids and tokenizer.decode(other_ids) == other
+    assert len(other_ids) == len(other) - len("user") + 1
+    # Without whole tokens, the same prompt is spelled out.
+    spelled = build_char_tokenizer()(prompt, add_special_tokens=False)["input_ids"]
+    assert len(spelled) == len(tokens) - 3 + len("user") + len("assistant") + len(DEFAULT_PROMPT)
+
+
+def test_bad_whole_tokens_are_rejected():
+    with pytest.raises(ValueError, match="distinct non-empty"):
+        build_char_tokenizer(whole_tokens=("user", ""))
+    with pytest.raises(ValueError, match="distinct non-empty"):
+        build_char_tokenizer(whole_tokens=("user", "user"))
+    with pytest.raises(ValueError, match=r"\['AB1'\] are spelled only with plate characters"):
+        build_char_tokenizer(whole_tokens=("user", "AB1"))
 
 
 def test_chat_template_gives_the_qwen3_vl_prompt_format(processor):
@@ -78,8 +106,9 @@ def test_plate_crop_keeps_its_aspect_ratio_and_is_not_blown_up(processor):
 
 
 def test_pads_on_the_left(processor):
-    short = processor.apply_chat_template(plate_messages(prompt="Plate?"), add_generation_prompt=True, tokenize=False)
-    long = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    # The default prompt is one token; another is spelled out character by character.
+    short = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    long = processor.apply_chat_template(plate_messages(prompt="Plate?"), add_generation_prompt=True, tokenize=False)
     images = [random_plate_image(0), random_plate_image(1)]
     inputs = processor(images=images, text=[short, long], padding=True, return_tensors="pt")
     mask = inputs["attention_mask"]
