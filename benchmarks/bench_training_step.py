@@ -168,7 +168,8 @@ def main(argv=None):
         if set_up["bf16"] and not set_up["whole_tokens"]
     ):
         raise SystemExit(f"The set-ups disagree on the first batch's loss: {first_losses}")
-    print("first-batch loss, every set-up (the last on other tokens): " + ", ".join(f"{loss:.6f}" for loss in first_losses.values()))
+    losses = ", ".join(f"{loss:.6f}" for loss in first_losses.values())
+    print(f"first-batch loss, every set-up (the last on other tokens): {losses}")
     timings = {name: [] for name, _ in SET_UPS}
     for round_index in range(args.rounds):
         for name, _ in SET_UPS:

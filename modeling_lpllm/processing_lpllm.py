@@ -19,8 +19,8 @@ from .tokenization_lpllm import (
 
 DEFAULT_PROMPT = "Read the license plate."
 # The roles of the chat template. With the default prompt they are whole tokens of the offline tokenizer: spelled
-# character by character they were 45 of the 74 tokens the language model ran over per plate (steps ~1.3x as fast
-# without them, benchmarks/bench_training_step.py).
+# character by character they were 45 of the 74 tokens the language model ran over per plate (without them, steps
+# 1.29x as fast in benchmarks/bench_training_step.py and 1.11x in training, results/embedded_default.md).
 CHAT_ROLES = ("system", "user", "assistant")
 
 # Qwen3-VL's stock budget (65k-16M pixels) would blow a 94x24 crop up to 256x256 and 64 visual tokens of mostly

@@ -87,7 +87,7 @@ def build_char_tokenizer(
         clean_up_tokenization_spaces=False,
     )
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:7])})
-    tokenizer.add_tokens([token for token in whole_tokens if len(token) > 1])
+    tokenizer.add_tokens([token for token in whole_tokens if token not in vocab])
     return tokenizer
 
 

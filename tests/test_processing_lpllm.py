@@ -61,6 +61,9 @@ def test_whole_tokens_are_one_token_each_and_plates_stay_one_token_per_character
     # Without whole tokens, the same prompt is spelled out.
     spelled = build_char_tokenizer()(prompt, add_special_tokens=False)["input_ids"]
     assert len(spelled) == len(tokens) - 3 + len("user") + len("assistant") + len(DEFAULT_PROMPT)
+    # A character outside the vocabulary becomes a token of its own instead of `<unk>`.
+    digits = build_char_tokenizer("0123456789", whole_tokens=("Ω",))
+    assert digits.unk_token_id not in digits("Ω1", add_special_tokens=False)["input_ids"]
 
 
 def test_bad_whole_tokens_are_rejected():
