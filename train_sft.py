@@ -126,8 +126,8 @@ def main(argv=None):
     slot_loss = model.cmrm is not None and model.config.cmrm_slot_loss_weight > 0
     if training_args.label_smoothing_factor and (slot_loss or model.config.visual_ctc_loss_weight > 0):
         raise ValueError(
-            "`label_smoothing_factor` smooths the next-token loss only, and the auxiliary losses (`cmrm_slot_loss_weight`,"
-            " `visual_ctc_loss_weight`) replace it with the model's own: use one or the other."
+            "`label_smoothing_factor` smooths the next-token loss only, and the auxiliary losses "
+            "(`cmrm_slot_loss_weight`, `visual_ctc_loss_weight`) replace it with the model's own: use one or the other."
         )
     collator = PlateCollator(
         processor=processor,
@@ -276,7 +276,9 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         "augmentation": describe_augmentation(plate_args),
     }
     if plate_args.ema_decay:
-        recipe["weights (beyond the paper)"] = f"moving average of the trainable weights, decay {plate_args.ema_decay:g}"
+        recipe["weights (beyond the paper)"] = (
+            f"moving average of the trainable weights, decay {plate_args.ema_decay:g}"
+        )
     if config.visual_ctc_loss_weight:
         recipe["auxiliary visual CTC loss (beyond the paper)"] = f"weight {config.visual_ctc_loss_weight}"
     if config.vision_stem_channels:

@@ -191,4 +191,3 @@ def warmup_strength(epoch: int, warmup_epochs: int) -> float:
     """Augmentation strength at the start of `epoch` (from 0): 0 in the first epoch, full at `warmup_epochs`
     (0: full from the start)."""
     return min(1.0, epoch / warmup_epochs) if warmup_epochs else 1.0
-

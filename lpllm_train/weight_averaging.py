@@ -71,8 +71,8 @@ class WeightAveragingCallback(TrainerCallback):
             return
         directory = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         if os.path.isdir(directory):
-            save_file({name: tensor.contiguous() for name, tensor in self.average.items()},
-                      os.path.join(directory, AVERAGE_FILE))
+            average = {name: tensor.contiguous() for name, tensor in self.average.items()}
+            save_file(average, os.path.join(directory, AVERAGE_FILE))
 
     @torch.no_grad()
     def on_train_end(self, args, state, control, **kwargs):

@@ -1,6 +1,7 @@
 """train_sft.py on tiny models: what trains for each ablation, the loss mask, the exported model, resuming, and
 clear errors for bad recipes and datasets."""
 
+import contextlib
 import copy
 import json
 import os
@@ -69,6 +70,22 @@ def run(dataset_dir, output_dir, *extra):
 
 def final_weights(output_dir):
     return load_file(Path(output_dir) / "final" / "model.safetensors")
+
+
+@contextlib.contextmanager
+def trainer_callback(callback):
+    """`train_sft.main` runs inside the block train with `callback` among the trainer's callbacks."""
+    original_init = train_sft.PlateSFTTrainer.__init__
+
+    def init_with_callback(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.add_callback(callback)
+
+    train_sft.PlateSFTTrainer.__init__ = init_with_callback
+    try:
+        yield
+    finally:
+        train_sft.PlateSFTTrainer.__init__ = original_init
 
 
 def changed_groups(before, after):
@@ -256,18 +273,8 @@ def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(data
             if state.global_step == 5:
                 raise Killed()
 
-    original_init = train_sft.PlateSFTTrainer.__init__
-
-    def init_with_kill(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        self.add_callback(KillCallback())
-
-    train_sft.PlateSFTTrainer.__init__ = init_with_kill
-    try:
-        with pytest.raises(Killed):
-            run(dataset_dir, interrupted, *common)
-    finally:
-        train_sft.PlateSFTTrainer.__init__ = original_init
+    with trainer_callback(KillCallback()), pytest.raises(Killed):
+        run(dataset_dir, interrupted, *common)
     assert (interrupted / "checkpoint-4").is_dir() and not (interrupted / "final").exists()
     run(dataset_dir, interrupted, *common, "--resume_from_checkpoint", "true")
 
@@ -277,7 +284,7 @@ def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(data
         assert torch.equal(straight[name], resumed[name]), name
 
 
-def test_the_moving_average_of_the_weights_is_the_model_training_saves(dataset_dir, tmp_path, monkeypatch):
+def test_the_moving_average_of_the_weights_is_the_model_training_saves(dataset_dir, tmp_path):
     decay = 0.2
     snapshots = []
 
@@ -288,14 +295,8 @@ def test_the_moving_average_of_the_weights_is_the_model_training_saves(dataset_d
         def on_step_end(self, args, state, control, model=None, **kwargs):
             snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
 
-    original_init = train_sft.PlateSFTTrainer.__init__
-
-    def init_with_snapshots(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        self.add_callback(Snapshot())
-
-    monkeypatch.setattr(train_sft.PlateSFTTrainer, "__init__", init_with_snapshots)
-    run(dataset_dir, tmp_path / "ema", "--ema_decay", str(decay))
+    with trainer_callback(Snapshot()):
+        run(dataset_dir, tmp_path / "ema", "--ema_decay", str(decay))
 
     expected = {name: tensor.clone() for name, tensor in snapshots[0].items()}
     for update, weights in enumerate(snapshots[1:]):
@@ -338,7 +339,7 @@ def test_resuming_a_checkpoint_without_a_weight_average_names_the_file(dataset_d
             "--resume_from_checkpoint", "true")
 
 
-def test_label_smoothing_trains_with_one_forward_per_step(dataset_dir, tmp_path, monkeypatch):
+def test_label_smoothing_trains_with_one_forward_per_step(dataset_dir, tmp_path):
     forwards, first_losses = [], {}
 
     class CountForwards(TrainerCallback):
@@ -348,16 +349,10 @@ def test_label_smoothing_trains_with_one_forward_per_step(dataset_dir, tmp_path,
         def on_train_end(self, args, state, control, **kwargs):
             self.hook.remove()
 
-    original_init = train_sft.PlateSFTTrainer.__init__
-
-    def init_with_counter(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        self.add_callback(CountForwards())
-
-    monkeypatch.setattr(train_sft.PlateSFTTrainer, "__init__", init_with_counter)
     for name, options in {"plain": [], "smoothed": ["--label_smoothing_factor", "0.1"]}.items():
         forwards.clear()
-        run(dataset_dir, tmp_path / name, "--max_steps", "3", *options)
+        with trainer_callback(CountForwards()):
+            run(dataset_dir, tmp_path / name, "--max_steps", "3", *options)
         assert forwards == [0, 1, 2], name  # TRL's own label smoothing runs the model twice per step
         history = json.loads((tmp_path / name / "trainer_state.json").read_text())["log_history"]
         first_losses[name] = history[0]["loss"]
