@@ -46,6 +46,7 @@ from lpllm_train.model_setup import (
     lora_config,
     set_trainable_parameters,
 )
+from lpllm_train.precision import apply_bf16_if_native, has_native_bf16
 from lpllm_train.realdata import realdata_evaluations
 from lpllm_train.sampling import severity_sample_weights
 from lpllm_train.trainer import PlateSFTTrainer, evaluation_entry, read_dataset
@@ -78,6 +79,8 @@ def parse_arguments(argv=None):
             "`ema_decay` and `load_best_model_at_end` both choose the final weights (the moving average, the best "
             "checkpoint): set one."
         )
+    if plate_args.bf16_if_native:
+        apply_bf16_if_native(training_args, has_native_bf16(training_args.device))
     return script_args, training_args, model_args, plate_args
 
 

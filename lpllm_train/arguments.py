@@ -165,6 +165,12 @@ class PlateTrainingArguments:
     )
     generation_batch_size: int = field(default=32, metadata={"help": "Batch size of greedy generation."})
     max_new_tokens: int = field(default=12, metadata={"help": "Generation length cap, saved with the model."})
+    bf16_if_native: bool = field(
+        default=False,
+        metadata={"help": "Beyond TRL: choose `bf16` by the hardware, bfloat16 autocast where the matrix products "
+        "run in bfloat16 natively (a CUDA GPU from Ampere on, a CPU with AVX512-BF16 or AMX) and float32 elsewhere, "
+        "where emulated bfloat16 is many times slower. Overrides `bf16`; to force bfloat16, set this false."},
+    )
     max_train_minutes: float | None = field(
         default=None, metadata={"help": "Stop training after this many minutes (then evaluate and save)."}
     )

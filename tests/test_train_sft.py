@@ -451,6 +451,47 @@ def test_convolutional_stem_config_trains_in_bf16_and_the_card_says_so(dataset_d
     assert "precision | bfloat16 autocast" in card and "convolutional vision stem (beyond the paper) | 8 channels" in card
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_if_native_trains_in_bfloat16_only_where_the_hardware_computes_it(dataset_dir, tmp_path, monkeypatch,
+                                                                                native):
+    monkeypatch.setattr(train_sft, "has_native_bf16", lambda device: native)
+    autocast_in_forward = []
+
+    class RecordAutocast(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            # On a submodule: Accelerate's autocast wraps the model's `forward`, inside the model's own hooks.
+            model.get_input_embeddings().register_forward_pre_hook(
+                lambda *_: autocast_in_forward.append(torch.is_autocast_enabled("cpu"))
+            )
+
+    with trainer_callback(RecordAutocast()):
+        destination = run(
+            dataset_dir, tmp_path, "--bf16_if_native", "true", "--bf16", str(not native).lower(), "--max_steps", "2",
+            "--final_eval_split", "none",
+        )  # fmt: skip
+    assert autocast_in_forward and set(autocast_in_forward) == {native}  # the hardware's choice, not `--bf16`'s
+    precision = "bfloat16 autocast" if native else "float32"
+    assert f"precision | {precision} |" in (destination / "README.md").read_text()
+
+
+def test_native_bf16_is_avx512_bf16_or_amx_on_a_cpu(monkeypatch):
+    from lpllm_train.precision import has_native_bf16
+
+    for avx512_bf16, amx, expected in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+        assert has_native_bf16(torch.device("cpu")) is expected
+    assert has_native_bf16(torch.device("meta")) is False  # a device PyTorch cannot report on: float32
+
+
+def test_bf16_if_native_refuses_fp16(tmp_path):
+    with pytest.raises(ValueError, match="`bf16_if_native`.*cannot be combined with `fp16`"):
+        train_sft.parse_arguments(
+            ["--config", SMOKE, "--dataset_name", "data/demo", "--output_dir", str(tmp_path), "--fp16", "true",
+             "--bf16_if_native", "true"]
+        )  # fmt: skip
+
+
 def test_deskew_option_trains_is_saved_with_the_processor_and_the_card_says_so(dataset_dir, tmp_path):
     destination = run(
         dataset_dir, tmp_path / "level", "--deskew_max_degrees", "15", "--preload_images", "true",
@@ -644,6 +685,7 @@ def test_ddp_on_two_cpu_processes(dataset_dir, tmp_path):
 
 def test_demo_recipe_reads_each_plate_as_twenty_one_visual_tokens_and_decays_over_its_budget(tmp_path):
     from lpllm_train.model_setup import load_model_and_processor
+    from lpllm_train.precision import has_native_bf16
 
     os.chdir(REPO)
     recipe = str(REPO / "recipes" / "demo_cpu.yaml")
@@ -661,7 +703,8 @@ def test_demo_recipe_reads_each_plate_as_twenty_one_visual_tokens_and_decays_ove
     inputs = processor(images=[random_plate_image(0)], text=[prompt], return_tensors="pt")
     assert (inputs["input_ids"] == model.config.image_token_id).sum() == 21  # three per character of a 7-character plate
     assert model.config.initializer_range == 0.2 and model.config.text_config.num_hidden_layers == 4
-    assert training_args.bf16 and training_args.adam_beta2 == 0.95
+    assert plate_args.bf16_if_native and training_args.adam_beta2 == 0.95
+    assert training_args.bf16 == has_native_bf16(torch.device("cpu"))  # float32 where bfloat16 would be emulated
     assert training_args.per_device_train_batch_size == 32 and training_args.learning_rate == 2.5e-3
     # what made its steps ~2x faster than TRL's defaults, and the jitter that keeps it from overfitting
     assert not training_args.activation_checkpointing and plate_args.preload_images
