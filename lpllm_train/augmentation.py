@@ -12,6 +12,7 @@ uneven light a model trained on a few severe examples kept misreading (D read as
 
 import math
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -150,8 +151,10 @@ class RandomQuadJitter:
         corners = self._rotated_corners(width, height)
         quad = [coordinate for (x, y), (dx, dy) in zip(corners, shifts.tolist()) for coordinate in (x + dx, y + dy)]
         size = (self.output_size[1], self.output_size[0]) if self.output_size else (width, height)
-        edge = image.getpixel((0, 0))  # outside the crop: its corner colour, not black
-        return image.transform(size, Image.Transform.QUAD, quad, resample=Image.Resampling.BILINEAR, fillcolor=edge)
+        if image.mode not in ("RGB", "L"):
+            edge = image.getpixel((0, 0))  # outside the crop: its corner colour, not black
+            return image.transform(size, Image.Transform.QUAD, quad, resample=Image.Resampling.BILINEAR, fillcolor=edge)
+        return Image.fromarray(quad_warp(np.asarray(image), quad, size))
 
     def _rotated_corners(self, width: int, height: int) -> list[tuple[float, float]]:
         """The source points that land on the output's corners, in PIL's QUAD order (NW, SW, SE, NE)."""
@@ -177,6 +180,29 @@ class RandomQuadJitter:
             turned_back(sign_x * half_width, sign_y * half_height)
             for sign_x, sign_y in ((-1, -1), (-1, 1), (1, 1), (1, -1))
         ]
+
+
+def quad_warp(pixels: np.ndarray, quad: list[float], size: tuple[int, int]) -> np.ndarray:
+    """PIL's `Image.transform(size, QUAD, quad, BILINEAR, fillcolor=<the corner pixel>)` of an 8-bit RGB or gray
+    array, within one level of it, ~3x as fast: the source points are PIL's (the quadrilateral's corners
+    interpolated bilinearly at each output pixel's centre) and OpenCV samples them. PIL computes the mapping pixel by
+    pixel; it was ~0.6 ms a plate crop, 8% of a training step of the embedded model."""
+    width, height = size
+    # As Python floats, whatever they came as, so the maps stay float32 (what OpenCV takes).
+    (x0, y0), (sw_x, sw_y), (se_x, se_y), (ne_x, ne_y) = zip(*[iter(map(float, quad))] * 2)
+    x = (np.arange(width, dtype=np.float32) + 0.5) / width
+    y = ((np.arange(height, dtype=np.float32) + 0.5) / height)[:, None]
+    source_x = x0 + (ne_x - x0) * x + ((sw_x - x0) + (se_x - sw_x - ne_x + x0) * x) * y
+    source_y = y0 + (ne_y - y0) * x + ((sw_y - y0) + (se_y - sw_y - ne_y + y0) * x) * y
+    # OpenCV puts pixel centres at whole coordinates, PIL at halves; past the crop's edge pixels OpenCV repeats them,
+    # as PIL does for points inside the crop. Points outside it take the corner colour, as PIL fills them.
+    warped = cv2.remap(
+        pixels, source_x - 0.5, source_y - 0.5, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    crop_height, crop_width = pixels.shape[:2]
+    outside = (source_x < 0) | (source_x >= crop_width) | (source_y < 0) | (source_y >= crop_height)
+    warped[outside] = pixels[0, 0]
+    return warped
 
 
 def plate_augmentation(quad_jitter, shadow, output_size, rotation=None) -> AugmentationChain:

@@ -64,9 +64,7 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
         if keys is None or self.pad_to_multiple_of is not None:
             return super()._collate_prompt_completion(examples)
         images = [image for example in examples for image in example["images"]]
-        image_inputs = self.processor.image_processor(
-            images=self.processor.prepare_images(images), return_tensors=self.return_tensors
-        )
+        image_inputs = self._image_inputs(images)
         merge_area = self.processor.image_processor.merge_size**2
         tokens_per_image = (image_inputs["image_grid_thw"].prod(dim=-1) // merge_area).tolist()
         prompts, prompt_types, completions = [], [], []
@@ -108,6 +106,18 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
             labels[completion_mask == 0] = -100
         return BatchFeature(
             {"input_ids": input_ids, "attention_mask": attention_mask, **image_inputs, **extra, "labels": labels}
+        )
+
+    def _image_inputs(self, images) -> BatchFeature:
+        """The image processor's `pixel_values` and `image_grid_thw`, by the processor's batched path for fixed-size
+        8-bit crops where it has one (`LPLLMProcessor.fixed_size_image_inputs`, the same values)."""
+        batched = getattr(self.processor, "fixed_size_image_inputs", None)
+        if batched is not None and self.return_tensors == "pt":
+            image_inputs = batched(images)
+            if image_inputs is not None:
+                return image_inputs
+        return self.processor.image_processor(
+            images=self.processor.prepare_images(images), return_tensors=self.return_tensors
         )
 
     @staticmethod

@@ -1,8 +1,10 @@
 """The LP-LLM processor: Qwen3-VL's prompt format for still images, with no video processor (so no torchvision),
 left padding (batched generation equals one-by-one generation) and a pixel budget sized for plate crops."""
 
+import torch
 from PIL import Image
-from transformers import Qwen2VLImageProcessorPil
+from transformers import BatchFeature, Qwen2VLImageProcessorPil
+from transformers.image_transforms import normalize, rescale
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
@@ -174,6 +176,49 @@ class LPLLMProcessor(Qwen3VLProcessor):
             return [self.prepare_images(image, resize) for image in images]
         return images
 
+    def fixed_size_image_inputs(self, images) -> BatchFeature | None:
+        """`pixel_values` and `image_grid_thw` of prepared images (8-bit RGB arrays of shape `image_size + [3]`),
+        equal to the image processor's, in one batched pass; None when that does not apply (no fixed `image_size`,
+        an image of another size or kind, or the image processor does not rescale and normalise), so the caller
+        runs the image processor.
+
+        The image processor rescales, normalises and cuts each image into patches one at a time, in float64 and then
+        float32 numpy: ~0.9 ms a plate strip on a 2-core CPU, ~12% of a training step of the embedded model. Here
+        each 8-bit value is looked up in a table the image processor's own arithmetic filled, so the result is
+        the same float for float (tested), ~3x faster.
+        """
+        processor = self.image_processor
+        if self.image_size is None or not (processor.do_rescale and processor.do_normalize):
+            return None
+        height, width = self.image_size
+        if not images or not all(_is_rgb_uint8_array(image, height, width) for image in images):
+            return None
+        patch, merge, temporal = processor.patch_size, processor.merge_size, processor.temporal_patch_size
+        channels, grid_height, grid_width = 3, height // patch, width // patch
+        batch = torch.stack([torch.as_tensor(image) for image in images])
+        # (image, merged row, merged column, row in merge, column in merge, channel, patch row, patch column): the
+        # image processor's patch order.
+        batch = batch.reshape(len(images), grid_height // merge, merge, patch, grid_width // merge, merge, patch, 3)
+        batch = batch.permute(0, 1, 4, 2, 5, 7, 3, 6)
+        channel_offsets = (torch.arange(channels) * 256).view(channels, 1, 1)
+        values = self._value_table().view(-1)[batch.to(torch.int64) + channel_offsets]
+        # Still images repeat along the temporal patch, as the image processor repeats them.
+        values = values.unsqueeze(6).expand(*values.shape[:6], temporal, patch, patch)
+        pixel_values = values.reshape(len(images) * grid_height * grid_width, channels * temporal * patch * patch)
+        image_grid_thw = torch.tensor([[1, grid_height, grid_width]] * len(images), dtype=torch.int64)
+        return BatchFeature({"pixel_values": pixel_values, "image_grid_thw": image_grid_thw})
+
+    def _value_table(self) -> torch.Tensor:
+        """(3, 256): what the image processor turns each 8-bit value of each channel into, by its own functions."""
+        processor = self.image_processor
+        levels = torch.arange(256, dtype=torch.uint8).repeat(3, 1, 1).numpy()  # (channel, 1, 256), channels first
+        scaled = rescale(levels, processor.rescale_factor, data_format="channels_first", input_data_format="channels_first")
+        normalised = normalize(
+            scaled, processor.image_mean, processor.image_std, data_format="channels_first",
+            input_data_format="channels_first",
+        )
+        return torch.from_numpy(normalised.reshape(3, 256).copy())
+
     def special_token_ids(self) -> dict:
         """The token ids a model config must agree on with this processor (`LPLLMConfig(**processor.special_token_ids())`)."""
         return {
@@ -182,6 +227,13 @@ class LPLLMProcessor(Qwen3VLProcessor):
             "vision_start_token_id": self.vision_start_token_id,
             "vision_end_token_id": self.vision_end_token_id,
         }
+
+
+def _is_rgb_uint8_array(image, height: int, width: int) -> bool:
+    """Whether `image` is an 8-bit numpy array or torch tensor of shape (height, width, 3)."""
+    return str(getattr(image, "dtype", "")).removeprefix("torch.") == "uint8" and tuple(
+        getattr(image, "shape", ())
+    ) == (height, width, 3)
 
 
 def build_plate_image_processor(

@@ -4,6 +4,7 @@ image modes."""
 import io
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 from transformers import AutoProcessor
@@ -196,3 +197,23 @@ def test_jpeg_bytes_round_trip_through_pil(processor):
     image = Image.open(io.BytesIO(buffer.getvalue()))
     prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
     assert processor(images=[image], text=[prompt], return_tensors="pt")["pixel_values"].shape[0] > 0
+
+
+def test_fixed_size_crops_get_the_image_processors_pixel_values_in_one_batched_pass():
+    processor = build_offline_processor(patch_size=16, merge_size=2, image_size=[32, 224])
+    generator = np.random.default_rng(0)
+    crops = [generator.integers(0, 256, size=(32, 224, 3), dtype=np.uint8) for _ in range(3)]
+    reference = processor.image_processor(images=crops, return_tensors="pt")
+    for images in (crops, [torch.from_numpy(crop) for crop in crops]):
+        batched = processor.fixed_size_image_inputs(images)
+        assert batched["pixel_values"].dtype == reference["pixel_values"].dtype
+        assert torch.equal(batched["pixel_values"], reference["pixel_values"])  # float for float
+        assert torch.equal(batched["image_grid_thw"], reference["image_grid_thw"])
+
+    other_size = [crops[0], crops[1][:, :192]]
+    not_8_bit = [crops[0].astype(np.float32)]
+    pil = [Image.fromarray(crops[0])]
+    assert all(processor.fixed_size_image_inputs(images) is None for images in (other_size, not_8_bit, pil, []))
+    assert build_offline_processor().fixed_size_image_inputs(crops) is None  # no fixed size
+    processor.image_processor.do_normalize = False
+    assert processor.fixed_size_image_inputs(crops) is None

@@ -109,7 +109,7 @@ def test_training_step_benchmark_compares_the_same_computation_in_four_set_ups(t
     assert list(timings) == [
         "stock", "+ linear patch embedding", "+ no checkpointing", "+ decoded in memory", "+ fused AdamW",
         "+ bf16 autocast", "+ batched vision attention", "+ eager attention", "+ cached tokenization",
-        "+ whole-word prompt tokens",
+        "+ whole-word prompt tokens", "+ batched pixel values",
     ]  # fmt: skip
     assert all(milliseconds > 0 for milliseconds in timings.values())
     assert "first-batch loss, every set-up" in printed and "| stock |" in printed and "1.00x" in printed
@@ -120,6 +120,49 @@ def test_training_step_benchmark_compares_the_same_computation_in_four_set_ups(t
     assert "No native bfloat16 on this CPU" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no dataset there"):
         benchmark.main(["--dataset_name", str(tmp_path / "nothing")])
+
+
+def test_batch_preparation_benchmark_checks_its_set_ups_agree_and_times_them(tmp_path, monkeypatch, capsys):
+    from datasets import Dataset, DatasetDict
+
+    from modeling_lpllm import plate_messages
+    from tiny_lpllm import random_plate_image
+
+    rows = []
+    for index in range(6):
+        messages = plate_messages(answer="AB12CD3")
+        image = random_plate_image(index, size=(120, 40))
+        rows.append({"images": [image], "prompt": [messages[0]], "completion": [messages[1]]})
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(tmp_path / "plates")
+    benchmark = load_script("bench_batch_preparation", BENCHMARKS)
+    arguments = ["--dataset_name", str(tmp_path / "plates"), "--image_size", "32x224", "--batch", "4",
+                 "--batches", "2", "--rounds", "1"]  # fmt: skip
+    timings = benchmark.main(arguments)
+    assert list(timings) == ["PIL jitter + image processor", "OpenCV jitter", "+ batched pixel values"]
+    assert all(milliseconds > 0 for milliseconds in timings.values())
+    assert "agree within" in capsys.readouterr().out
+    # A pixel path that gives other values is caught before anything is timed.
+    monkeypatch.setattr(benchmark, "build_offline_processor", broken_pixel_path(benchmark.build_offline_processor))
+    with pytest.raises(SystemExit, match="disagree"):
+        benchmark.main(arguments)
+    with pytest.raises(SystemExit, match="no dataset there"):
+        benchmark.main(["--dataset_name", str(tmp_path / "nothing")])
+
+
+def broken_pixel_path(build_offline_processor):
+    def build(**kwargs):
+        processor = build_offline_processor(**kwargs)
+        batched = processor.fixed_size_image_inputs
+
+        def off_by_a_little(images):
+            inputs = batched(images)
+            inputs["pixel_values"] = inputs["pixel_values"] + 1e-3
+            return inputs
+
+        processor.fixed_size_image_inputs = off_by_a_little
+        return processor
+
+    return build
 
 
 def test_deskew_benchmark_times_the_three_preparations_and_counts_the_levelled_crops(tmp_path, capsys):

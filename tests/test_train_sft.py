@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from lpllm_train.collator import PlateCollator
-from modeling_lpllm import plate_messages
+from modeling_lpllm import build_offline_processor, plate_messages
 from tiny_lpllm import random_plate_image, run_without_the_package, save_tiny_checkpoint, tiny_processor
 import train_sft
 
@@ -224,6 +224,23 @@ def test_collator_batches_equal_trls_while_reusing_its_tokenization(max_length):
     assert len(cached._completion_ids) == 4
     # a prompt per image count and visual token counts: 1 frame of 94x24, 1 of 64x32, 3 of 94x24
     assert len(cached._prompt_ids) == 3
+
+
+def test_collator_batches_of_fixed_size_crops_equal_trls():
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    processor = build_offline_processor(patch_size=16, merge_size=2, image_size=[32, 224])
+    examples = collator_examples(["AB12CD3", "XY9"], [(94, 24), (64, 32)], frames=[1, 2])
+    for example in examples:  # prepared as `DecodedPlateSplit` serves them: 8-bit arrays at the fixed size
+        example["images"] = [np.asarray(processor.prepare_images(image), dtype=np.uint8) for image in example["images"]]
+    assert processor.fixed_size_image_inputs([image for example in examples for image in example["images"]])
+    trl = DataCollatorForVisionLanguageModeling(processor=processor, completion_only_loss=True)
+    reference = trl(copy.deepcopy(examples))
+    PlateCollator(processor=processor)._supervise_answer_only(reference)
+    batch = PlateCollator(processor=processor, completion_only_loss=True)(copy.deepcopy(examples))
+    assert sorted(batch) == sorted(reference)
+    for name in reference:
+        assert torch.equal(batch[name], reference[name]), name
 
 
 def test_collator_takes_trls_path_for_rows_without_images():
@@ -624,6 +641,33 @@ def test_zero_jitter_keeps_the_crop():
 
     image = random_plate_image(3)
     assert np.array_equal(np.asarray(RandomQuadJitter((0.0, 0.0))(image.convert("RGB"))), np.asarray(image.convert("RGB")))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_quad_warp_is_pils_quad_transform_within_one_level(mode):
+    from PIL import Image
+
+    from lpllm_train.augmentation import quad_warp
+
+    generator = np.random.default_rng(0)
+    for index in range(6):
+        image = random_plate_image(index, size=(int(generator.integers(60, 200)), int(generator.integers(20, 60))))
+        image = image.convert(mode)
+        width, height = image.size
+        corners = [(0, 0), (0, height), (width, height), (width, 0)]
+        # shifts up to 30% of the sides: parts of the output fall outside the crop and take its corner colour
+        quad = [
+            coordinate + shift * side
+            for corner in corners
+            for coordinate, side, shift in zip(corner, (width, height), generator.uniform(-0.3, 0.3, size=2))
+        ]
+        size = (int(generator.integers(50, 300)), int(generator.integers(16, 64)))
+        expected = image.transform(
+            size, Image.Transform.QUAD, quad, resample=Image.Resampling.BILINEAR, fillcolor=image.getpixel((0, 0))
+        )
+        warped = quad_warp(np.asarray(image), quad, size)
+        assert warped.shape == np.asarray(expected).shape and warped.dtype == np.uint8
+        assert np.abs(warped.astype(int) - np.asarray(expected).astype(int)).max() <= 1
 
 
 def test_rotation_turns_the_whole_plate_inside_its_bounding_box():
