@@ -36,6 +36,7 @@ from transformers.utils import logging
 from lpllm_train.arguments import PlateTrainingArguments
 from lpllm_train.augmentation import plate_augmentation
 from lpllm_train.callbacks import AugmentationWarmupCallback, TimeBudgetCallback
+from lpllm_train.clock import TrainingClock
 from lpllm_train.collator import PlateCollator
 from lpllm_train.data import DecodedPlateSplit, load_plate_dataset, training_split
 from lpllm_train.export import export_final_model
@@ -142,7 +143,12 @@ def main(argv=None):
     generation_eval_dataset = None
     if eval_dataset is not None and plate_args.generation_eval_samples > 0:
         generation_eval_dataset = eval_dataset.select(range(min(plate_args.generation_eval_samples, len(eval_dataset))))
-    callbacks = [TimeBudgetCallback(plate_args.max_train_minutes)] if plate_args.max_train_minutes else None
+    # Evaluations along the way do not count toward the training budget (one clock for the budget, the wall-clock
+    # schedule and the logged minutes).
+    training_clock = TrainingClock()
+    callbacks = None
+    if plate_args.max_train_minutes:
+        callbacks = [TimeBudgetCallback(plate_args.max_train_minutes, clock=training_clock)]
     decoded_train_dataset = None
     if plate_args.preload_images and (ablation is None or ablation.trains):
         augment = None
@@ -169,6 +175,7 @@ def main(argv=None):
         lr_budget_minutes=plate_args.max_train_minutes if plate_args.cosine_over_budget else None,
         decoded_train_dataset=decoded_train_dataset,
         train_sample_weights=train_sample_weights,
+        training_clock=training_clock,
     )
     logger.warning(
         f"Training: {describe_trainable(trainer.model)}, on {training_args.world_size} process(es) "

@@ -172,7 +172,8 @@ class PlateTrainingArguments:
         "where emulated bfloat16 is many times slower. Overrides `bf16`; to force bfloat16, set this false."},
     )
     max_train_minutes: float | None = field(
-        default=None, metadata={"help": "Stop training after this many minutes (then evaluate and save)."}
+        default=None, metadata={"help": "Stop training after this many minutes of training (then evaluate and save); "
+        "the evaluations along the way do not count."}
     )
     cosine_over_budget: bool = field(
         default=False,

@@ -1,30 +1,36 @@
 """Training callbacks for plate runs."""
 
 import math
-import time
 
 from transformers import TrainerCallback
 from transformers.utils import logging
 
 from .augmentation import warmup_strength
+from .clock import TrainingClock
 
 
 logger = logging.get_logger(__name__)
 
 
 class TimeBudgetCallback(TrainerCallback):
-    """Ends training once `max_minutes` of wall-clock training have passed, then evaluates and saves, so a run
-    compares with others at equal training time."""
+    """Ends training once `max_minutes` of training have passed, then evaluates and saves, so a run compares with
+    others at equal training time.
 
-    def __init__(self, max_minutes: float):
+    Args:
+        clock: the `TrainingClock` to read, e.g. the trainer's (`PlateSFTTrainer.training_clock`), which stands still
+            while the trainer evaluates; None: a clock of its own, wall-clock time from the start of training.
+    """
+
+    def __init__(self, max_minutes: float, clock: TrainingClock | None = None):
         self.max_seconds = 60.0 * max_minutes
-        self.start = None
+        self.clock = clock if clock is not None else TrainingClock()
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
+        if not self.clock.started:  # a clock shared with the trainer is already running
+            self.clock.start()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() - self.start >= self.max_seconds:
+        if self.clock.seconds() >= self.max_seconds:
             logger.warning(f"Time budget of {self.max_seconds / 60:.1f} min reached at step {state.global_step}.")
             control.should_training_stop = True
             control.should_evaluate = True

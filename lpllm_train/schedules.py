@@ -15,7 +15,8 @@ class WallClockCosineSchedule(LambdaLR):
     budget. A resumed run starts a new budget, as `TimeBudgetCallback` does.
 
     Args:
-        clock: seconds, monotonic; `time.monotonic` unless a test passes a fake one.
+        clock: seconds, monotonic; `time.monotonic` unless given another (`PlateSFTTrainer` passes its
+            `TrainingClock.seconds`, which stands still while it evaluates; tests pass a fake one).
     """
 
     def __init__(self, optimizer, num_warmup_steps: int, budget_minutes: float, clock=time.monotonic, last_epoch=-1):

@@ -1,14 +1,13 @@
 """`SFTTrainer` that also reads validation plates with greedy generation at every evaluation, so exact match and
 CER (not only the loss) are logged and can pick the best checkpoint (`metric_for_best_model: eval_exact_match`)."""
 
-import time
-
 from tqdm.auto import tqdm
 from trl import SFTTrainer
 
 from lpllm_eval.metrics import summary_metrics
 from lpllm_eval.recognizers import VisionLanguageRecognizer
 
+from .clock import TrainingClock
 from .collator import completion_text
 from .sampling import SeededWeightedSampler
 from .schedules import WallClockCosineSchedule
@@ -35,8 +34,11 @@ class PlateSFTTrainer(SFTTrainer):
     """Args beyond `SFTTrainer`'s:
     generation_eval_dataset: rows (`images`, `completion`) read with generation at each evaluation; None to skip.
     generation_batch_size, max_new_tokens: of that generation.
-    lr_budget_minutes: when set, the learning rate follows `WallClockCosineSchedule` over these minutes instead of
-        `lr_scheduler_type` over `max_steps`.
+    lr_budget_minutes: when set, the learning rate follows `WallClockCosineSchedule` over these minutes of training
+        instead of `lr_scheduler_type` over `max_steps`.
+    training_clock: the `TrainingClock` that counts training time: started by `train()`, standing still while
+        `evaluate()` runs, read by that schedule and by the `minutes` logged beside every value (share it with a
+        `TimeBudgetCallback`); None: a new one.
     decoded_train_dataset: the training rows, decoded in memory (`DecodedPlateSplit`), served in place of
         `train_dataset` (which TRL still inspects); None to read `train_dataset`.
     train_sample_weights: one draw weight per training row (`SeededWeightedSampler`, seeded with `args.seed`); None
@@ -52,6 +54,7 @@ class PlateSFTTrainer(SFTTrainer):
         lr_budget_minutes=None,
         decoded_train_dataset=None,
         train_sample_weights=None,
+        training_clock=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -61,10 +64,10 @@ class PlateSFTTrainer(SFTTrainer):
         self.generation_eval_dataset = generation_eval_dataset
         self.generation_batch_size = generation_batch_size
         self.max_new_tokens = max_new_tokens
-        self._wall_clock_start = None
+        self.training_clock = training_clock if training_clock is not None else TrainingClock()
 
     def train(self, *args, **kwargs):
-        self._wall_clock_start = time.monotonic()
+        self.training_clock.start()
         return super().train(*args, **kwargs)
 
     def get_train_dataloader(self):
@@ -85,16 +88,19 @@ class PlateSFTTrainer(SFTTrainer):
         return SeededWeightedSampler(self.train_sample_weights, seed=self.args.seed)
 
     def log(self, logs, *args, **kwargs):
-        # Wall-clock minutes beside every logged value, so runs compare at equal training time.
-        if self._wall_clock_start is not None:
-            logs = {**logs, "minutes": round((time.monotonic() - self._wall_clock_start) / 60, 3)}
+        # Minutes of training beside every logged value, so runs compare at equal training time.
+        if self.training_clock.started:
+            logs = {**logs, "minutes": round(self.training_clock.seconds() / 60, 3)}
         super().log(logs, *args, **kwargs)
 
     def create_scheduler(self, num_training_steps, optimizer=None):
         if self.lr_budget_minutes is None or self.lr_scheduler is not None:
             return super().create_scheduler(num_training_steps, optimizer)
         self.lr_scheduler = WallClockCosineSchedule(
-            optimizer or self.optimizer, self.args.get_warmup_steps(num_training_steps), self.lr_budget_minutes
+            optimizer or self.optimizer,
+            self.args.get_warmup_steps(num_training_steps),
+            self.lr_budget_minutes,
+            clock=self.training_clock.seconds,
         )
         self._created_lr_scheduler = True
         return self.lr_scheduler
@@ -117,6 +123,10 @@ class PlateSFTTrainer(SFTTrainer):
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        with self.training_clock.paused():
+            return self._evaluate_with_generation(eval_dataset, ignore_keys, metric_key_prefix)
+
+    def _evaluate_with_generation(self, eval_dataset, ignore_keys, metric_key_prefix):
         metrics = {}
         if eval_dataset is not None or self.eval_dataset is not None:
             metrics = super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)

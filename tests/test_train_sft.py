@@ -793,6 +793,26 @@ def test_cosine_over_budget_keeps_the_peak_rate_while_the_budget_lasts(dataset_d
     assert rates[-1] == pytest.approx(1e-3, rel=1e-2)
 
 
+def test_evaluations_along_the_way_do_not_count_as_training_time(dataset_dir, tmp_path, monkeypatch):
+    import time
+
+    original = train_sft.PlateSFTTrainer._evaluate_with_generation
+    clock_readings = []
+
+    def slow_evaluation(self, *args):
+        before = self.training_clock.seconds()
+        time.sleep(0.2)
+        metrics = original(self, *args)
+        clock_readings.append((before, self.training_clock.seconds()))
+        return metrics
+
+    monkeypatch.setattr(train_sft.PlateSFTTrainer, "_evaluate_with_generation", slow_evaluation)
+    run(dataset_dir, tmp_path, "--max_train_minutes", "30", "--cosine_over_budget", "true",
+        "--eval_strategy", "steps", "--eval_steps", "2")  # fmt: skip
+    assert len(clock_readings) >= 2  # at steps 2 and 4
+    assert all(before == after > 0 for before, after in clock_readings)  # the training clock stood still
+
+
 def test_paper_recipe_holds_the_paper_defaults(tmp_path):
     recipe = str(REPO / "recipes" / "qwen3vl_2b_lora_cmrm.yaml")
     # bf16 needs a GPU; everything else is parsed exactly as a GPU user gets it.
