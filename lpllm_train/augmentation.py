@@ -184,7 +184,7 @@ class RandomQuadJitter:
 
 def quad_warp(pixels: np.ndarray, quad: list[float], size: tuple[int, int]) -> np.ndarray:
     """PIL's `Image.transform(size, QUAD, quad, BILINEAR, fillcolor=<the corner pixel>)` of an 8-bit RGB or gray
-    array, within one level of it, ~3x as fast: the source points are PIL's (the quadrilateral's corners
+    array, within one level of it, ~2x as fast: the source points are PIL's (the quadrilateral's corners
     interpolated bilinearly at each output pixel's centre) and OpenCV samples them. PIL computes the mapping pixel by
     pixel; it was ~0.6 ms a plate crop, 8% of a training step of the embedded model."""
     width, height = size
@@ -196,9 +196,7 @@ def quad_warp(pixels: np.ndarray, quad: list[float], size: tuple[int, int]) -> n
     source_y = y0 + (ne_y - y0) * x + ((sw_y - y0) + (se_y - sw_y - ne_y + y0) * x) * y
     # OpenCV puts pixel centres at whole coordinates, PIL at halves; past the crop's edge pixels OpenCV repeats them,
     # as PIL does for points inside the crop. Points outside it take the corner colour, as PIL fills them.
-    warped = cv2.remap(
-        pixels, source_x - 0.5, source_y - 0.5, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    warped = cv2.remap(pixels, source_x - 0.5, source_y - 0.5, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     crop_height, crop_width = pixels.shape[:2]
     outside = (source_x < 0) | (source_x >= crop_width) | (source_y < 0) | (source_y >= crop_height)
     warped[outside] = pixels[0, 0]

@@ -185,7 +185,7 @@ class LPLLMProcessor(Qwen3VLProcessor):
         The image processor rescales, normalises and cuts each image into patches one at a time, in float64 and then
         float32 numpy: ~0.9 ms a plate strip on a 2-core CPU, ~12% of a training step of the embedded model. Here
         each 8-bit value is looked up in a table the image processor's own arithmetic filled, so the result is
-        the same float for float (tested), ~3x faster.
+        the same float for float (tested), ~2.5x faster (27 against 10-11 ms for 32 strips, measured side by side).
         """
         processor = self.image_processor
         if self.image_size is None or not (processor.do_rescale and processor.do_normalize):
@@ -212,11 +212,9 @@ class LPLLMProcessor(Qwen3VLProcessor):
         """(3, 256): what the image processor turns each 8-bit value of each channel into, by its own functions."""
         processor = self.image_processor
         levels = torch.arange(256, dtype=torch.uint8).repeat(3, 1, 1).numpy()  # (channel, 1, 256), channels first
-        scaled = rescale(levels, processor.rescale_factor, data_format="channels_first", input_data_format="channels_first")
-        normalised = normalize(
-            scaled, processor.image_mean, processor.image_std, data_format="channels_first",
-            input_data_format="channels_first",
-        )
+        layout = {"data_format": "channels_first", "input_data_format": "channels_first"}
+        scaled = rescale(levels, processor.rescale_factor, **layout)
+        normalised = normalize(scaled, processor.image_mean, processor.image_std, **layout)
         return torch.from_numpy(normalised.reshape(3, 256).copy())
 
     def special_token_ids(self) -> dict:

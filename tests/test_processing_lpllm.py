@@ -4,8 +4,8 @@ image modes."""
 import io
 
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image
 from transformers import AutoProcessor
 
