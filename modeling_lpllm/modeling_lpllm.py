@@ -4,7 +4,9 @@ the language model.
 The only change to Qwen3-VL is in the image-feature hook: each image's merged visual tokens go through CMRM before
 they are scattered into the language model's input. Everything else (forward, loss, generation, caching, M-RoPE) is
 the parent's code, and the attribute names (`model.visual`, `model.language_model`, `lm_head`) are the parent's, so
-a stock Qwen3-VL checkpoint loads with only the CMRM weights reported missing.
+a stock Qwen3-VL checkpoint loads with only the CMRM weights reported missing. A few of the parent's pieces are
+swapped for cheaper ones that compute the same values on CPU (`patch_embedding.py`, `vision_attention.py`,
+`rope_index.py`).
 """
 
 import functools
@@ -27,6 +29,7 @@ from .configuration_lpllm import LPLLMConfig
 from .conv_stem import MergeWindowConvStem
 from .patch_embedding import LinearPatchEmbed
 from .pipeline_lpllm import PlateRecognitionPipeline
+from .rope_index import rope_index_per_distinct_row
 from .vision_attention import BatchedVisionAttention
 
 
@@ -120,6 +123,14 @@ class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
                 for level in vision_output.deepstack_features
             ]
         return features
+
+    def get_rope_index(self, input_ids, mm_token_type_ids, image_grid_thw=None, video_grid_thw=None,
+                       attention_mask=None, **kwargs):
+        # The parent's positions, computed once per distinct row (`rope_index.py`): the same tensors, fewer Python loops.
+        return rope_index_per_distinct_row(
+            super().get_rope_index, input_ids, mm_token_type_ids, image_grid_thw=image_grid_thw,
+            video_grid_thw=video_grid_thw, attention_mask=attention_mask, **kwargs,
+        )
 
     def get_video_features(self, pixel_values_videos, video_grid_thw=None, **kwargs):
         # CMRM reads plates in still images; video frames keep the plain Qwen3-VL features.

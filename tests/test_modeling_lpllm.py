@@ -116,6 +116,59 @@ def test_batched_vision_attention_equals_the_stock_per_image_attention(attn_impl
     torch.testing.assert_close(actual_gradient, expected_gradient, rtol=1e-4, atol=1e-5)
 
 
+def token_layout(*runs, padding=0, left=True):
+    """`(mm_token_type_ids row, attention_mask row)` from runs of `(token type, count)`, padded on one side."""
+    types = [token_type for token_type, count in runs for _ in range(count)]
+    pad = [0] * padding
+    mask = [1] * len(types)
+    return (pad + types, pad + mask) if left else (types + pad, mask + pad)
+
+
+def test_rope_index_computed_per_distinct_row_equals_the_parents():
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel
+
+    model = tiny_model().model
+    one_image = [(0, 3), (1, 6), (0, 5)]  # 6 visual tokens: 2x12 patches merged 2x2 (or 4x6: 2 rows of 3)
+    rows = [
+        token_layout(*one_image, padding=2),
+        token_layout(*one_image, padding=2),  # the same layout as the first: computed once
+        token_layout(*one_image, padding=2, left=False),  # the same tokens, padded on the other side
+        token_layout((0, 1), (1, 6), (0, 2), (1, 6), (0, 1)),  # two images in one row
+        token_layout(*one_image, padding=2),
+        token_layout((0, 3), (1, 6), (0, 7)),  # a longer answer
+    ]
+    types = torch.tensor([row[0] for row in rows])
+    attention_mask = torch.tensor([row[1] for row in rows])
+    input_ids = torch.randint(0, 50, types.shape)
+    types_under_padding = types.masked_fill(attention_mask == 0, 2)  # ignored by the parent, so by ours too
+    one_grid = torch.tensor([[1, 2, 12]] * 7)
+    two_grids = one_grid.clone()
+    two_grids[4:] = torch.tensor([1, 4, 6])
+    for grids, mask in ((one_grid, attention_mask), (two_grids, attention_mask), (one_grid, None)):
+        batch_types = types if mask is None else types_under_padding
+        batch_ids = input_ids
+        if mask is None:  # no mask: rows without padding only
+            batch_types, batch_ids = torch.tensor([row[0] for row in rows[3:4] * 3]), input_ids[3:4].repeat(3, 1)
+        arguments = dict(image_grid_thw=grids, attention_mask=mask)
+        positions, deltas = model.get_rope_index(batch_ids, batch_types, **arguments)
+        expected_positions, expected_deltas = Qwen3VLModel.get_rope_index(model, batch_ids, batch_types, **arguments)
+        assert torch.equal(positions, expected_positions) and torch.equal(deltas, expected_deltas)
+    # Rows 0, 1 and 4 share a layout: the parent ran on 4 representatives, and their positions differ.
+    from modeling_lpllm.rope_index import rope_index_per_distinct_row
+
+    rows_computed = []
+
+    def parent(ids, *args, **kwargs):
+        rows_computed.append(len(ids))
+        return Qwen3VLModel.get_rope_index(model, ids, *args, **kwargs)
+
+    positions, _ = rope_index_per_distinct_row(
+        parent, input_ids, types_under_padding, image_grid_thw=one_grid, attention_mask=attention_mask
+    )
+    assert rows_computed == [4]
+    assert len({tuple(positions[:, row].flatten().tolist()) for row in range(len(rows))}) == 4
+
+
 def test_the_vision_tower_batches_its_attention():
     from modeling_lpllm.vision_attention import BatchedVisionAttention
 
