@@ -1,5 +1,5 @@
 """Where does a training step of the embedded default go? Times one step (fetch rows, collate, forward, backward,
-optimizer) of the `recipes/demo_cpu.yaml` model on its synthetic plates in eleven set-ups, in rounds, side by side in
+optimizer) of the `recipes/demo_cpu.yaml` model on its synthetic plates in twelve set-ups, in rounds, side by side in
 one process on the same weights:
 
 - `stock`: what TRL's defaults gave: Qwen3-VL's `Conv3d` patch embedding, activation checkpointing on (TRL's
@@ -24,8 +24,11 @@ one process on the same weights:
   the recipe today. The set-ups before spell them out character by character, as the tokenizer did before; this one
   reads other token sequences, so its loss is not compared with theirs;
 - `+ batched pixel values`: `LPLLMProcessor.fixed_size_image_inputs` as well (the crops' `pixel_values` by one table
-  look-up for the batch instead of the image processor's per-image numpy path; the same floats): the recipe today.
-  The set-ups before it run the image processor, as the collator did before.
+  look-up for the batch instead of the image processor's per-image numpy path; the same floats). The set-ups before
+  it run the image processor, as the collator did before;
+- `+ positions per distinct row`: the model's M-RoPE positions computed once per distinct row of the batch
+  (`modeling_lpllm.rope_index`) instead of Qwen3-VL's row-by-row loop, which the set-ups before run; the same
+  positions: the recipe today.
 
     python -m dataset_scripts.build --source synthetic --output data/demo_latin20000 --num 20000 --seed 0 \\
         --layouts br_old,br_mercosur,ar_mercosur,eu_llnnnll,us_lllnnnn,us_nlllnnn
@@ -40,11 +43,16 @@ import copy
 import random
 import statistics
 import time
+import types
 from pathlib import Path
 
 import torch
 from datasets import load_from_disk
-from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionAttention, Qwen3VLVisionPatchEmbed
+from transformers.models.qwen3_vl.modeling_qwen3_vl import (
+    Qwen3VLModel,
+    Qwen3VLVisionAttention,
+    Qwen3VLVisionPatchEmbed,
+)
 
 from lpllm_train.arguments import PlateTrainingArguments
 from lpllm_train.collator import PlateCollator
@@ -65,6 +73,7 @@ _STOCK = dict(
     cached_tokens=False,
     whole_tokens=False,
     batched_pixels=False,
+    distinct_rows=False,
 )
 _BF16 = {**_STOCK, "linear_patches": True, "checkpointing": False, "decoded": True, "fused": True, "bf16": True}
 SET_UPS = (
@@ -86,6 +95,13 @@ SET_UPS = (
         {
             **_BF16, "batched_attention": True, "eager": True, "cached_tokens": True, "whole_tokens": True,
             "batched_pixels": True,
+        },
+    ),
+    (
+        "+ positions per distinct row",
+        {
+            **_BF16, "batched_attention": True, "eager": True, "cached_tokens": True, "whole_tokens": True,
+            "batched_pixels": True, "distinct_rows": True,
         },
     ),
 )
@@ -128,6 +144,12 @@ def with_per_image_vision_attention(model):
     return model
 
 
+def with_row_by_row_positions(model):
+    """`model` with Qwen3-VL's own `get_rope_index` (one row at a time) in place of ours (once per distinct row)."""
+    model.model.get_rope_index = types.MethodType(Qwen3VLModel.get_rope_index, model.model)
+    return model
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not Path(args.dataset_name, "dataset_dict.json").is_file():
@@ -165,6 +187,8 @@ def main(argv=None):
         model = copy.deepcopy(base) if set_up["linear_patches"] else with_convolution_patches(base)
         if not set_up["batched_attention"]:
             model = with_per_image_vision_attention(model)
+        if not set_up["distinct_rows"]:
+            model = with_row_by_row_positions(model)
         model.set_attn_implementation("eager" if set_up["eager"] else "sdpa")
         if set_up["checkpointing"]:
             model.activation_checkpointing_enable()
@@ -204,7 +228,7 @@ def main(argv=None):
     ):
         raise SystemExit(f"The set-ups disagree on the first batch's loss: {first_losses}")
     losses = ", ".join(f"{loss:.6f}" for loss in first_losses.values())
-    print(f"first-batch loss, every set-up (the last two on other tokens): {losses}")
+    print(f"first-batch loss, every set-up (the last {len(whole_token_losses)} on other tokens): {losses}")
     timings = {name: [] for name, _ in set_ups}
     for round_index in range(args.rounds):
         for name, _ in set_ups:

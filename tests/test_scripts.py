@@ -109,7 +109,7 @@ def test_training_step_benchmark_compares_the_same_computation_in_four_set_ups(t
     assert list(timings) == [
         "stock", "+ linear patch embedding", "+ no checkpointing", "+ decoded in memory", "+ fused AdamW",
         "+ bf16 autocast", "+ batched vision attention", "+ eager attention", "+ cached tokenization",
-        "+ whole-word prompt tokens", "+ batched pixel values",
+        "+ whole-word prompt tokens", "+ batched pixel values", "+ positions per distinct row",
     ]  # fmt: skip
     assert all(milliseconds > 0 for milliseconds in timings.values())
     assert "first-batch loss, every set-up" in printed and "| stock |" in printed and "1.00x" in printed
