@@ -124,8 +124,9 @@ class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
             ]
         return features
 
-    def get_rope_index(self, input_ids, mm_token_type_ids, image_grid_thw=None, video_grid_thw=None,
-                       attention_mask=None, **kwargs):
+    def get_rope_index(
+        self, input_ids, mm_token_type_ids, image_grid_thw=None, video_grid_thw=None, attention_mask=None, **kwargs
+    ):
         # The parent's positions, once per distinct row (`rope_index.py`): the same tensors, fewer Python loops.
         return rope_index_per_distinct_row(
             super().get_rope_index, input_ids, mm_token_type_ids, image_grid_thw=image_grid_thw,

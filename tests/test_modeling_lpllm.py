@@ -144,11 +144,12 @@ def test_rope_index_computed_per_distinct_row_equals_the_parents():
     one_grid = torch.tensor([[1, 2, 12]] * 7)
     two_grids = one_grid.clone()
     two_grids[4:] = torch.tensor([1, 4, 6])
-    for grids, mask in ((one_grid, attention_mask), (two_grids, attention_mask), (one_grid, None)):
-        batch_types = types if mask is None else types_under_padding
-        batch_ids = input_ids
-        if mask is None:  # no mask: rows without padding only
-            batch_types, batch_ids = torch.tensor([row[0] for row in rows[3:4] * 3]), input_ids[3:4].repeat(3, 1)
+    cases = (
+        (input_ids, types_under_padding, one_grid, attention_mask),
+        (input_ids, types_under_padding, two_grids, attention_mask),
+        (input_ids[3:4].repeat(3, 1), types[3:4].repeat(3, 1), one_grid, None),  # no mask: rows without padding only
+    )
+    for batch_ids, batch_types, grids, mask in cases:
         arguments = dict(image_grid_thw=grids, attention_mask=mask)
         positions, deltas = model.get_rope_index(batch_ids, batch_types, **arguments)
         expected_positions, expected_deltas = Qwen3VLModel.get_rope_index(model, batch_ids, batch_types, **arguments)

@@ -90,7 +90,7 @@ def test_learning_speed_probe_prints_a_curve_that_the_plot_script_reads(tmp_path
         load_script("plot_probes", BENCHMARKS).main([str(log), "--output", str(tmp_path / "probes.png")])
 
 
-def test_training_step_benchmark_compares_the_same_computation_in_four_set_ups(tmp_path, capsys, monkeypatch):
+def test_training_step_benchmark_compares_the_same_computation_in_every_set_up(tmp_path, capsys, monkeypatch):
     from datasets import Dataset, DatasetDict
 
     from modeling_lpllm import plate_messages
