@@ -11,14 +11,9 @@ into the fewest rows: a plate's character tops and bottoms and its border are lo
 (projection-profile skew estimation, as document OCR deskews scanned pages).
 
 Levelling leaves the keystone of a plate seen from the side: one end taller than the other, and a levelled crop
-that is mostly background above and below the short end. With `rectify`, two straight lines bounding the plate's
-text are found and the quadrilateral between them is stretched onto the whole crop height, so every character spans
-the strip as an upright plate's do. The lines are the two strongest near-horizontal edge lines of the crop (a
-Hough-style search over slopes and offsets of the horizontal-edge map: plate borders, character tops and bottoms)
-that lie apart across the whole width. A fit through each column strip's edge band instead, the first version, was
-pulled off the plate by textured background beside a strongly slanted plate and by a coloured bar above its text, and
-cut the characters' feet or tops off in the strip (7 of the 8 perspective plates the embedded default misread in
-one run).
+that is mostly background above and below the short end. With `rectify`, the plate's top and bottom edges are
+fitted as two lines (from the edge-energy band of each of a few column strips) and the quadrilateral between them is
+stretched onto the whole crop height, so every character spans the strip as an upright plate's do.
 """
 
 import numpy as np
@@ -31,22 +26,14 @@ _ANALYSIS_WIDTH = 96
 _COARSE_STEP_DEGREES = 4.0
 # Tilts below this are within the search's 1-degree grid: not worth a resampling of the crop.
 MIN_TILT_DEGREES = 2.0
-# Rectification searches its lines on a copy at most this wide (keeping the aspect ratio).
-_RECTIFY_ANALYSIS_WIDTH = 128
-# Line slopes searched first, in rows per column: a keystone's edges slant by up to ~22 degrees after levelling. Each
-# line found is then refined within one step of this grid and a few rows of its offset.
-_RECTIFY_SLOPES = np.linspace(-0.4, 0.4, 17)
-_RECTIFY_REFINE_ROWS = 2
+# Rectification fits the plate's top and bottom edges through the edge band of this many column strips.
+_RECTIFY_STRIPS = 8
 # Squared gradients weigh the plate's strong edges (characters, border) over background texture.
 _RECTIFY_EDGE_POWER = 2
-# The two lines are at least this share of the crop height apart at the plate's taller end, and do not come closer
-# than the second share at its shorter end (a plate seen from the side can be a quarter of the crop tall there): a
-# border and the text line next to it, or the two edges of a bar, are never taken as the plate's top and bottom.
-_RECTIFY_MIN_SEPARATION = 0.3
-_RECTIFY_MIN_END_SEPARATION = 0.1
-# The plate between the lines is widened by this share of its height above and below, so character tops and feet stay
-# in when the lines are the text's own.
-_RECTIFY_MARGIN = 0.08
+# Each strip's band holds these quantiles of its edge energy; the fitted plate is then widened by this share of its
+# height above and below, so the border and character tops stay in.
+_RECTIFY_QUANTILES = (0.03, 0.97)
+_RECTIFY_MARGIN = 0.06
 
 
 def check_max_degrees(max_degrees) -> float:
@@ -78,15 +65,6 @@ def _edge_map(gray: np.ndarray) -> Image.Image:
     horizontal = np.zeros_like(gray)
     horizontal[:, 1:-1] = gray[:, 2:] - gray[:, :-2]
     return Image.fromarray(np.hypot(horizontal, vertical))  # float32: mode "F"
-
-
-def _horizontal_edge_map(gray: np.ndarray) -> Image.Image:
-    """Absolute vertical difference (central) as a float image: the edges of horizontal lines only, so a line across
-    a row of characters gains nothing from their vertical strokes."""
-    gray = gray.astype(np.float32)
-    vertical = np.zeros_like(gray)
-    vertical[1:-1] = np.abs(gray[2:] - gray[:-2])
-    return Image.fromarray(vertical)
 
 
 def _turned(edges: Image.Image, degrees: float) -> np.ndarray:
@@ -131,72 +109,30 @@ def _band(profile: np.ndarray, low: float, high: float, margin: float) -> tuple[
     return max(0, start - pad), min(len(profile), stop + pad)
 
 
-def _line_scores(weights: np.ndarray, slopes: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
-    """Mean of `weights` along every line `row = offset + slope * (column - centre)`: shape (slopes, offsets), for
-    `offsets` (default: one per row of `weights`). Lines leaving the map count zero where they are outside it."""
-    height, width = weights.shape
-    offsets = np.arange(height) if offsets is None else offsets
-    columns = np.arange(width)
-    rows = np.rint(offsets[None, :, None] + slopes[:, None, None] * (columns - (width - 1) / 2)).astype(np.int64)
-    inside = (rows >= 0) & (rows < height)
-    values = np.where(inside, weights[np.clip(rows, 0, height - 1), columns], 0.0)
-    return values.sum(axis=2) / width
-
-
-def _refined(weights: np.ndarray, slope: float, offset: int) -> tuple[float, float]:
-    """The best line within one coarse slope step and `_RECTIFY_REFINE_ROWS` rows of `(slope, offset)`, its slope on
-    a grid that drifts by about one row across the map's width."""
-    height, width = weights.shape
-    step = _RECTIFY_SLOPES[1] - _RECTIFY_SLOPES[0]
-    slopes = slope + np.linspace(-step, step, 2 * max(1, int(np.ceil(step * width))) + 1)
-    offsets = np.arange(max(0, offset - _RECTIFY_REFINE_ROWS), min(height, offset + _RECTIFY_REFINE_ROWS + 1))
-    scores = _line_scores(weights, slopes, offsets)
-    best_slope, best_offset = np.unravel_index(np.argmax(scores), scores.shape)
-    return float(slopes[best_slope]), float(offsets[best_offset])
-
-
-def _plate_edges(row_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Lines `(slope, intercept)` over the columns of `row_edges` (a trimmed crop's horizontal-edge map) bounding the
-    plate's text, top line first: the strongest line, and the strongest one apart from it (by at least
-    `_RECTIFY_MIN_SEPARATION` of the height at one end, `_RECTIFY_MIN_END_SEPARATION` at the other), each found on a
-    coarse grid of slopes and then refined. None when the map has no edges or no such pair."""
-    height, width = row_edges.shape
-    scale = min(1.0, _RECTIFY_ANALYSIS_WIDTH / width)
-    small_width, small_height = max(8, round(width * scale)), max(8, round(height * scale))
-    small = Image.fromarray(row_edges.astype(np.float32)).resize((small_width, small_height), Image.BILINEAR)
-    weights = np.power(np.asarray(small, dtype=np.float64), _RECTIFY_EDGE_POWER)
-    if weights.sum() <= 0:
+def _plate_edges(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Lines `(slope, intercept)` of the plate's top and bottom edges across the columns of `edges` (a trimmed crop's
+    edge map), or None when too few column strips hold edges to fit them."""
+    weights = np.power(edges, _RECTIFY_EDGE_POWER)
+    bounds = np.linspace(0, weights.shape[1], _RECTIFY_STRIPS + 1).astype(int)
+    centres, tops, bottoms = [], [], []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        profile = weights[:, start:stop].sum(axis=1)
+        if stop <= start or profile.sum() <= 0:
+            continue
+        top, bottom = _band(profile, *_RECTIFY_QUANTILES, margin=0.0)
+        centres.append((start + stop - 1) / 2)
+        tops.append(top)
+        bottoms.append(bottom)
+    if len(centres) < 3:
         return None
-    scores = _line_scores(weights, _RECTIFY_SLOPES)
-    first_slope, first_offset = np.unravel_index(np.argmax(scores), scores.shape)
-    ends = np.array([-(small_width - 1) / 2, (small_width - 1) / 2])
-    first_ends = first_offset + _RECTIFY_SLOPES[first_slope] * ends
-    gaps = np.arange(small_height)[None, :, None] + _RECTIFY_SLOPES[:, None, None] * ends - first_ends
-    distances = np.abs(gaps)
-    apart = (
-        (distances.max(axis=2) >= _RECTIFY_MIN_SEPARATION * small_height)
-        & (distances.min(axis=2) >= _RECTIFY_MIN_END_SEPARATION * small_height)
-        & (np.sign(gaps[..., 0]) == np.sign(gaps[..., 1]))
-    )
-    if not apart.any():
-        return None
-    second_slope, second_offset = np.unravel_index(np.argmax(np.where(apart, scores, -1.0)), scores.shape)
-    lines = []
-    for slope_index, offset in ((first_slope, first_offset), (second_slope, second_offset)):
-        slope, offset = _refined(weights, _RECTIFY_SLOPES[slope_index], offset)
-        # From the small map's coordinates (offset at its centre column) to the crop's: row = intercept + slope * column.
-        crop_slope = slope * (small_width / width) / (small_height / height)
-        intercept = (offset - slope * (small_width - 1) / 2) * height / small_height
-        lines.append(np.array([crop_slope, intercept]))
-    return tuple(sorted(lines, key=lambda line: np.polyval(line, width / 2)))
+    return np.polyfit(centres, tops, 1), np.polyfit(centres, bottoms, 1)
 
 
-def _rectified(turned: Image.Image, row_edges: np.ndarray, box: tuple[int, int, int, int], fill) -> Image.Image:
-    """The plate inside `box` of `turned`, the lines bounding its text (found on `row_edges`, the horizontal-edge map
-    turned alike) stretched onto the output's top and bottom rows (a bilinear quad warp): the crop of `box` when no
-    such lines are found."""
+def _rectified(turned: Image.Image, edges: np.ndarray, box: tuple[int, int, int, int], fill) -> Image.Image:
+    """The plate inside `box` of `turned`, its fitted top and bottom edges stretched onto the output's top and bottom
+    rows (a bilinear quad warp): the crop of `box` when no edges can be fitted."""
     left, top, right, bottom = box
-    lines = _plate_edges(row_edges[top:bottom, left:right])
+    lines = _plate_edges(edges[top:bottom, left:right])
     if lines is None:
         return turned.crop(box)
     width = right - left
@@ -219,8 +155,8 @@ def deskew(image: Image.Image, max_degrees: float, rectify: bool = False) -> Ima
     right of them, so the characters keep their height in the strip and span its width as an upright crop's do.
     Crops tilted by less than `MIN_TILT_DEGREES` come back unchanged (the same object), unless `rectify`.
 
-    With `rectify`, every crop (turned or not) is also trimmed to the plate and its keystone undone: the two lines
-    bounding the plate's text (with a margin) become the crop's top and bottom rows."""
+    With `rectify`, every crop (turned or not) is also trimmed to the plate and its keystone undone: the plate's
+    fitted top and bottom edges become the crop's top and bottom rows."""
     tilt = estimate_tilt(image, max_degrees)
     turn = abs(tilt) >= MIN_TILT_DEGREES
     if not turn and not rectify:
@@ -228,15 +164,12 @@ def deskew(image: Image.Image, max_degrees: float, rectify: bool = False) -> Ima
     fill = image.getpixel((0, 0))
     turned = image.rotate(tilt, resample=Image.BICUBIC, expand=True, fillcolor=fill) if turn else image
     # The band comes from the edge map turned alike, where the fill adds no edges (the colour image's fill border would).
-    gray = np.asarray(image.convert("L"))
-    edges = _edge_map(gray)
+    edges = _edge_map(np.asarray(image.convert("L")))
     edges = _turned(edges, tilt) if turn else np.asarray(edges, dtype=np.float32)
     top, bottom = _band(edges.sum(axis=1), 0.02, 0.98, margin=0.08)
     left, right = _band(edges[top:bottom].sum(axis=0), 0.01, 0.99, margin=0.03)
     if rectify:
-        row_edges = _horizontal_edge_map(gray)
-        row_edges = _turned(row_edges, tilt) if turn else np.asarray(row_edges, dtype=np.float32)
-        return _rectified(turned, row_edges, (left, top, right, bottom), fill)
+        return _rectified(turned, edges, (left, top, right, bottom), fill)
     return turned.crop((left, top, right, bottom))
 
 

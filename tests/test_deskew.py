@@ -119,43 +119,6 @@ def test_rectifying_an_upright_or_tilted_plate_trims_it_and_keeps_every_characte
     assert red_pixels(rectified) == pytest.approx(red_pixels(plate_crop(0)), rel=0.15)
 
 
-def slanted_plate_beside_texture() -> Image.Image:
-    """A plate seen strongly from the side (its left end half as tall as its right end), with a dark bar above its
-    characters as Mercosur and many US plates have, filling the right three quarters of a crop whose left quarter is
-    busy background texture: what a detector crops of a plate at the edge of its box."""
-    rng = np.random.default_rng(0)
-    # Gray, so no texture pixel counts as red ink.
-    texture = rng.integers(0, 256, size=(45, 60, 1), dtype=np.uint8).repeat(2, axis=0).repeat(3, axis=2)
-    plate = Image.new("RGB", (180, 90), BACKGROUND)
-    draw = ImageDraw.Draw(plate)
-    draw.rectangle((2, 20, 177, 69), fill="white", outline="black", width=3)
-    draw.rectangle((5, 23, 174, 29), fill=(20, 40, 160))
-    for index in range(7):
-        left = 10 + 23 * index
-        draw.rectangle((left, 34, left + 14, 63), fill=INK)
-    width, height = plate.size
-    spill = height * (1 / 0.5 - 1) / 2
-    quad = (0, -spill, 0, height + spill, width, height, width, 0)
-    plate = plate.transform(plate.size, Image.QUAD, quad, resample=Image.BICUBIC, fillcolor=BACKGROUND)
-    crop = Image.new("RGB", (240, 90), BACKGROUND)
-    crop.paste(Image.fromarray(texture), (0, 0))
-    crop.paste(plate, (60, 0))
-    return crop
-
-
-def test_rectifying_keeps_whole_characters_of_a_slanted_plate_beside_texture_and_under_a_bar():
-    rectified = deskew(slanted_plate_beside_texture(), 20, rectify=True)
-    pixels = np.asarray(rectified.convert("RGB")).astype(int)
-    red = (pixels[..., 0] > 150) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
-    heights = red_block_heights(rectified)
-    assert len(heights) == 7
-    assert max(heights) - min(heights) <= 0.15 * max(heights)
-    # No character's top or feet cut off: red ink stays clear of the crop's first and last rows.
-    red_rows = np.flatnonzero(red.any(axis=1))
-    assert red_rows.min() >= 1 and red_rows.max() <= rectified.height - 2
-    assert min(heights) >= 0.5 * rectified.height
-
-
 def test_rectifying_a_crop_without_edges_keeps_it_whole():
     flat = Image.new("RGB", (90, 30), "gray")
     assert deskew(flat, 20, rectify=True).size == flat.size
