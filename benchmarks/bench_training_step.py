@@ -75,36 +75,30 @@ _STOCK = dict(
     batched_pixels=False,
     distinct_rows=False,
 )
-_BF16 = {**_STOCK, "linear_patches": True, "checkpointing": False, "decoded": True, "fused": True, "bf16": True}
-SET_UPS = (
-    ("stock", _STOCK),
-    ("+ linear patch embedding", {**_STOCK, "linear_patches": True}),
-    ("+ no checkpointing", {**_STOCK, "linear_patches": True, "checkpointing": False}),
-    ("+ decoded in memory", {**_STOCK, "linear_patches": True, "checkpointing": False, "decoded": True}),
-    ("+ fused AdamW", {**_STOCK, "linear_patches": True, "checkpointing": False, "decoded": True, "fused": True}),
-    ("+ bf16 autocast", _BF16),
-    ("+ batched vision attention", {**_BF16, "batched_attention": True}),
-    ("+ eager attention", {**_BF16, "batched_attention": True, "eager": True}),
-    ("+ cached tokenization", {**_BF16, "batched_attention": True, "eager": True, "cached_tokens": True}),
-    (
-        "+ whole-word prompt tokens",
-        {**_BF16, "batched_attention": True, "eager": True, "cached_tokens": True, "whole_tokens": True},
-    ),
-    (
-        "+ batched pixel values",
-        {
-            **_BF16, "batched_attention": True, "eager": True, "cached_tokens": True, "whole_tokens": True,
-            "batched_pixels": True,
-        },
-    ),
-    (
-        "+ positions per distinct row",
-        {
-            **_BF16, "batched_attention": True, "eager": True, "cached_tokens": True, "whole_tokens": True,
-            "batched_pixels": True, "distinct_rows": True,
-        },
-    ),
+# Each set-up is the one before it with one more change: (name, setting, value).
+_CHANGES = (
+    ("+ linear patch embedding", "linear_patches", True),
+    ("+ no checkpointing", "checkpointing", False),
+    ("+ decoded in memory", "decoded", True),
+    ("+ fused AdamW", "fused", True),
+    ("+ bf16 autocast", "bf16", True),
+    ("+ batched vision attention", "batched_attention", True),
+    ("+ eager attention", "eager", True),
+    ("+ cached tokenization", "cached_tokens", True),
+    ("+ whole-word prompt tokens", "whole_tokens", True),
+    ("+ batched pixel values", "batched_pixels", True),
+    ("+ positions per distinct row", "distinct_rows", True),
 )
+
+
+def _cumulative_set_ups() -> tuple[tuple[str, dict], ...]:
+    set_ups = [("stock", _STOCK)]
+    for name, setting, value in _CHANGES:
+        set_ups.append((name, {**set_ups[-1][1], setting: value}))
+    return tuple(set_ups)
+
+
+SET_UPS = _cumulative_set_ups()
 
 
 def parse_args(argv=None):
