@@ -173,6 +173,7 @@ def main(argv=None):
         generation_batch_size=plate_args.generation_batch_size,
         max_new_tokens=plate_args.max_new_tokens,
         lr_budget_minutes=plate_args.max_train_minutes if plate_args.cosine_over_budget else None,
+        lr_budget_decay_fraction=plate_args.budget_decay_fraction,
         decoded_train_dataset=decoded_train_dataset,
         train_sample_weights=train_sample_weights,
         training_clock=training_clock,
@@ -274,6 +275,11 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         "learning rate": training_args.learning_rate,
         "schedule": scheduler_name(training_args)
         + (f" over the {plate_args.max_train_minutes:g}-minute budget" if plate_args.cosine_over_budget else "")
+        + (
+            f" (peak rate held, the cosine over its last {plate_args.budget_decay_fraction:.0%})"
+            if plate_args.budget_decay_fraction < 1
+            else ""
+        )
         + f", warm-up {training_args.warmup_steps or training_args.warmup_ratio}",
         "optimizer": getattr(training_args.optim, "value", training_args.optim),
         "precision": (

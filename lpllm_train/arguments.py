@@ -7,6 +7,7 @@ from modeling_lpllm.deskew import check_max_degrees
 
 from .augmentation import check_max_shift, check_rotation, check_shadow
 from .sampling import parse_severity_weights
+from .schedules import check_decay_fraction
 
 
 def parse_image_size(image_size) -> list[int] | None:
@@ -180,6 +181,11 @@ class PlateTrainingArguments:
         metadata={"help": "With `max_train_minutes` and the cosine schedule: decay the learning rate to zero over the "
         "wall-clock budget instead of `max_steps`, so the schedule ends with the budget on any machine."},
     )
+    budget_decay_fraction: float = field(
+        default=1.0,
+        metadata={"help": "With `cosine_over_budget`: the share of the budget, at its end, that the cosine decay "
+        "spans; the peak learning rate holds before it (warm-up, stable, decay). 1: a cosine over the whole budget."},
+    )
     preload_images: bool = field(
         default=False,
         metadata={"help": "Decode every training image once (and, unjittered, resize it to `image_size`), into memory, "
@@ -252,6 +258,9 @@ class PlateTrainingArguments:
             raise ValueError(f"`max_train_minutes` must be positive, got {self.max_train_minutes}.")
         if self.cosine_over_budget and self.max_train_minutes is None:
             raise ValueError("`cosine_over_budget` needs `max_train_minutes`: the budget the cosine spans.")
+        check_decay_fraction(self.budget_decay_fraction)
+        if self.budget_decay_fraction != 1.0 and not self.cosine_over_budget:
+            raise ValueError("`budget_decay_fraction` needs `cosine_over_budget: true`: it shapes that schedule.")
         self.quad_jitter = parse_quad_jitter(self.augment_quad_jitter)
         if self.quad_jitter is not None and not self.preload_images:
             raise ValueError("`augment_quad_jitter` needs `preload_images: true` (it jitters the decoded crops).")

@@ -35,7 +35,8 @@ class PlateSFTTrainer(SFTTrainer):
     generation_eval_dataset: rows (`images`, `completion`) read with generation at each evaluation; None to skip.
     generation_batch_size, max_new_tokens: of that generation.
     lr_budget_minutes: when set, the learning rate follows `WallClockCosineSchedule` over these minutes of training
-        instead of `lr_scheduler_type` over `max_steps`.
+        instead of `lr_scheduler_type` over `max_steps`, its cosine spanning the last `lr_budget_decay_fraction` of
+        them.
     training_clock: the `TrainingClock` that counts training time: started by `train()`, standing still while
         `evaluate()` runs, read by that schedule and by the `minutes` logged beside every value (share it with a
         `TimeBudgetCallback`); None: a new one.
@@ -52,6 +53,7 @@ class PlateSFTTrainer(SFTTrainer):
         generation_batch_size=32,
         max_new_tokens=12,
         lr_budget_minutes=None,
+        lr_budget_decay_fraction=1.0,
         decoded_train_dataset=None,
         train_sample_weights=None,
         training_clock=None,
@@ -61,6 +63,7 @@ class PlateSFTTrainer(SFTTrainer):
         self.decoded_train_dataset = decoded_train_dataset
         self.train_sample_weights = train_sample_weights
         self.lr_budget_minutes = lr_budget_minutes
+        self.lr_budget_decay_fraction = lr_budget_decay_fraction
         self.generation_eval_dataset = generation_eval_dataset
         self.generation_batch_size = generation_batch_size
         self.max_new_tokens = max_new_tokens
@@ -101,6 +104,7 @@ class PlateSFTTrainer(SFTTrainer):
             self.args.get_warmup_steps(num_training_steps),
             self.lr_budget_minutes,
             clock=self.training_clock.seconds,
+            decay_fraction=self.lr_budget_decay_fraction,
         )
         self._created_lr_scheduler = True
         return self.lr_scheduler

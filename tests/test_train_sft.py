@@ -780,6 +780,10 @@ def test_cosine_over_budget_needs_a_budget_and_the_cosine_schedule(dataset_dir, 
     with pytest.raises(ValueError, match="lr_scheduler_type: cosine"):
         run(dataset_dir, tmp_path, "--max_train_minutes", "5", "--cosine_over_budget", "true",
             "--lr_scheduler_type", "linear")
+    with pytest.raises(ValueError, match="`budget_decay_fraction` needs `cosine_over_budget: true`"):
+        PlateTrainingArguments(max_train_minutes=5, budget_decay_fraction=0.3)
+    with pytest.raises(ValueError, match="`budget_decay_fraction` must be in"):
+        PlateTrainingArguments(max_train_minutes=5, cosine_over_budget=True, budget_decay_fraction=0)
 
 
 def test_cosine_over_budget_keeps_the_peak_rate_while_the_budget_lasts(dataset_dir, tmp_path):
@@ -791,6 +795,16 @@ def test_cosine_over_budget_keeps_the_peak_rate_while_the_budget_lasts(dataset_d
     rates = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
     # A step cosine over max_steps=4 would be near zero by step 4; the 30-minute one has barely started to decay.
     assert rates[-1] == pytest.approx(1e-3, rel=1e-2)
+
+
+def test_budget_decay_fraction_reaches_the_trainers_schedule(dataset_dir, tmp_path):
+    import json
+
+    run(dataset_dir, tmp_path, "--max_train_minutes", "30", "--cosine_over_budget", "true", "--max_steps", "4",
+        "--budget_decay_fraction", "0.5", "--save_strategy", "steps", "--save_steps", "4")  # fmt: skip
+    state = json.loads((tmp_path / "checkpoint-4" / "trainer_state.json").read_text())
+    rates = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
+    assert rates[-1] == 1e-3  # the peak rate exactly: the cosine has not begun in the budget's first half
 
 
 def test_evaluations_along_the_way_do_not_count_as_training_time(dataset_dir, tmp_path, monkeypatch):
