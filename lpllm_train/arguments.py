@@ -258,7 +258,7 @@ class PlateTrainingArguments:
             raise ValueError(f"`max_train_minutes` must be positive, got {self.max_train_minutes}.")
         if self.cosine_over_budget and self.max_train_minutes is None:
             raise ValueError("`cosine_over_budget` needs `max_train_minutes`: the budget the cosine spans.")
-        check_decay_fraction(self.budget_decay_fraction)
+        self.budget_decay_fraction = check_decay_fraction(self.budget_decay_fraction)
         if self.budget_decay_fraction != 1.0 and not self.cosine_over_budget:
             raise ValueError("`budget_decay_fraction` needs `cosine_over_budget: true`: it shapes that schedule.")
         self.quad_jitter = parse_quad_jitter(self.augment_quad_jitter)

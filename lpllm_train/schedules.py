@@ -32,10 +32,9 @@ class WallClockCosineSchedule(LambdaLR):
     ):
         if budget_minutes <= 0:
             raise ValueError(f"`budget_minutes` must be positive, got {budget_minutes}.")
-        check_decay_fraction(decay_fraction)
         self.num_warmup_steps = num_warmup_steps
         self.budget_seconds = 60.0 * budget_minutes
-        self.decay_fraction = float(decay_fraction)
+        self.decay_fraction = check_decay_fraction(decay_fraction)
         self.clock = clock
         self.start = clock()
         super().__init__(optimizer, self.lr_factor, last_epoch)
