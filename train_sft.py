@@ -47,6 +47,7 @@ from lpllm_train.model_setup import (
     lora_config,
     set_trainable_parameters,
 )
+from lpllm_train.optimizers import MUON_PARTNERS
 from lpllm_train.precision import apply_bf16_if_native, has_native_bf16
 from lpllm_train.realdata import realdata_evaluations
 from lpllm_train.sampling import severity_sample_weights
@@ -80,6 +81,11 @@ def parse_arguments(argv=None):
             "`ema_decay` and `load_best_model_at_end` both choose the final weights (the moving average, the best "
             "checkpoint): set one."
         )
+    if plate_args.muon and optimizer_name(training_args) not in MUON_PARTNERS:
+        raise ValueError(
+            f"`muon` runs AdamW beside Muon: it needs `optim` {' or '.join(MUON_PARTNERS)}, got "
+            f"{optimizer_name(training_args)!r}."
+        )
     if plate_args.bf16_if_native:
         apply_bf16_if_native(training_args, has_native_bf16(training_args.device))
     return script_args, training_args, model_args, plate_args
@@ -87,6 +93,10 @@ def parse_arguments(argv=None):
 
 def scheduler_name(training_args) -> str:
     return getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+
+
+def optimizer_name(training_args) -> str:
+    return getattr(training_args.optim, "value", training_args.optim)
 
 
 def resume_checkpoint(value):
@@ -174,6 +184,8 @@ def main(argv=None):
         max_new_tokens=plate_args.max_new_tokens,
         lr_budget_minutes=plate_args.max_train_minutes if plate_args.cosine_over_budget else None,
         lr_budget_decay_fraction=plate_args.budget_decay_fraction,
+        muon=plate_args.muon,
+        muon_newton_schulz_steps=plate_args.muon_newton_schulz_steps,
         decoded_train_dataset=decoded_train_dataset,
         train_sample_weights=train_sample_weights,
         training_clock=training_clock,
@@ -281,7 +293,12 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
             else ""
         )
         + f", warm-up {training_args.warmup_steps or training_args.warmup_ratio}",
-        "optimizer": getattr(training_args.optim, "value", training_args.optim),
+        "optimizer": (
+            f"Muon on the linear layers' weight matrices ({plate_args.muon_newton_schulz_steps} Newton-Schulz steps), "
+            f"{optimizer_name(training_args)} on the rest (beyond the paper)"
+            if plate_args.muon
+            else optimizer_name(training_args)
+        ),
         "precision": (
             "bfloat16 autocast" if training_args.bf16 else "float16 autocast" if training_args.fp16 else "float32"
         ),

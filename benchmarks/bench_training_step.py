@@ -28,14 +28,18 @@ one process on the same weights:
   it run the image processor, as the collator did before;
 - `+ positions per distinct row`: the model's M-RoPE positions computed once per distinct row of the batch
   (`modeling_lpllm.rope_index`) instead of Qwen3-VL's row-by-row loop, which the set-ups before run; the same
-  positions: the recipe today.
+  positions: the recipe today;
+- `+ Muon`: `muon: true` as well (`lpllm_train.optimizers.MuonWithAdamW`: Muon's orthogonalised updates on the
+  linear layers' weight matrices, the fused AdamW on the rest); an option, off in the recipe. Its first-batch loss
+  is the set-up before's (the optimizer acts after it).
 
     python -m dataset_scripts.build --source synthetic --output data/demo_latin20000 --num 20000 --seed 0 \\
         --layouts br_old,br_mercosur,ar_mercosur,eu_llnnnll,us_lllnnnn,us_nlllnnn
     python benchmarks/bench_training_step.py --dataset_name data/demo_latin20000
+    python benchmarks/bench_training_step.py --last 2 --rounds 10   # the recipe against `+ Muon` only
 
-Prints milliseconds per step (median of the rounds) and the speed-up over `stock`. The numbers depend on the
-machine and on its load; nothing here is asserted by the tests.
+Prints milliseconds per step (median of the rounds) and the speed-up over the first set-up timed. The numbers depend
+on the machine and on its load; nothing here is asserted by the tests.
 """
 
 import argparse
@@ -58,6 +62,7 @@ from lpllm_train.arguments import PlateTrainingArguments
 from lpllm_train.collator import PlateCollator
 from lpllm_train.data import TRAINING_COLUMNS, DecodedPlateSplit
 from lpllm_train.model_setup import build_from_scratch
+from lpllm_train.optimizers import build_muon_with_adamw
 from lpllm_train.precision import has_native_bf16
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, build_char_tokenizer
 
@@ -74,6 +79,7 @@ _STOCK = dict(
     whole_tokens=False,
     batched_pixels=False,
     distinct_rows=False,
+    muon=False,
 )
 # Each set-up is the one before it with one more change: (name, setting, value).
 _CHANGES = (
@@ -88,6 +94,7 @@ _CHANGES = (
     ("+ whole-word prompt tokens", "whole_tokens", True),
     ("+ batched pixel values", "batched_pixels", True),
     ("+ positions per distinct row", "distinct_rows", True),
+    ("+ Muon", "muon", True),
 )
 
 
@@ -111,6 +118,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=10, help="Steps per set-up and round.")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--last", type=int, default=0, help="Time only the last N set-ups (0: all).")
     parser.add_argument(
         "--bf16", choices=("native", "always"), default="native",
         help="native: bfloat16 set-ups only where the CPU computes bfloat16 natively, float32 elsewhere; always: "
@@ -176,6 +184,9 @@ def main(argv=None):
     if args.bf16 == "native" and not has_native_bf16(torch.device("cpu")):
         print("No native bfloat16 on this CPU: '+ bf16 autocast' left out, the set-ups after it in float32.")
         set_ups = tuple((name, {**set_up, "bf16": False}) for name, set_up in SET_UPS if name != "+ bf16 autocast")
+    if args.last:
+        set_ups = set_ups[-args.last :]
+    first = set_ups[0][0]
     models = {}
     for name, set_up in set_ups:
         model = copy.deepcopy(base) if set_up["linear_patches"] else with_convolution_patches(base)
@@ -187,7 +198,14 @@ def main(argv=None):
         if set_up["checkpointing"]:
             model.activation_checkpointing_enable()
         model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=set_up["fused"])
+        if set_up["muon"]:
+            settings = types.SimpleNamespace(
+                learning_rate=1e-4, weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
+                optim="adamw_torch_fused" if set_up["fused"] else "adamw_torch",
+            )  # fmt: skip
+            optimizer = build_muon_with_adamw(model, [name for name, _ in model.named_parameters()], settings)
+        else:
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=set_up["fused"])
         models[name] = (model, optimizer, set_up)
 
     def step(name, indices):
@@ -210,12 +228,12 @@ def main(argv=None):
         first_losses[name] for name, set_up in set_ups if not (set_up["bf16"] or set_up["whole_tokens"])
     ]
     whole_token_losses = [first_losses[name] for name, set_up in set_ups if set_up["whole_tokens"]]
-    tolerance = 1e-4 * max(1.0, abs(first_losses["stock"]))
+    tolerance = 1e-4 * max(1.0, abs(first_losses[first]))
     if (
-        max(float32_losses) - min(float32_losses) > tolerance
-        or max(whole_token_losses) - min(whole_token_losses) > tolerance
+        (float32_losses and max(float32_losses) - min(float32_losses) > tolerance)
+        or (whole_token_losses and max(whole_token_losses) - min(whole_token_losses) > tolerance)
         or any(
-            abs(first_losses[name] - first_losses["stock"]) > 100 * tolerance
+            abs(first_losses[name] - first_losses[first]) > 100 * tolerance
             for name, set_up in set_ups
             if set_up["bf16"] and not set_up["whole_tokens"]
         )
@@ -232,13 +250,13 @@ def main(argv=None):
             timings[name].append(1000 * (time.perf_counter() - start) / args.steps)
         print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1]:.1f} ms" for n, t in timings.items()))
 
-    stock = statistics.median(timings["stock"])
+    reference = statistics.median(timings[first])
     print(f"\n{torch.get_num_threads()} threads, batch {args.batch}, {args.image_size} images, median of {args.rounds} "
           f"rounds of {args.steps} steps")
     print("| set-up | ms/step | steps/min | speed-up |\n| --- | --- | --- | --- |")
     for name, _ in set_ups:
         median = statistics.median(timings[name])
-        print(f"| {name} | {median:.1f} | {60000 / median:.0f} | {stock / median:.2f}x |")
+        print(f"| {name} | {median:.1f} | {60000 / median:.0f} | {reference / median:.2f}x |")
     return {name: statistics.median(values) for name, values in timings.items()}
 
 

@@ -18,6 +18,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from datasets import load_from_disk
@@ -26,6 +27,7 @@ from trl.trainer.utils import remove_none_values
 from lpllm_train.arguments import PlateTrainingArguments
 from lpllm_train.collator import PlateCollator
 from lpllm_train.model_setup import build_from_scratch
+from lpllm_train.optimizers import build_muon_with_adamw
 
 
 COLUMNS = ("images", "prompt", "completion")
@@ -44,6 +46,10 @@ def parse_args(argv=None):
     parser.add_argument("--curriculum_minutes", type=float, default=0.0, help="Train on severity <= 2 this long first.")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--adam_beta2", type=float, default=0.999)
+    parser.add_argument(
+        "--optimizer", choices=("adamw", "muon"), default="adamw", help="muon: Muon on the linear layers' weights."
+    )
     parser.add_argument("--warmup_steps", type=int, default=100)
     parser.add_argument("--cosine_steps", type=int, default=2500, help="Length of the cosine decay, in steps.")
     parser.add_argument("--minutes", type=float, default=8.0)
@@ -122,7 +128,14 @@ def main(argv=None):
             raise SystemExit(f"--curriculum_minutes needs a `severity` column in {args.dataset_name} [train].")
         mild = [index for index, severity in enumerate(train["severity"]) if severity <= 2]
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    optimizer_args = SimpleNamespace(
+        learning_rate=args.lr, weight_decay=0.01, adam_beta1=0.9, adam_beta2=args.adam_beta2, adam_epsilon=1e-8,
+        optim="adamw_torch",
+    )  # fmt: skip
+    if args.optimizer == "muon":
+        optimizer = build_muon_with_adamw(model, [name for name, _ in model.named_parameters()], optimizer_args)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, args.adam_beta2))
 
     def lr_factor(step):
         progress = min(step, args.cosine_steps) / args.cosine_steps

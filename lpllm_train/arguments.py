@@ -186,6 +186,17 @@ class PlateTrainingArguments:
         metadata={"help": "With `cosine_over_budget`: the share of the budget, at its end, that the cosine decay "
         "spans; the peak learning rate holds before it (warm-up, stable, decay). 1: a cosine over the whole budget."},
     )
+    muon: bool = field(
+        default=False,
+        metadata={"help": "Beyond the paper: Muon (`torch.optim.Muon`, orthogonalised momentum) on the weight matrices "
+        "of the linear layers, AdamW (`optim`'s: `adamw_torch` or `adamw_torch_fused`) on embeddings, output head, "
+        "norms, biases and the rest; one learning rate and schedule, Muon's update scaled to AdamW's size."},
+    )
+    muon_newton_schulz_steps: int = field(
+        default=5,
+        metadata={"help": "With `muon`: iterations of its orthogonalisation (5: `torch.optim.Muon`'s). Fewer make a "
+        "step cheaper where the model is small and the batch too (a CPU), and orthogonalise less exactly."},
+    )
     preload_images: bool = field(
         default=False,
         metadata={"help": "Decode every training image once (and, unjittered, resize it to `image_size`), into memory, "
@@ -261,6 +272,12 @@ class PlateTrainingArguments:
         self.budget_decay_fraction = check_decay_fraction(self.budget_decay_fraction)
         if self.budget_decay_fraction != 1.0 and not self.cosine_over_budget:
             raise ValueError("`budget_decay_fraction` needs `cosine_over_budget: true`: it shapes that schedule.")
+        if isinstance(self.muon_newton_schulz_steps, bool) or not (
+            isinstance(self.muon_newton_schulz_steps, int) and self.muon_newton_schulz_steps >= 1
+        ):
+            raise ValueError(
+                f"`muon_newton_schulz_steps` must be an integer >= 1, got {self.muon_newton_schulz_steps!r}."
+            )
         self.quad_jitter = parse_quad_jitter(self.augment_quad_jitter)
         if self.quad_jitter is not None and not self.preload_images:
             raise ValueError("`augment_quad_jitter` needs `preload_images: true` (it jitters the decoded crops).")

@@ -9,6 +9,7 @@ from lpllm_eval.recognizers import VisionLanguageRecognizer
 
 from .clock import TrainingClock
 from .collator import completion_text
+from .optimizers import build_muon_with_adamw
 from .sampling import SeededWeightedSampler
 from .schedules import WallClockCosineSchedule
 
@@ -44,6 +45,9 @@ class PlateSFTTrainer(SFTTrainer):
         `train_dataset` (which TRL still inspects); None to read `train_dataset`.
     train_sample_weights: one draw weight per training row (`SeededWeightedSampler`, seeded with `args.seed`); None
         for the Trainer's own shuffling.
+    muon: train the linear layers' weight matrices with Muon and the rest with `args.optim`'s AdamW
+        (`MuonWithAdamW`), instead of `args.optim` for all.
+    muon_newton_schulz_steps: iterations of Muon's orthogonalisation.
     """
 
     def __init__(
@@ -57,8 +61,12 @@ class PlateSFTTrainer(SFTTrainer):
         decoded_train_dataset=None,
         train_sample_weights=None,
         training_clock=None,
+        muon=False,
+        muon_newton_schulz_steps=5,
         **kwargs,
     ):
+        self.muon = muon
+        self.muon_newton_schulz_steps = muon_newton_schulz_steps
         super().__init__(*args, **kwargs)
         self.decoded_train_dataset = decoded_train_dataset
         self.train_sample_weights = train_sample_weights
@@ -95,6 +103,15 @@ class PlateSFTTrainer(SFTTrainer):
         if self.training_clock.started:
             logs = {**logs, "minutes": round(self.training_clock.seconds() / 60, 3)}
         super().log(logs, *args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        if not self.muon or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        self.optimizer = build_muon_with_adamw(
+            model, self.get_decay_parameter_names(model), self.args, self.muon_newton_schulz_steps
+        )
+        return self.optimizer
 
     def create_scheduler(self, num_training_steps, optimizer=None):
         if self.lr_budget_minutes is None or self.lr_scheduler is not None:

@@ -109,10 +109,14 @@ def test_training_step_benchmark_compares_the_same_computation_in_every_set_up(t
     assert list(timings) == [
         "stock", "+ linear patch embedding", "+ no checkpointing", "+ decoded in memory", "+ fused AdamW",
         "+ bf16 autocast", "+ batched vision attention", "+ eager attention", "+ cached tokenization",
-        "+ whole-word prompt tokens", "+ batched pixel values", "+ positions per distinct row",
+        "+ whole-word prompt tokens", "+ batched pixel values", "+ positions per distinct row", "+ Muon",
     ]  # fmt: skip
     assert all(milliseconds > 0 for milliseconds in timings.values())
     assert "first-batch loss, every set-up" in printed and "| stock |" in printed and "1.00x" in printed
+    # --last: only the recipe and the set-up after it, the speed-up against the recipe
+    timings = load_script("bench_training_step", BENCHMARKS).main([*tiny, "--bf16", "always", "--last", "2"])
+    assert list(timings) == ["+ positions per distinct row", "+ Muon"]
+    assert "| + positions per distinct row | " in capsys.readouterr().out
     # Where bfloat16 would be emulated, the bf16 set-up is left out and the recipe's float32 timed instead.
     monkeypatch.setattr("lpllm_train.precision.has_native_bf16", lambda device: False)
     benchmark = load_script("bench_training_step", BENCHMARKS)

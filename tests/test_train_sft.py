@@ -271,8 +271,10 @@ def test_collator_takes_trls_path_for_rows_without_images():
         ["--train_severity_weights", "4:3,5:5", "--per_device_train_batch_size", "3"],
         # the moving average of the weights is saved with each checkpoint and carried on from it
         ["--ema_decay", "0.5"],
+        # Muon's momentum and AdamW's moments come back from the one optimizer state
+        ["--muon", "true"],
     ],
-    ids=["read-split", "decoded-and-jittered", "augmentation-warm-up", "severity-weighted", "weight-average"],
+    ids=["read-split", "decoded-and-jittered", "augmentation-warm-up", "severity-weighted", "weight-average", "muon"],
 )
 def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(dataset_dir, tmp_path, data_options):
     common = [
@@ -749,7 +751,8 @@ def test_demo_recipe_reads_each_plate_as_twenty_one_visual_tokens_and_decays_ove
     assert model.config.initializer_range == 0.2 and model.config.text_config.num_hidden_layers == 4
     assert plate_args.bf16_if_native and training_args.adam_beta2 == 0.95
     assert training_args.bf16 == has_native_bf16(torch.device("cpu"))  # float32 where bfloat16 would be emulated
-    assert training_args.per_device_train_batch_size == 32 and training_args.learning_rate == 2.5e-3
+    assert training_args.per_device_train_batch_size == 48 and training_args.learning_rate == 3e-3
+    assert plate_args.muon and plate_args.muon_newton_schulz_steps == 3 and training_args.optim.value == "adamw_torch_fused"
     # what made its steps ~2x faster than TRL's defaults, and the jitter that keeps it from overfitting
     assert not training_args.activation_checkpointing and plate_args.preload_images
     assert plate_args.quad_jitter == (0.05, 0.2) and plate_args.augment_warmup_epochs == 1
@@ -805,6 +808,48 @@ def test_budget_decay_fraction_reaches_the_trainers_schedule(dataset_dir, tmp_pa
     state = json.loads((tmp_path / "checkpoint-4" / "trainer_state.json").read_text())
     rates = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
     assert rates[-1] == 1e-3  # the peak rate exactly: the cosine has not begun in the budget's first half
+
+
+def test_muon_option_trains_the_linear_weights_with_muon_and_the_rest_with_adamw(dataset_dir, tmp_path):
+    from lpllm_train.optimizers import MuonWithAdamW
+
+    seen = {}
+
+    class OptimizerSpy(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+            seen["optimizer"] = getattr(optimizer, "optimizer", optimizer)  # inside accelerate's wrapper
+            seen["names"] = {id(parameter): name for name, parameter in model.named_parameters()}
+
+    with trainer_callback(OptimizerSpy()):
+        run(dataset_dir, tmp_path, "--muon", "true")
+    optimizer = seen["optimizer"]
+    assert isinstance(optimizer, MuonWithAdamW)
+    muon_names = {
+        seen["names"][id(parameter)]
+        for group in optimizer.param_groups
+        if group["use_muon"]
+        for parameter in group["params"]
+    }
+    assert any(name.endswith("self_attn.q_proj.weight") for name in muon_names)
+    assert not any("embed" in name or "norm" in name or name.endswith("bias") for name in muon_names)
+    assert optimizer.state  # both parts stepped: their state lives in the one optimizer
+    assert {"momentum_buffer", "exp_avg"} <= {key for state in optimizer.state.values() for key in state}
+    assert "Muon on the linear layers' weight matrices (5 Newton-Schulz steps), adamw_torch on the rest" in (
+        tmp_path / "final" / "README.md"
+    ).read_text()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--optim", "sgd"], "`muon` runs AdamW beside Muon: it needs `optim` adamw_torch or adamw_torch_fused"),
+        (["--muon_newton_schulz_steps", "0"], "`muon_newton_schulz_steps` must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_muon_settings_fail_before_any_work(dataset_dir, tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        run(dataset_dir, tmp_path, "--muon", "true", *options)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
 def test_evaluations_along_the_way_do_not_count_as_training_time(dataset_dir, tmp_path, monkeypatch):
