@@ -1,5 +1,5 @@
 """Where does a training step of the embedded default go? Times one step (fetch rows, collate, forward, backward,
-optimizer) of the `recipes/demo_cpu.yaml` model on its synthetic plates in twelve set-ups, in rounds, side by side in
+optimizer) of the `recipes/demo_cpu.yaml` model on its synthetic plates in thirteen set-ups, in rounds, side by side in
 one process on the same weights:
 
 - `stock`: what TRL's defaults gave: Qwen3-VL's `Conv3d` patch embedding, activation checkpointing on (TRL's
@@ -113,12 +113,15 @@ def parse_args(argv=None):
     parser.add_argument("--dataset_name", default="data/demo_latin20000", help="A dataset_scripts.build folder.")
     parser.add_argument("--config", default="recipes/models/lpllm_strip.json", help="From-scratch model config.")
     parser.add_argument("--image_size", default="32x672", help="HEIGHTxWIDTH, as in the recipe.")
-    parser.add_argument("--batch", type=int, default=32, help="Plates per step, as in the recipe.")
+    parser.add_argument("--batch", type=int, default=32, help="Plates per step (the recipe's before Muon; now 48).")
     parser.add_argument("--rows", type=int, default=2000, help="Training rows decoded for the in-memory set-up.")
     parser.add_argument("--steps", type=int, default=10, help="Steps per set-up and round.")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--last", type=int, default=0, help="Time only the last N set-ups (0: all).")
+    parser.add_argument(
+        "--newton_schulz_steps", type=int, default=5, help="Muon's iterations in `+ Muon` (the recipe: 3)."
+    )
     parser.add_argument(
         "--bf16", choices=("native", "always"), default="native",
         help="native: bfloat16 set-ups only where the CPU computes bfloat16 natively, float32 elsewhere; always: "
@@ -203,7 +206,9 @@ def main(argv=None):
                 learning_rate=1e-4, weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
                 optim="adamw_torch_fused" if set_up["fused"] else "adamw_torch",
             )  # fmt: skip
-            optimizer = build_muon_with_adamw(model, [name for name, _ in model.named_parameters()], settings)
+            optimizer = build_muon_with_adamw(
+                model, [name for name, _ in model.named_parameters()], settings, args.newton_schulz_steps
+            )
         else:
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=set_up["fused"])
         models[name] = (model, optimizer, set_up)

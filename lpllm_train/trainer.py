@@ -107,6 +107,11 @@ class PlateSFTTrainer(SFTTrainer):
     def create_optimizer(self, model=None):
         if not self.muon or self.optimizer is not None:
             return super().create_optimizer(model)
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            raise ValueError(
+                "`muon` orthogonalises whole weight matrices, and FSDP and DeepSpeed shard them across processes: "
+                "train with Muon on one process or with DDP (`recipes/accelerate/ddp.yaml`)."
+            )
         model = self.model if model is None else model
         self.optimizer = build_muon_with_adamw(
             model, self.get_decay_parameter_names(model), self.args, self.muon_newton_schulz_steps

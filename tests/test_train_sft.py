@@ -752,7 +752,8 @@ def test_demo_recipe_reads_each_plate_as_twenty_one_visual_tokens_and_decays_ove
     assert plate_args.bf16_if_native and training_args.adam_beta2 == 0.95
     assert training_args.bf16 == has_native_bf16(torch.device("cpu"))  # float32 where bfloat16 would be emulated
     assert training_args.per_device_train_batch_size == 48 and training_args.learning_rate == 3e-3
-    assert plate_args.muon and plate_args.muon_newton_schulz_steps == 3 and training_args.optim.value == "adamw_torch_fused"
+    assert plate_args.muon and plate_args.muon_newton_schulz_steps == 3
+    assert training_args.optim.value == "adamw_torch_fused"  # AdamW's part: embeddings, head, norms, biases
     # what made its steps ~2x faster than TRL's defaults, and the jitter that keeps it from overfitting
     assert not training_args.activation_checkpointing and plate_args.preload_images
     assert plate_args.quad_jitter == (0.05, 0.2) and plate_args.augment_warmup_epochs == 1
@@ -850,6 +851,16 @@ def test_bad_muon_settings_fail_before_any_work(dataset_dir, tmp_path, options, 
     with pytest.raises(ValueError, match=message):
         run(dataset_dir, tmp_path, "--muon", "true", *options)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("sharding", ["is_fsdp_enabled", "is_deepspeed_enabled"])
+def test_muon_refuses_sharded_training(sharding):
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(muon=True, optimizer=None, is_fsdp_enabled=False, is_deepspeed_enabled=False)
+    setattr(trainer, sharding, True)
+    with pytest.raises(ValueError, match="FSDP and DeepSpeed shard them"):
+        train_sft.PlateSFTTrainer.create_optimizer(trainer)
 
 
 def test_evaluations_along_the_way_do_not_count_as_training_time(dataset_dir, tmp_path, monkeypatch):
