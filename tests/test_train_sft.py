@@ -853,6 +853,34 @@ def test_bad_muon_settings_fail_before_any_work(dataset_dir, tmp_path, options, 
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
+def test_muon_with_lora_takes_the_adapter_and_cmrm_matrices_and_leaves_the_frozen_weights(
+    dataset_dir, pretrained_dir, tmp_path
+):
+    seen = {}
+
+    class OptimizerSpy(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+            optimizer = getattr(optimizer, "optimizer", optimizer)
+            names = {id(parameter): name for name, parameter in model.named_parameters()}
+            seen["muon"] = {
+                names[id(parameter)]
+                for group in optimizer.param_groups
+                if group["use_muon"]
+                for parameter in group["params"]
+            }
+            seen["trainable"] = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+    before = load_file(Path(pretrained_dir) / "model.safetensors")
+    with trainer_callback(OptimizerSpy()):
+        run(dataset_dir, tmp_path, "--model_name_or_path", pretrained_dir, "--ablation", "D", "--learning_rate", "0.01",
+            "--lora_r", "4", "--lora_alpha", "8", "--max_steps", "3", "--muon", "true")  # fmt: skip
+    assert seen["muon"] <= seen["trainable"]
+    assert any("lora_A" in name for name in seen["muon"]) and any("lora_B" in name for name in seen["muon"])
+    assert any(".cmrm." in name and "_proj" in name for name in seen["muon"])
+    assert all("lora_" in name or ".cmrm." in name for name in seen["muon"])
+    assert changed_groups(before, final_weights(tmp_path)) == {"lm_lora_targets", "cmrm"}
+
+
 @pytest.mark.parametrize("sharding", ["is_fsdp_enabled", "is_deepspeed_enabled"])
 def test_muon_refuses_sharded_training(sharding):
     from types import SimpleNamespace
