@@ -188,9 +188,9 @@ class PlateTrainingArguments:
     )
     muon: bool = field(
         default=False,
-        metadata={"help": "Beyond the paper: Muon (`torch.optim.Muon`, orthogonalised momentum) on the weight matrices "
-        "of the linear layers, AdamW (`optim`'s: `adamw_torch` or `adamw_torch_fused`) on embeddings, output head, "
-        "norms, biases and the rest; one learning rate and schedule, Muon's update scaled to AdamW's size."},
+        metadata={"help": "Beyond the paper: Muon (orthogonalised momentum, as `torch.optim.Muon`) on the weight "
+        "matrices of the linear layers, AdamW (`optim`'s: `adamw_torch` or `adamw_torch_fused`) on embeddings, output "
+        "head, norms, biases and the rest; one learning rate and schedule, Muon's update scaled to AdamW's size."},
     )
     muon_newton_schulz_steps: int = field(
         default=5,

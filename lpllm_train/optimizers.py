@@ -8,8 +8,9 @@ input layer for images), norms, biases and CMRM's slot queries stay with AdamW, 
 
 The orthogonalisation (Newton-Schulz iterations in bfloat16, `torch.optim.Muon`'s coefficients) runs once per shape
 on all matrices of that shape stacked, instead of once per matrix: for the CPU recipe's 2.4 M-parameter model on 2
-cores, `torch.optim.Muon`'s per-matrix loop took ~100 ms a step, ~40% of a training step. The two parts live in one `torch.optim.Optimizer`, so the Trainer's
-learning-rate schedule, gradient clipping, checkpoints and `--resume_from_checkpoint` see a single optimizer.
+cores, `torch.optim.Muon`'s per-matrix loop took ~100 ms a step, ~40% of a training step. The two parts live in one
+`torch.optim.Optimizer`, so the Trainer's learning-rate schedule, gradient clipping, checkpoints and
+`--resume_from_checkpoint` see a single optimizer.
 """
 
 import math
