@@ -113,7 +113,7 @@ def parse_args(argv=None):
     parser.add_argument("--dataset_name", default="data/demo_latin20000", help="A dataset_scripts.build folder.")
     parser.add_argument("--config", default="recipes/models/lpllm_strip.json", help="From-scratch model config.")
     parser.add_argument("--image_size", default="32x672", help="HEIGHTxWIDTH, as in the recipe.")
-    parser.add_argument("--batch", type=int, default=32, help="Plates per step (the recipe's before Muon; now 64).")
+    parser.add_argument("--batch", type=int, default=32, help="Plates per step (the recipe's before Muon; now 48).")
     parser.add_argument("--rows", type=int, default=2000, help="Training rows decoded for the in-memory set-up.")
     parser.add_argument("--steps", type=int, default=10, help="Steps per set-up and round.")
     parser.add_argument("--rounds", type=int, default=5)

@@ -751,7 +751,7 @@ def test_demo_recipe_reads_each_plate_as_twenty_one_visual_tokens_and_decays_ove
     assert model.config.initializer_range == 0.2 and model.config.text_config.num_hidden_layers == 4
     assert plate_args.bf16_if_native and training_args.adam_beta2 == 0.95
     assert training_args.bf16 == has_native_bf16(torch.device("cpu"))  # float32 where bfloat16 would be emulated
-    assert training_args.per_device_train_batch_size == 64 and training_args.learning_rate == 4e-3
+    assert training_args.per_device_train_batch_size == 48 and training_args.learning_rate == 3e-3
     assert plate_args.muon and plate_args.muon_newton_schulz_steps == 3
     assert training_args.optim.value == "adamw_torch_fused"  # AdamW's part: embeddings, head, norms, biases
     # what made its steps ~2x faster than TRL's defaults, and the jitter that keeps it from overfitting
