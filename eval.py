@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu).")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--max_new_tokens", type=int, default=16)
+    parser.add_argument(
+        "--num_views",
+        type=int,
+        help="Read each plate from this many views of its crop (the crop and fixed corner jitters, averaged; "
+        "default: an LP-LLM checkpoint's processor's num_views, else 1). Give the same number to every model compared.",
+    )
     parser.add_argument("--prompt", help="Instruction for VLMs (default: the dataset's prompt, else DEFAULT_PROMPT).")
     parser.add_argument(
         "--answer_extraction",
@@ -182,6 +188,7 @@ class _Evaluator:
             prompt=self.args.prompt,
             answer_extraction=self.args.answer_extraction,
             charset=self.args.charset or DEFAULT_PLATE_CHARSET,
+            num_views=self.args.num_views,
         )
         results, rows = evaluate_recognizer(
             recognizer, data, self.metric, self.normalizer, self.settings, self.charset
@@ -233,8 +240,8 @@ def main(argv: list[str] | None = None) -> dict | str:
     from lpllm_eval.outputs import prepare_output_dir
     from lpllm_eval.tables import ablation_table, comparison_table
 
-    for option in ("batch_size", "max_new_tokens"):
-        if getattr(args, option) < 1:
+    for option in ("batch_size", "max_new_tokens", "num_views"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
             raise SystemExit(f"--{option} must be at least 1.")
     output_dir = prepare_output_dir(args.output_dir, overwrite=args.overwrite)
     if args.model_name_or_path:

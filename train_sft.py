@@ -308,6 +308,12 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         "images": plate_args.describe_image_size(),
         "augmentation": describe_augmentation(plate_args),
     }
+    num_views = getattr(trainer.processing_class, "num_views", 1)
+    if num_views > 1:
+        recipe["reading (beyond the paper)"] = (
+            f"each plate read from {num_views} views of its crop (the crop and {num_views - 1} fixed corner jitters, "
+            "next-token log-probabilities averaged), at the evaluations and by default in the pipeline"
+        )
     if plate_args.ema_decay:
         recipe["weights (beyond the paper)"] = (
             f"moving average of the trainable weights, decay {plate_args.ema_decay:g}"

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import torch
 
+from transformers import LogitsProcessorList
+
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, DEFAULT_PROMPT, LPLLMProcessor, plate_messages
+from modeling_lpllm.plate_views import ViewAveragingLogitsProcessor, check_num_views
 
 
 logger = logging.getLogger(__name__)
@@ -43,7 +46,10 @@ def extract_plate_text(text: str, charset: str = DEFAULT_PLATE_CHARSET) -> str:
 
 
 class VisionLanguageRecognizer:
-    """Reads plates with a Qwen3-VL-family model (LP-LLM or stock): greedy generation on left-padded batches."""
+    """Reads plates with a Qwen3-VL-family model (LP-LLM or stock): greedy generation on left-padded batches.
+
+    `num_views` > 1 reads each plate from that many views of its crops (`LPLLMProcessor.plate_views`, their
+    next-token log-probabilities averaged); None takes the processor's `num_views` (1 when it has none)."""
 
     def __init__(
         self,
@@ -56,6 +62,7 @@ class VisionLanguageRecognizer:
         extract_plate: bool = False,
         charset: str = DEFAULT_PLATE_CHARSET,
         path: str | None = None,
+        num_views: int | None = None,
     ):
         self.model = model.to(device).eval()
         self.processor = processor
@@ -66,6 +73,13 @@ class VisionLanguageRecognizer:
         self.prompt = prompt
         self.extract_plate = extract_plate
         self.charset = charset
+        self.num_views = check_num_views(getattr(processor, "num_views", 1) if num_views is None else num_views)
+        if self.num_views > 1 and not hasattr(processor, "plate_views"):
+            raise ValueError(
+                f"num_views={self.num_views} needs an LP-LLM processor with `plate_views`; the processor of {name} "
+                "(a stock one, or LP-LLM code saved before views existed) has none. Read it with num_views=1, or "
+                "re-save the checkpoint with this package."
+            )
         config = model.config
         self.model_type = config.model_type
         self.cmrm_enabled = bool(getattr(config, "cmrm_enabled", False)) and self.model_type == "lpllm"
@@ -85,6 +99,11 @@ class VisionLanguageRecognizer:
             )
             for images, prompt in zip(batch, prompts)
         ]
+        views = self.num_views
+        if views > 1:  # each sample `views` times in consecutive rows, each time with its frames' next view
+            frame_views = [[self.processor.plate_views([frame], views) for frame in images] for images in batch]
+            batch = [[frame[view] for frame in frames] for frames in frame_views for view in range(views)]
+            texts = [text for text in texts for _ in range(views)]
         flat_images = [image for images in batch for image in images]
         # Left padding keeps every prompt's last token at the end, so batched greedy decoding equals one-by-one.
         inputs = self.processor(
@@ -94,10 +113,17 @@ class VisionLanguageRecognizer:
         pad_token_id = generation_config.pad_token_id
         if pad_token_id is None:
             pad_token_id = self.processor.tokenizer.pad_token_id
+        logits_processor = LogitsProcessorList([ViewAveragingLogitsProcessor(views)] if views > 1 else [])
         generated = self.model.generate(
-            **inputs, do_sample=False, max_new_tokens=self.max_new_tokens, pad_token_id=pad_token_id
+            **inputs,
+            do_sample=False,
+            max_new_tokens=self.max_new_tokens,
+            pad_token_id=pad_token_id,
+            logits_processor=logits_processor,
         )
-        outputs = self.processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        # A sample's views all generated the same text: one reading per sample.
+        generated = generated[::views, inputs["input_ids"].shape[1] :]
+        outputs = self.processor.batch_decode(generated, skip_special_tokens=True)
         outputs = [text.strip() for text in outputs]
         if self.extract_plate:
             outputs = [extract_plate_text(text, self.charset) for text in outputs]
@@ -119,7 +145,8 @@ class VisionLanguageRecognizer:
             description["cmrm_parameters"] = sum(p.numel() for p in cmrm.parameters()) if cmrm is not None else 0
         description["peft"] = bool(getattr(self.model, "peft_config", None))
         description["generation"] = {
-            "decoding": "greedy",
+            "decoding": "greedy" if self.num_views == 1 else f"greedy over {self.num_views} views",
+            "num_views": self.num_views,
             "max_new_tokens": self.max_new_tokens,
             "prompt": self.prompt or "dataset prompt, else DEFAULT_PROMPT",
             "answer_extraction": "longest plate-character run" if self.extract_plate else "none",
@@ -175,6 +202,7 @@ def load_vision_language_recognizer(
     prompt: str | None = None,
     answer_extraction: str = "auto",
     charset: str = DEFAULT_PLATE_CHARSET,
+    num_views: int | None = None,
 ) -> VisionLanguageRecognizer:
     """Loads an LP-LLM checkpoint (or Hub id) or a stock Qwen3-VL with its processor."""
     from transformers import AutoModelForImageTextToText
@@ -209,12 +237,14 @@ def load_vision_language_recognizer(
         extract_plate=extract,
         charset=charset,
         path=path,
+        num_views=num_views,
     )
 
 
-def load_recognizer(path: str, device: torch.device | str | None = None, **vlm_kwargs):
+def load_recognizer(path: str, device: torch.device | str | None = None, num_views: int | None = None, **vlm_kwargs):
     """The reader for `path`: a `baselines.train` checkpoint, an exported fast-plate-ocr model, or a Qwen3-VL-family
-    checkpoint dir / Hub id (LP-LLM or stock).
+    checkpoint dir / Hub id (LP-LLM or stock). `num_views`: views of each crop a plate is read from (None: the
+    checkpoint's processor's for a Qwen3-VL model, else 1; a fast-plate-ocr export reads one view only).
 
     Raises:
         ValueError: with what was expected, when the directory holds none of these.
@@ -224,10 +254,12 @@ def load_recognizer(path: str, device: torch.device | str | None = None, **vlm_k
     if directory.is_dir() and (directory / BASELINE_CONFIG_FILE).is_file():
         from baselines.recognizer import BaselineRecognizer
 
-        return BaselineRecognizer.from_pretrained(directory, device=device)
+        return BaselineRecognizer.from_pretrained(directory, device=device, num_views=num_views or 1)
     if directory.is_dir() and (directory / FAST_PLATE_OCR_CONFIG_FILE).is_file():
         from baselines.fast_plate_ocr import FastPlateOCRRecognizer
 
+        if (num_views or 1) > 1:
+            raise ValueError(f"{path} is a fast-plate-ocr export, which reads one view of a plate: use num_views=1.")
         return FastPlateOCRRecognizer.from_pretrained(directory)
     if (
         directory.exists()
@@ -239,7 +271,7 @@ def load_recognizer(path: str, device: torch.device | str | None = None, **vlm_k
             f" `python -m baselines.train` output ({BASELINE_CONFIG_FILE}) or a fast-plate-ocr export"
             f" ({FAST_PLATE_OCR_CONFIG_FILE} + .onnx)."
         )
-    return load_vision_language_recognizer(path, device, **vlm_kwargs)
+    return load_vision_language_recognizer(path, device, num_views=num_views, **vlm_kwargs)
 
 
 __all__ = [

@@ -4,6 +4,7 @@ ablations as trainable-parameter sets."""
 from dataclasses import dataclass, field
 
 from modeling_lpllm.deskew import check_max_degrees
+from modeling_lpllm.plate_views import check_num_views
 
 from .augmentation import check_max_shift, check_rotation, check_shadow
 from .sampling import parse_severity_weights
@@ -136,6 +137,12 @@ class PlateTrainingArguments:
         "stretched onto the crop's) before resizing, after any levelling, in training and (saved with the processor) "
         "at inference. Default: the checkpoint's processor setting (off from scratch)."},
     )
+    num_views: int | None = field(
+        default=None,
+        metadata={"help": "Beyond the paper: read each plate from this many views of its crop (the crop and fixed "
+        "corner jitters of it, next-token log-probabilities averaged) at the evaluations and (saved with the "
+        "processor) at inference; 1: the crop alone. Default: the checkpoint's processor setting (1 from scratch)."},
+    )
     min_pixels: int | None = field(default=None, metadata={"help": "Override the processor's pixel budget floor."})
     max_pixels: int | None = field(default=None, metadata={"help": "Override the processor's pixel budget cap."})
     charset: str | None = field(
@@ -259,6 +266,8 @@ class PlateTrainingArguments:
         self.image_height_width = parse_image_size(self.image_size)
         if self.deskew_max_degrees is not None:
             self.deskew_max_degrees = check_max_degrees(self.deskew_max_degrees)
+        if self.num_views is not None:
+            self.num_views = check_num_views(self.num_views)
         for name in ("min_pixels", "max_pixels", "generation_batch_size", "max_new_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -51,6 +51,7 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
         image_size=args.image_height_width,
         deskew_max_degrees=args.deskew_max_degrees or 0.0,
         rectify_plate=bool(args.rectify_plate),
+        num_views=args.num_views or 1,
     )
     tokenizer = processor.tokenizer
     # The vocabulary and special token ids come from the processor, never from the file, so they always agree.
@@ -107,6 +108,8 @@ def load_model_and_processor(
             processor.deskew_max_degrees = args.deskew_max_degrees
         if args.rectify_plate is not None:
             processor.rectify_plate = args.rectify_plate
+        if args.num_views is not None:
+            processor.num_views = args.num_views
     check_processor_matches_model(processor, model.config, model_name_or_path)
     configure_generation(model, processor, args.max_new_tokens)
     return model, processor

@@ -8,8 +8,9 @@ import os
 
 import numpy as np
 from PIL import Image
-from transformers import Pipeline
+from transformers import LogitsProcessorList, Pipeline
 
+from .plate_views import ViewAveragingLogitsProcessor, check_num_views
 from .processing_lpllm import DEFAULT_PROMPT, plate_messages, to_rgb
 
 
@@ -53,7 +54,8 @@ class PlateRecognitionPipeline(Pipeline):
     `max_new_tokens` (16 when it has none).
 
     Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`), `max_new_tokens`, `batch_size`
-    (images generated together, left-padded; default 8), `generate_kwargs` (passed to `model.generate`).
+    (images generated together, left-padded; default 8), `num_views` (views of each crop a plate is read from,
+    default: the processor's `num_views`; see `plate_views.py`), `generate_kwargs` (passed to `model.generate`).
     """
 
     _load_processor = True
@@ -61,12 +63,16 @@ class PlateRecognitionPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, prompt=None, max_new_tokens=None, generate_kwargs=None, **kwargs):
+    def _sanitize_parameters(self, prompt=None, max_new_tokens=None, num_views=None, generate_kwargs=None, **kwargs):
         preprocess_params = {} if prompt is None else {"prompt": prompt}
         forward_params = dict(generate_kwargs or {})
+        postprocess_params = {}
         if max_new_tokens is not None:
             forward_params["max_new_tokens"] = max_new_tokens
-        return preprocess_params, forward_params, {}
+        if num_views is not None:
+            num_views = check_num_views(num_views)
+            preprocess_params["num_views"] = forward_params["num_views"] = postprocess_params["num_views"] = num_views
+        return preprocess_params, forward_params, postprocess_params
 
     def __call__(self, images, batch_size=None, **kwargs):
         single = not isinstance(images, (list, tuple))
@@ -77,32 +83,46 @@ class PlateRecognitionPipeline(Pipeline):
         preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
         preprocess_params = {**self._preprocess_params, **preprocess_params}
         forward_params = {**self._forward_params, **forward_params}
+        postprocess_params = {**self._postprocess_params, **postprocess_params}
         results = []
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
             results.extend(self.run_single(batch, preprocess_params, forward_params, postprocess_params))
         return results[0] if single else results
 
-    def preprocess(self, images, prompt=DEFAULT_PROMPT):
+    def _num_views(self, num_views) -> int:
+        return getattr(self.processor, "num_views", 1) if num_views is None else num_views
+
+    def preprocess(self, images, prompt=DEFAULT_PROMPT, num_views=None):
         pil_images = [load_plate_image(image) for image in images]
+        num_views = self._num_views(num_views)
+        if num_views > 1:  # each plate's views in consecutive rows, read as one plate
+            pil_images = self.processor.plate_views(pil_images, num_views)
         text = self.processor.apply_chat_template(plate_messages(prompt), add_generation_prompt=True, tokenize=False)
         inputs = self.processor(
             images=pil_images, text=[text] * len(pil_images), padding=True, padding_side="left", return_tensors="pt"
         )
         return inputs
 
-    def _forward(self, model_inputs, **generate_kwargs):
+    def _forward(self, model_inputs, num_views=None, **generate_kwargs):
         generation_config = self.model.generation_config
         generate_kwargs.setdefault("do_sample", False)
         generate_kwargs.setdefault("max_new_tokens", generation_config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
         if generation_config.pad_token_id is None:
             generate_kwargs.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
+        num_views = self._num_views(num_views)
+        if num_views > 1:
+            processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
+            averaging = ViewAveragingLogitsProcessor(num_views)
+            generate_kwargs["logits_processor"] = LogitsProcessorList([averaging, *processors])
         prompt_length = model_inputs["input_ids"].shape[1]
         generated = self.model.generate(**model_inputs, **generate_kwargs)
         return {"generated_ids": generated[:, prompt_length:]}
 
-    def postprocess(self, model_outputs):
-        texts = self.processor.batch_decode(model_outputs["generated_ids"], skip_special_tokens=True)
+    def postprocess(self, model_outputs, num_views=None):
+        # A plate's views all generated the same text: one reading per plate.
+        generated_ids = model_outputs["generated_ids"][:: self._num_views(num_views)]
+        texts = self.processor.batch_decode(generated_ids, skip_special_tokens=True)
         return [[{"generated_text": text.strip()}] for text in texts]
 
 

@@ -1,6 +1,7 @@
 """The LP-LLM processor: Qwen3-VL's prompt format for still images, with no video processor (so no torchvision),
 left padding (batched generation equals one-by-one generation) and a pixel budget sized for plate crops."""
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import BatchFeature, Qwen2VLImageProcessorPil
@@ -9,6 +10,7 @@ from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from .deskew import check_max_degrees, check_rectify, deskew
+from .plate_views import DEFAULT_VIEW_SHIFT, check_num_views, check_view_shift, plate_views
 from .tokenization_lpllm import (
     DEFAULT_PLATE_CHARSET,
     IMAGE_TOKEN,
@@ -94,6 +96,12 @@ class LPLLMProcessor(Qwen3VLProcessor):
             Beyond the paper: trim every crop to the plate and undo its keystone (the plate's fitted top and bottom
             edges stretched onto the crop's; `deskew.deskew(rectify=True)`) before resizing, after levelling when
             `deskew_max_degrees` is set. Saved with the processor.
+        num_views (`int`, *optional*, defaults to 1):
+            Beyond the paper: how many views of each crop the pipeline and `eval.py` read a plate from (the crop and
+            `num_views - 1` fixed corner jitters, their next-token log-probabilities averaged; `plate_views.py`).
+            1: the crop alone. Saved with the processor; the pipeline's `num_views` argument overrides it.
+        view_shift (`tuple[float, float]`, *optional*, defaults to `(0.05, 0.2)`):
+            The views' largest corner shift as a share of the crop's width and height.
     """
 
     _auto_class = "AutoProcessor"
@@ -107,6 +115,8 @@ class LPLLMProcessor(Qwen3VLProcessor):
         image_size=None,
         deskew_max_degrees=0.0,
         rectify_plate=False,
+        num_views=1,
+        view_shift=DEFAULT_VIEW_SHIFT,
         **kwargs,
     ):
         def token_and_id(name, default):
@@ -124,6 +134,8 @@ class LPLLMProcessor(Qwen3VLProcessor):
             self.set_image_size(image_size)
         self.deskew_max_degrees = check_max_degrees(deskew_max_degrees)
         self.rectify_plate = check_rectify(rectify_plate)
+        self.num_views = check_num_views(num_views)
+        self.view_shift = list(check_view_shift(view_shift))
 
     def set_image_size(self, image_size):
         """Resizes every image to `image_size = [height, width]` from now on (None: keep aspect ratios).
@@ -175,6 +187,21 @@ class LPLLMProcessor(Qwen3VLProcessor):
                 raise ValueError("`images` is an empty list: give at least one image, or `images=None` for text only.")
             return [self.prepare_images(image, resize) for image in images]
         return images
+
+    def plate_views(self, images: list[Image.Image], num_views: int | None = None) -> list[np.ndarray]:
+        """`num_views` (default: the processor's) views of each PIL image as prepared 8-bit RGB arrays, each image's
+        views in consecutive places: the image as `prepare_images` makes it, then its corner jitters
+        (`plate_views.plate_views`) taken from the levelled crop, as the training jitter is. The processor takes
+        the arrays as prepared."""
+        num_views = check_num_views(self.num_views if num_views is None else num_views)
+        size = tuple(self.image_size) if self.image_size is not None else None
+        views = []
+        for position, image in enumerate(images):
+            if not isinstance(image, Image.Image):
+                raise ValueError(f"plate_views takes PIL images; image {position} is a {type(image).__name__}.")
+            levelled = self.prepare_images(image, resize=False)
+            views.extend(np.asarray(view) for view in plate_views(levelled, num_views, size, self.view_shift))
+        return views
 
     def fixed_size_image_inputs(self, images) -> BatchFeature | None:
         """`pixel_values` and `image_grid_thw` of prepared images (8-bit RGB arrays of shape `image_size + [3]`),
@@ -259,6 +286,7 @@ def build_offline_processor(
     image_size: list[int] | None = None,
     deskew_max_degrees: float = 0.0,
     rectify_plate: bool = False,
+    num_views: int = 1,
     whole_tokens: tuple[str, ...] = (*CHAT_ROLES, DEFAULT_PROMPT),
 ) -> LPLLMProcessor:
     """A processor that needs nothing from the Hub: a character-level tokenizer over `charset` (plus printable
@@ -267,7 +295,7 @@ def build_offline_processor(
 
     With `image_size = [height, width]`, every image is resized to exactly that size and the pixel budget is set to
     its area (`min_pixels` and `max_pixels` are then ignored). `deskew_max_degrees` > 0 levels tilted crops first and
-    `rectify_plate` undoes plates' keystone (see `LPLLMProcessor`)."""
+    `rectify_plate` undoes plates' keystone, and plates are read from `num_views` views (see `LPLLMProcessor`)."""
     if image_size is not None and isinstance(image_size, (list, tuple)) and len(image_size) == 2:
         min_pixels = max_pixels = image_size[0] * image_size[1]
     return LPLLMProcessor(
@@ -277,6 +305,7 @@ def build_offline_processor(
         image_size=image_size,
         deskew_max_degrees=deskew_max_degrees,
         rectify_plate=rectify_plate,
+        num_views=num_views,
     )
 
 

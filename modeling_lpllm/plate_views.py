@@ -1,0 +1,110 @@
+"""Reading a plate from several views of its crop (beyond the paper): test-time augmentation.
+
+A model trained on crops whose corners were jittered (the embedded default's `augment_quad_jitter`) reads a plate
+more reliably from a few such views than from the crop alone: where one view leaves a character ambiguous, the
+others often do not. The views are the crop itself plus `num_views - 1` corner jitters that are the same for every
+plate (drawn once from a fixed seed), so a reading does not depend on the batch or on any random state.
+
+The views are read together, one plate's views in consecutive rows of the batch; at every generated token
+`ViewAveragingLogitsProcessor` replaces each view's next-token scores with the mean log-probability over the plate's
+views, so greedy decoding takes the same token in all of them and the plate gets one reading. Averaging the
+distributions, not voting on finished strings, lets views that agree on most characters outvote one view's slip on
+one character. Reading costs `num_views` times the compute of one view.
+"""
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import LogitsProcessor
+
+
+# The embedded default's training jitter: corners moved by up to 5% of the width and 20% of the height.
+DEFAULT_VIEW_SHIFT = (0.05, 0.2)
+# The views' corner shifts are drawn once from this seed: the same views for every plate and every run.
+_VIEW_SEED = 0
+
+
+def check_num_views(num_views) -> int:
+    """`num_views` as a positive int (1: the crop alone); ValueError naming the field otherwise."""
+    if isinstance(num_views, bool) or not isinstance(num_views, (int, np.integer)) or num_views < 1:
+        raise ValueError(f"`num_views` must be a whole number >= 1 (1: read the crop alone); got {num_views!r}.")
+    return int(num_views)
+
+
+def check_view_shift(view_shift) -> tuple[float, float]:
+    """`view_shift` as `(horizontal, vertical)` fractions in [0, 0.5); ValueError naming the field otherwise."""
+    try:
+        horizontal, vertical = (float(value) for value in view_shift)
+    except (TypeError, ValueError):
+        horizontal = vertical = float("nan")
+    if not (0 <= horizontal < 0.5 and 0 <= vertical < 0.5):
+        raise ValueError(
+            "`view_shift` must be two fractions in [0, 0.5), the largest corner shift of a view as a share of the "
+            f"crop's width and height; got {view_shift!r}."
+        )
+    return horizontal, vertical
+
+
+def view_corner_shifts(num_views: int, view_shift=DEFAULT_VIEW_SHIFT) -> np.ndarray:
+    """`(num_views, 4, 2)` corner shifts as fractions of the crop's width and height, in PIL's QUAD corner order
+    (NW, SW, SE, NE); view 0 is the crop itself (no shift). Each view's shifts are the same whatever `num_views`."""
+    num_views = check_num_views(num_views)
+    horizontal, vertical = check_view_shift(view_shift)
+    draws = np.random.default_rng(_VIEW_SEED).uniform(-1.0, 1.0, size=(num_views - 1, 4, 2)) if num_views > 1 else []
+    shifts = np.zeros((num_views, 4, 2))
+    shifts[1:] = np.asarray(draws).reshape(num_views - 1, 4, 2) * (horizontal, vertical)
+    return shifts
+
+
+def plate_views(
+    image: Image.Image,
+    num_views: int,
+    size: tuple[int, int] | None = None,
+    view_shift=DEFAULT_VIEW_SHIFT,
+    resample=Image.Resampling.BICUBIC,
+) -> list[Image.Image]:
+    """`num_views` views of an RGB or gray crop at `size = (height, width)` (default: the crop's own): the crop
+    resized with `resample`, then its corner jitters (`view_corner_shifts`), each resampled bilinearly from the crop
+    as the training jitter is. Points beyond the crop take its corner colour, as in training."""
+    width, height = image.size
+    output = (size[1], size[0]) if size is not None else (width, height)
+    views = [image if image.size == output else image.resize(output, resample)]
+    corners = np.array([(0, 0), (0, height), (width, height), (width, 0)], dtype=np.float64)
+    for shifts in view_corner_shifts(num_views, view_shift)[1:]:
+        quad = (corners + shifts * (width, height)).reshape(-1).tolist()
+        fill = image.getpixel((0, 0))
+        views.append(image.transform(output, Image.Transform.QUAD, quad, Image.Resampling.BILINEAR, fillcolor=fill))
+    return views
+
+
+class ViewAveragingLogitsProcessor(LogitsProcessor):
+    """For `generate` on a batch holding each plate's `num_views` views in consecutive rows: every row's scores
+    become the mean next-token log-probability of its plate's views, so greedy decoding (or any decoding that takes
+    the same token for equal scores) gives every view of a plate the same text.
+
+    Args:
+        num_views: views per plate; the batch size must be a multiple of it.
+    """
+
+    def __init__(self, num_views: int):
+        self.num_views = check_num_views(num_views)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if scores.shape[0] % self.num_views:
+            raise ValueError(
+                f"The batch holds {scores.shape[0]} rows, not a multiple of num_views={self.num_views}: each plate "
+                "needs all its views in consecutive rows."
+            )
+        log_probs = torch.log_softmax(scores.float(), dim=-1)
+        grouped = log_probs.view(-1, self.num_views, log_probs.shape[-1])
+        return grouped.mean(dim=1, keepdim=True).expand_as(grouped).reshape(log_probs.shape)
+
+
+__all__ = [
+    "DEFAULT_VIEW_SHIFT",
+    "ViewAveragingLogitsProcessor",
+    "check_num_views",
+    "check_view_shift",
+    "plate_views",
+    "view_corner_shifts",
+]
