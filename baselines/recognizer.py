@@ -4,7 +4,6 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-
 from PIL import Image
 
 from modeling_lpllm.plate_views import DEFAULT_VIEW_SHIFT, check_num_views, plate_views

@@ -291,9 +291,16 @@ def test_existing_output_dir_needs_overwrite(tiny_checkpoint, plate_dataset, tmp
     assert not [name for name in os.listdir(output) if name.endswith(".tmp")]
 
 
-def saved_report(directory, name, paradigm, accuracy, cer, ned, total, latency_ms, model_type, cmrm=None):
+def saved_report(
+    directory, name, paradigm, accuracy, cer, ned, total, latency_ms, model_type, cmrm=None, num_views=None
+):
     directory.mkdir(parents=True)
     description = {"model_type": model_type}
+    if num_views is not None:  # where each recognizer's describe() puts it
+        if model_type == "lpllm":
+            description["generation"] = {"decoding": f"greedy over {num_views} views", "num_views": num_views}
+        else:
+            description["num_views"] = num_views
     if cmrm is not None:
         description.update(
             cmrm_enabled=cmrm is not False, cmrm_num_slots=cmrm or None, cmrm_num_layers=2, cmrm_parameters=4096
@@ -338,6 +345,18 @@ def test_compare_and_ablation_tables_render_from_saved_results(tmp_path):
         ["--ablation_table", str(no_cmrm), str(lpllm), "--names", "B", "C", "--output_dir", str(tmp_path / "t3")]
     )
     assert table.splitlines()[2].startswith("| B | lpllm-nocmrm |")
+
+
+def test_comparison_table_says_how_many_views_each_plate_was_read_from(tmp_path):
+    lpllm = saved_report(tmp_path / "r1", "lpllm", "VLM + CMRM", 0.97, 0.01, 0.01, 2_420_000, 43.0, "lpllm", 8, 5)
+    crnn = saved_report(
+        tmp_path / "r2", "crnn", "CNN + BiLSTM + CTC", 0.9, 0.02, 0.02, 1_280_000, 7.0, "baseline-crnn", num_views=3
+    )
+    single = saved_report(tmp_path / "r3", "one", "VLM + CMRM", 0.96, 0.01, 0.01, 2_420_000, 9.0, "lpllm", 8, 1)
+    table = eval_cli.main(["--compare", str(lpllm), str(crnn), str(single), "--output_dir", str(tmp_path / "t")])
+    assert "- lpllm: ccpd_blur [test], n=200, 1 excluded; each plate read from 5 views; measured on" in table
+    assert "- crnn: ccpd_blur [test], n=200, 1 excluded; each plate read from 3 views; measured on" in table
+    assert "- one: ccpd_blur [test], n=200, 1 excluded; measured on" in table
 
 
 @pytest.mark.skipif(

@@ -745,6 +745,7 @@ def test_demo_recipe_reads_each_plate_as_twenty_one_visual_tokens_and_decays_ove
     )
     assert model.config.text_config._attn_implementation == "eager"
     assert processor.image_size == [32, 672] and processor.deskew_max_degrees == 20 and processor.rectify_plate
+    assert processor.num_views == 5  # read from the crop and four fixed corner jitters, saved with the processor
     prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
     inputs = processor(images=[random_plate_image(0)], text=[prompt], return_tensors="pt")
     assert (inputs["input_ids"] == model.config.image_token_id).sum() == 21  # three per character of a 7-character plate
