@@ -144,9 +144,9 @@ class VisionLanguageRecognizer:
             cmrm = getattr(self.model, "cmrm", None)
             description["cmrm_parameters"] = sum(p.numel() for p in cmrm.parameters()) if cmrm is not None else 0
         description["peft"] = bool(getattr(self.model, "peft_config", None))
+        description["num_views"] = self.num_views  # where the CTC baselines describe theirs: one place for reports
         description["generation"] = {
             "decoding": "greedy" if self.num_views == 1 else f"greedy over {self.num_views} views",
-            "num_views": self.num_views,
             "max_new_tokens": self.max_new_tokens,
             "prompt": self.prompt or "dataset prompt, else DEFAULT_PROMPT",
             "answer_extraction": "longest plate-character run" if self.extract_plate else "none",

@@ -76,9 +76,7 @@ def comparison_table(results_list: list[dict], names: list[str] | None = None) -
             f"- {name}: {dataset.get('name', '?')} [{dataset.get('split') or 'all'}], n={results.get('num_samples')}"
         )
         note += f", {dataset.get('num_excluded', 0)} excluded"
-        description = model.get("description") or {}
-        # LP-LLM recognizers describe their views with their decoding, the CTC baselines at the top level
-        num_views = description.get("num_views") or (description.get("generation") or {}).get("num_views") or 1
+        num_views = (model.get("description") or {}).get("num_views") or 1
         if num_views > 1:
             note += f"; each plate read from {num_views} views"
         if device:

@@ -259,6 +259,7 @@ def test_stock_qwen3_vl_evaluates_zero_shot(plate_dataset, tmp_path):
     assert saved["model"]["paradigm"] == "VLM"
     assert saved["model"]["description"]["model_type"] == "qwen3_vl"
     assert saved["model"]["description"]["generation"]["answer_extraction"] == "longest plate-character run"
+    assert saved["model"]["description"]["num_views"] == 1  # where the tables' notes look for it
     assert len(read_csv(output / "predictions.csv")) == 4
 
 
@@ -296,11 +297,8 @@ def saved_report(
 ):
     directory.mkdir(parents=True)
     description = {"model_type": model_type}
-    if num_views is not None:  # where each recognizer's describe() puts it
-        if model_type == "lpllm":
-            description["generation"] = {"decoding": f"greedy over {num_views} views", "num_views": num_views}
-        else:
-            description["num_views"] = num_views
+    if num_views is not None:
+        description["num_views"] = num_views
     if cmrm is not None:
         description.update(
             cmrm_enabled=cmrm is not False, cmrm_num_slots=cmrm or None, cmrm_num_layers=2, cmrm_parameters=4096
