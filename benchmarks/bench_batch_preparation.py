@@ -5,7 +5,7 @@ three set-ups, alternating in rounds in one process on the same crops and the sa
 
 - `PIL jitter + image processor`: the jitter as PIL's `Image.transform(QUAD)` and the image processor's own per-image
   numpy path: the recipe before this benchmark;
-- `OpenCV jitter`: `lpllm_train.augmentation.quad_warp` (PIL's source points, sampled by OpenCV);
+- `OpenCV jitter`: `lpllm.training.augmentation.quad_warp` (PIL's source points, sampled by OpenCV);
 - `+ batched pixel values`: `LPLLMProcessor.fixed_size_image_inputs` as well (one table look-up for the batch): the
   recipe today (`PlateCollator` takes it wherever the crops are 8-bit arrays of the fixed image size).
 
@@ -28,9 +28,9 @@ import torch
 from datasets import load_from_disk
 from PIL import Image
 
-from lpllm_train import augmentation
-from lpllm_train.arguments import parse_image_size
-from lpllm_train.augmentation import plate_augmentation
+from lpllm.training import augmentation
+from lpllm.training.arguments import parse_image_size
+from lpllm.training.augmentation import plate_augmentation
 from modeling_lpllm import build_offline_processor
 
 

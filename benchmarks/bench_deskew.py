@@ -26,8 +26,8 @@ from pathlib import Path
 from datasets import load_from_disk
 from PIL import Image
 
-from lpllm_eval.outputs import atomic_write_bytes
-from lpllm_train.arguments import parse_image_size
+from lpllm.evaluation.outputs import atomic_write_bytes
+from lpllm.training.arguments import parse_image_size
 from modeling_lpllm import build_offline_processor
 from modeling_lpllm.deskew import MIN_TILT_DEGREES, estimate_tilt
 

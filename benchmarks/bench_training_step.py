@@ -6,7 +6,7 @@ one process on the same weights:
   `SFTConfig` turns it on), every row's PNG decoded and resized at every step;
 - `+ linear patch embedding`: `modeling_lpllm.patch_embedding.LinearPatchEmbed` (the same weights, as one matmul);
 - `+ no checkpointing`: `activation_checkpointing: false` as well;
-- `+ decoded in memory`: `preload_images: true` as well (`lpllm_train.data.DecodedPlateSplit`);
+- `+ decoded in memory`: `preload_images: true` as well (`lpllm.training.data.DecodedPlateSplit`);
 - `+ fused AdamW`: `optim: adamw_torch_fused` as well;
 - `+ bf16 autocast`: `bf16: true` as well (matrix products in bfloat16, weights and optimizer in float32). Its loss
   agrees with the others to bfloat16 rounding only (checked within 1%). Timed only on a CPU that computes bfloat16
@@ -29,7 +29,7 @@ one process on the same weights:
 - `+ positions per distinct row`: the model's M-RoPE positions computed once per distinct row of the batch
   (`modeling_lpllm.rope_index`) instead of Qwen3-VL's row-by-row loop, which the set-ups before run; the same
   positions: the recipe today;
-- `+ Muon`: `muon: true` as well (`lpllm_train.optimizers.MuonWithAdamW`: Muon's orthogonalised updates on the
+- `+ Muon`: `muon: true` as well (`lpllm.training.optimizers.MuonWithAdamW`: Muon's orthogonalised updates on the
   linear layers' weight matrices, the fused AdamW on the rest); an option, off in the recipe. Its first-batch loss
   is the set-up before's (the optimizer acts after it).
 
@@ -58,12 +58,12 @@ from transformers.models.qwen3_vl.modeling_qwen3_vl import (
     Qwen3VLVisionPatchEmbed,
 )
 
-from lpllm_train.arguments import PlateTrainingArguments
-from lpllm_train.collator import PlateCollator
-from lpllm_train.data import TRAINING_COLUMNS, DecodedPlateSplit
-from lpllm_train.model_setup import build_from_scratch
-from lpllm_train.optimizers import build_muon_with_adamw
-from lpllm_train.precision import has_native_bf16
+from lpllm.training.arguments import PlateTrainingArguments
+from lpllm.training.collator import PlateCollator
+from lpllm.training.data import TRAINING_COLUMNS, DecodedPlateSplit
+from lpllm.training.model_setup import build_from_scratch
+from lpllm.training.optimizers import build_muon_with_adamw
+from lpllm.training.precision import has_native_bf16
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, build_char_tokenizer
 
 

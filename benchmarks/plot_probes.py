@@ -10,7 +10,7 @@ from pathlib import Path
 
 import matplotlib
 
-from lpllm_eval.outputs import atomic_save_figure
+from lpllm.evaluation.outputs import atomic_save_figure
 
 
 matplotlib.use("Agg")

@@ -24,10 +24,10 @@ import torch
 from datasets import load_from_disk
 from trl.trainer.utils import remove_none_values
 
-from lpllm_train.arguments import PlateTrainingArguments
-from lpllm_train.collator import PlateCollator
-from lpllm_train.model_setup import build_from_scratch
-from lpllm_train.optimizers import build_muon_with_adamw
+from lpllm.training.arguments import PlateTrainingArguments
+from lpllm.training.collator import PlateCollator
+from lpllm.training.model_setup import build_from_scratch
+from lpllm.training.optimizers import build_muon_with_adamw
 
 
 COLUMNS = ("images", "prompt", "completion")

@@ -27,7 +27,7 @@ fi
 echo "== 2/4 training, $minutes min each: CRNN-CTC, then LP-LLM"
 # The CRNN sees the crops as the LP-LLM recipe prepares them (deskew_max_degrees, rectify_plate in
 # recipes/demo_cpu.yaml): the comparison is between the two readers, not between two crop preparations.
-python -m baselines.train --arch crnn --dataset_name "$data" --output_dir "$out/crnn" --max_minutes "$minutes" \
+python -m lpllm.baselines.train --arch crnn --dataset_name "$data" --output_dir "$out/crnn" --max_minutes "$minutes" \
     --deskew_max_degrees 20 --rectify_plate --overwrite
 python train_sft.py --config recipes/demo_cpu.yaml --dataset_name "$data" --output_dir "$out/lpllm" \
     --max_train_minutes "$minutes" --realdata_dir "$realdata"

@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from baselines import BaselineConfig, CTCCodec, build_model, load_baseline
-from baselines.fast_plate_ocr import export_dataset, plate_config_yaml
-from baselines.preprocessing import CropPreparation
-from baselines.train import main as train_main
-from lpllm_eval.recognizers import load_recognizer
+from lpllm.baselines import BaselineConfig, CTCCodec, build_model, load_baseline
+from lpllm.baselines.fast_plate_ocr import export_dataset, plate_config_yaml
+from lpllm.baselines.preprocessing import CropPreparation
+from lpllm.baselines.train import main as train_main
+from lpllm.cli.recognizers import load_recognizer
 from test_eval_helpers import noise_image, save_plate_dataset, standard_splits, write_crop_folder
 
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-import eval as eval_cli  # noqa: E402
+from lpllm.cli import evaluate as eval_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_rectify_option_is_saved_with_the_checkpoint_and_used_in_reading(plate_d
 
 
 def test_augmented_training_draws_new_crops_every_epoch_and_is_seeded(plate_dataset, tmp_path, monkeypatch):
-    import baselines.training as training
+    import lpllm.baselines.training as training
 
     drawn = []  # the batches the model sees
     original = training.to_model_input

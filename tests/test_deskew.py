@@ -7,9 +7,9 @@ import torch
 from PIL import Image, ImageDraw
 from tiny_lpllm import TINY_MAX_PIXELS, TINY_MIN_PIXELS, run_without_the_package
 
-from lpllm_train.arguments import PlateTrainingArguments
-from lpllm_train.augmentation import RandomQuadJitter
-from lpllm_train.data import DecodedPlateSplit
+from lpllm.training.arguments import PlateTrainingArguments
+from lpllm.training.augmentation import RandomQuadJitter
+from lpllm.training.data import DecodedPlateSplit
 from modeling_lpllm import build_offline_processor
 from modeling_lpllm.deskew import MIN_TILT_DEGREES, check_max_degrees, deskew, estimate_tilt
 from modeling_lpllm.processing_lpllm import plate_messages

@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lpllm_eval.data import load_eval_data
-from lpllm_eval.evaluation import EvalSettings, evaluate_recognizer
-from lpllm_eval.normalization import PlateNormalizer
-from lpllm_eval.recognizers import extract_plate_text
+from lpllm.evaluation import PLATE_METRICS_SCRIPT
+from lpllm.evaluation.data import load_eval_data
+from lpllm.evaluation.evaluation import EvalSettings, evaluate_recognizer
+from lpllm.evaluation.normalization import PlateNormalizer
+from lpllm.evaluation.recognizers import extract_plate_text
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, DEFAULT_PROMPT
 from test_eval_helpers import plate_row, save_plate_dataset, standard_splits, write_crop_folder
 from tiny_lpllm import save_tiny_checkpoint, tiny_config, tiny_model, tiny_processor
@@ -22,7 +23,7 @@ from tiny_lpllm import save_tiny_checkpoint, tiny_config, tiny_model, tiny_proce
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 sys.path.insert(0, str(REPO))
-import eval as eval_cli  # noqa: E402  (the script at the repo root)
+from lpllm.cli import evaluate as eval_cli  # noqa: E402
 
 
 FAST = ["--latency_runs", "2", "--latency_warmup", "1", "--batch_size", "2", "--log_level", "WARNING"]
@@ -125,7 +126,7 @@ def test_pipeline_numbers_with_a_scripted_reader(plate_dataset):
     data = load_eval_data(plate_dataset, "test", PlateNormalizer(), DEFAULT_PLATE_CHARSET)
     # Right, right after normalisation, empty (wrong, no crash), None (wrong, no crash).
     reader = ScriptedReader(["皖A88888", "ab-999", "", None])
-    metric = evaluate.load(str(REPO / "lpllm_metrics" / "plate_metrics.py"))
+    metric = evaluate.load(str(PLATE_METRICS_SCRIPT))
     results, rows = evaluate_recognizer(
         reader, data, metric, PlateNormalizer(), EvalSettings(batch_size=3, latency_runs=0), DEFAULT_PLATE_CHARSET
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lpllm_eval.metrics import (
+from lpllm.evaluation.metrics import (
     align,
     compute_plate_metrics,
     edit_distance,
@@ -14,7 +14,7 @@ from lpllm_eval.metrics import (
     top_confusions,
     confusion_counts,
 )
-from lpllm_eval.normalization import PlateNormalizer, parse_region_maps
+from lpllm.evaluation.normalization import PlateNormalizer, parse_region_maps
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,13 +138,14 @@ def test_normalizer_is_explicit_and_configurable():
         parse_region_maps(["US:OO=0"])
 
 
-@pytest.mark.parametrize("target", ["lpllm_metrics/plate_metrics.py", "lpllm_metrics"])
-def test_local_evaluate_module_loads_offline(target, monkeypatch):
+def test_local_evaluate_module_loads_offline(monkeypatch, tmp_path):
     import evaluate
 
+    from lpllm.evaluation import PLATE_METRICS_SCRIPT
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.chdir(REPO)
-    metric = evaluate.load(target)
+    monkeypatch.chdir(tmp_path)  # the packaged script loads from anywhere, not only from a checkout
+    metric = evaluate.load(str(PLATE_METRICS_SCRIPT))
     results = metric.compute(
         predictions=["ab-123", "O12", "XY78"], references=["AB123", "012", "XY789"], regions=["EU", "US", "EU"]
     )

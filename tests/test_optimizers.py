@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lpllm_train.optimizers import MuonWithAdamW, build_muon_with_adamw, muon_parameter_names, orthogonalize
+from lpllm.training.optimizers import MuonWithAdamW, build_muon_with_adamw, muon_parameter_names, orthogonalize
 from tiny_lpllm import tiny_model
 
 

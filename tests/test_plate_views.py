@@ -84,7 +84,7 @@ def test_saved_processor_keeps_num_views(checkpoint, tmp_path):
 
 
 def test_baseline_views_vote_and_ties_go_to_the_crop_itself():
-    from baselines.recognizer import vote
+    from lpllm.baselines.recognizer import vote
 
     assert vote(["AB1", "AB7", "AB7", "AB1", "AB7"]) == "AB7"
     assert vote(["AB1", "AB7", "AB7", "AB1", "XX"]) == "AB1"

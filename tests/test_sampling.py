@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lpllm_train.arguments import PlateTrainingArguments
-from lpllm_train.sampling import SeededWeightedSampler, parse_severity_weights, severity_sample_weights
+from lpllm.training.arguments import PlateTrainingArguments
+from lpllm.training.sampling import SeededWeightedSampler, parse_severity_weights, severity_sample_weights
 
 
 def test_severity_weights_parse_and_bad_ones_are_refused_naming_the_field():

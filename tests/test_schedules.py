@@ -4,8 +4,8 @@ it reads."""
 import pytest
 import torch
 
-from lpllm_train.clock import TrainingClock
-from lpllm_train.schedules import WallClockCosineSchedule
+from lpllm.training.clock import TrainingClock
+from lpllm.training.schedules import WallClockCosineSchedule
 
 
 class FakeClock:
@@ -102,7 +102,7 @@ def test_training_clock_stands_still_while_paused_and_counts_nested_pauses_once(
 def test_the_schedule_and_the_budget_read_the_training_clock():
     from transformers import TrainerControl, TrainerState
 
-    from lpllm_train.callbacks import TimeBudgetCallback
+    from lpllm.training.callbacks import TimeBudgetCallback
 
     fake = FakeClock()
     clock = TrainingClock(clock=fake)

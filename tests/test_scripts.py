@@ -118,7 +118,7 @@ def test_training_step_benchmark_compares_the_same_computation_in_every_set_up(t
     assert list(timings) == ["+ positions per distinct row", "+ Muon"]
     assert "| + positions per distinct row | " in capsys.readouterr().out
     # Where bfloat16 would be emulated, the bf16 set-up is left out and the recipe's float32 timed instead.
-    monkeypatch.setattr("lpllm_train.precision.has_native_bf16", lambda device: False)
+    monkeypatch.setattr("lpllm.training.precision.has_native_bf16", lambda device: False)
     benchmark = load_script("bench_training_step", BENCHMARKS)
     assert [name for name in benchmark.main(tiny) if "bf16" in name] == []
     assert "No native bfloat16 on this CPU" in capsys.readouterr().out

@@ -17,10 +17,10 @@ from datasets import Dataset, DatasetDict
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from lpllm_train.collator import PlateCollator
+from lpllm.training.collator import PlateCollator
 from modeling_lpllm import build_offline_processor, plate_messages
 from tiny_lpllm import random_plate_image, run_without_the_package, save_tiny_checkpoint, tiny_processor
-import train_sft
+from lpllm.training import sft as train_sft
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -425,7 +425,7 @@ def test_severity_weights_need_a_severity_column(dataset_dir, tmp_path):
 def test_severity_weights_draw_the_training_rows(dataset_dir, tmp_path, monkeypatch):
     from datasets import load_from_disk
 
-    from lpllm_train.sampling import SeededWeightedSampler
+    from lpllm.training.sampling import SeededWeightedSampler
 
     samplers = []
     original = train_sft.PlateSFTTrainer._get_train_sampler
@@ -494,7 +494,7 @@ def test_bf16_if_native_trains_in_bfloat16_only_where_the_hardware_computes_it(d
 
 
 def test_native_bf16_is_avx512_bf16_or_amx_on_a_cpu(monkeypatch):
-    from lpllm_train.precision import has_native_bf16
+    from lpllm.training.precision import has_native_bf16
 
     for avx512_bf16, amx, expected in [(False, False, False), (True, False, True), (False, True, True)]:
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
@@ -555,7 +555,7 @@ def test_images_decoded_in_memory_train_the_same_weights_as_reading_the_split(da
 def test_decoded_split_rows_are_the_processors_pixels_and_fresh_messages(dataset_dir):
     from datasets import load_from_disk
 
-    from lpllm_train.data import DecodedPlateSplit
+    from lpllm.training.data import DecodedPlateSplit
 
     processor = tiny_processor()
     processor.set_image_size([32, 128])
@@ -573,8 +573,8 @@ def test_decoded_split_rows_are_the_processors_pixels_and_fresh_messages(dataset
 def test_jitter_changes_the_training_plates_and_is_seeded(dataset_dir):
     from datasets import load_from_disk
 
-    from lpllm_train.augmentation import RandomQuadJitter
-    from lpllm_train.data import DecodedPlateSplit
+    from lpllm.training.augmentation import RandomQuadJitter
+    from lpllm.training.data import DecodedPlateSplit
 
     split = load_from_disk(dataset_dir)["train"]
     decoded = DecodedPlateSplit(split, tiny_processor().prepare_images, augment=RandomQuadJitter((0.05, 0.1), (32, 128)))
@@ -591,8 +591,8 @@ def test_jitter_changes_the_training_plates_and_is_seeded(dataset_dir):
 def test_augmentation_warm_up_follows_the_epoch_also_when_resuming_mid_epoch():
     from transformers import TrainerState
 
-    from lpllm_train.augmentation import RandomQuadJitter
-    from lpllm_train.callbacks import AugmentationWarmupCallback
+    from lpllm.training.augmentation import RandomQuadJitter
+    from lpllm.training.callbacks import AugmentationWarmupCallback
 
     augment = RandomQuadJitter((0.05, 0.1), rotation=(10.0, 0.5))
     callback = AugmentationWarmupCallback(augment, warmup_epochs=2)
@@ -609,7 +609,7 @@ def test_augmentation_warm_up_follows_the_epoch_also_when_resuming_mid_epoch():
 def test_shadow_darkens_one_polygon_of_the_crop_and_is_seeded():
     from PIL import Image
 
-    from lpllm_train.augmentation import AugmentationChain, RandomShadow
+    from lpllm.training.augmentation import AugmentationChain, RandomShadow
 
     image = Image.fromarray(np.full((40, 160, 3), 200, dtype=np.uint8))
     shadow = RandomShadow(1.0, 0.6)
@@ -639,7 +639,7 @@ def test_shadow_darkens_one_polygon_of_the_crop_and_is_seeded():
 
 
 def test_zero_jitter_keeps_the_crop():
-    from lpllm_train.augmentation import RandomQuadJitter
+    from lpllm.training.augmentation import RandomQuadJitter
 
     image = random_plate_image(3)
     assert np.array_equal(np.asarray(RandomQuadJitter((0.0, 0.0))(image.convert("RGB"))), np.asarray(image.convert("RGB")))
@@ -649,7 +649,7 @@ def test_zero_jitter_keeps_the_crop():
 def test_quad_warp_is_pils_quad_transform_within_one_level(mode):
     from PIL import Image
 
-    from lpllm_train.augmentation import quad_warp
+    from lpllm.training.augmentation import quad_warp
 
     generator = np.random.default_rng(0)
     for index in range(6):
@@ -675,7 +675,7 @@ def test_quad_warp_is_pils_quad_transform_within_one_level(mode):
 def test_rotation_turns_the_whole_plate_inside_its_bounding_box():
     from PIL import Image
 
-    from lpllm_train.augmentation import RandomQuadJitter
+    from lpllm.training.augmentation import RandomQuadJitter
 
     pixels = np.full((50, 200), 255, dtype=np.uint8)
     pixels[20:30, 10:190] = 0  # a dark bar across the plate: turning it makes one end higher than the other
@@ -730,8 +730,8 @@ def test_ddp_on_two_cpu_processes(dataset_dir, tmp_path):
 
 
 def test_demo_recipe_reads_each_plate_as_twenty_one_visual_tokens_and_decays_over_its_budget(tmp_path):
-    from lpllm_train.model_setup import load_model_and_processor
-    from lpllm_train.precision import has_native_bf16
+    from lpllm.training.model_setup import load_model_and_processor
+    from lpllm.training.precision import has_native_bf16
 
     os.chdir(REPO)
     recipe = str(REPO / "recipes" / "demo_cpu.yaml")
@@ -762,8 +762,8 @@ def test_demo_recipe_reads_each_plate_as_twenty_one_visual_tokens_and_decays_ove
 
 @pytest.mark.parametrize("start", ["from_scratch", "checkpoint"])
 def test_attn_implementation_reaches_the_language_model_and_the_vision_tower(tmp_path, start):
-    from lpllm_train.arguments import PlateTrainingArguments
-    from lpllm_train.model_setup import load_model_and_processor
+    from lpllm.training.arguments import PlateTrainingArguments
+    from lpllm.training.model_setup import load_model_and_processor
 
     if start == "from_scratch":
         model_name_or_path = str(REPO / "recipes" / "models" / "lpllm_tiny.json")
@@ -778,7 +778,7 @@ def test_attn_implementation_reaches_the_language_model_and_the_vision_tower(tmp
 
 
 def test_cosine_over_budget_needs_a_budget_and_the_cosine_schedule(dataset_dir, tmp_path):
-    from lpllm_train.arguments import PlateTrainingArguments
+    from lpllm.training.arguments import PlateTrainingArguments
 
     with pytest.raises(ValueError, match="`cosine_over_budget` needs `max_train_minutes`"):
         PlateTrainingArguments(cosine_over_budget=True)
@@ -813,7 +813,7 @@ def test_budget_decay_fraction_reaches_the_trainers_schedule(dataset_dir, tmp_pa
 
 
 def test_muon_option_trains_the_linear_weights_with_muon_and_the_rest_with_adamw(dataset_dir, tmp_path):
-    from lpllm_train.optimizers import MuonWithAdamW
+    from lpllm.training.optimizers import MuonWithAdamW
 
     seen = {}
 
@@ -931,14 +931,14 @@ def test_paper_recipe_holds_the_paper_defaults(tmp_path):
     "value, expected", [(448, [448, 448]), ("448", [448, 448]), ("32x224", [32, 224]), (None, None)]
 )
 def test_image_size_accepts_a_side_or_height_x_width(value, expected):
-    from lpllm_train.arguments import PlateTrainingArguments
+    from lpllm.training.arguments import PlateTrainingArguments
 
     assert PlateTrainingArguments(image_size=value).image_height_width == expected
 
 
 @pytest.mark.parametrize("value", ["0", "32x", "axb", "32x224x3", -5])
 def test_bad_image_size_names_the_field(value):
-    from lpllm_train.arguments import PlateTrainingArguments
+    from lpllm.training.arguments import PlateTrainingArguments
 
     with pytest.raises(ValueError, match="`image_size`"):
         PlateTrainingArguments(image_size=value)
@@ -963,7 +963,7 @@ def test_starts_from_a_stock_qwen3_vl_checkpoint(dataset_dir, tmp_path):
 
 
 def test_real_crop_sets_are_read_after_training(tmp_path):
-    from lpllm_train.realdata import realdata_evaluations
+    from lpllm.training.realdata import realdata_evaluations
     from tiny_lpllm import tiny_model
 
     root = tmp_path / "realdata"

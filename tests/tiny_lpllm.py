@@ -71,7 +71,7 @@ import sys
 
 class BlockProjectPackages:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("modeling_lpllm", "dataset_scripts", "lpllm_train", "lpllm_eval", "tiny_lpllm"):
+        if name.split(".")[0] in ("modeling_lpllm", "dataset_scripts", "lpllm.training", "lpllm.evaluation", "tiny_lpllm"):
             raise ImportError(f"{name} must not be importable in this test")
 
 sys.meta_path.insert(0, BlockProjectPackages())

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lpllm_train.augmentation import warmup_strength
+from lpllm.training.augmentation import warmup_strength
 
 from .ctc import CTCCodec
 from .preprocessing import CropPreparation, stack_uint8, to_model_input
@@ -25,7 +25,7 @@ class TrainingSettings:
     `max_epochs` comes first.
 
     `augment` (optional): a transform from a levelled crop (`CropPreparation.level`) to an RGB image of the reader's
-    input size, applied every time a training image is drawn (e.g. `lpllm_train.augmentation`'s shadow and corner
+    input size, applied every time a training image is drawn (e.g. `lpllm.training.augmentation`'s shadow and corner
     jitter, resampling to `CropPreparation.size`); its `strength` is 0 in the first epoch and reaches 1 at epoch
     `augment_warmup_epochs` (0: full strength from the start), as in LP-LLM's recipe.
     """

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lpllm_eval.data import load_eval_data
-from lpllm_eval.normalization import PlateNormalizer
-from lpllm_eval.outputs import atomic_write_bytes, atomic_write_text, prepare_output_dir
+from lpllm.evaluation.data import load_eval_data
+from lpllm.evaluation.normalization import PlateNormalizer
+from lpllm.evaluation.outputs import atomic_write_bytes, atomic_write_text, prepare_output_dir
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
 

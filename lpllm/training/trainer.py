@@ -4,8 +4,8 @@ CER (not only the loss) are logged and can pick the best checkpoint (`metric_for
 from tqdm.auto import tqdm
 from trl import SFTTrainer
 
-from lpllm_eval.metrics import summary_metrics
-from lpllm_eval.recognizers import VisionLanguageRecognizer
+from lpllm.evaluation.metrics import summary_metrics
+from lpllm.evaluation.recognizers import VisionLanguageRecognizer
 
 from .clock import TrainingClock
 from .collator import completion_text

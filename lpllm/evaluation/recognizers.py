@@ -1,8 +1,9 @@
-"""Plate readers behind one small interface, so eval.py treats LP-LLM, a stock Qwen3-VL and the baselines alike.
+"""The reader adapter for Qwen3-VL-family models (LP-LLM or stock) behind the small interface that evaluation uses
+for every plate reader (the baselines in `lpllm.baselines` implement the same one).
 
 A reader has `read(batch) -> list[str]` (one raw string per sample, each sample a list of PIL images: several for
 multi-frame samples), a torch `model` (for parameter counts), `name`, `paradigm`, `device` and `describe()`.
-`load_recognizer(path)` picks the right one from what the directory holds.
+`lpllm.cli.recognizers.load_recognizer(path)` picks the right one from what a directory holds.
 """
 
 import json
@@ -22,8 +23,6 @@ from modeling_lpllm.plate_views import ViewAveragingLogitsProcessor, check_num_v
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 16
-BASELINE_CONFIG_FILE = "baseline_config.json"
-FAST_PLATE_OCR_CONFIG_FILE = "plate_config.yaml"
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -241,43 +240,9 @@ def load_vision_language_recognizer(
     )
 
 
-def load_recognizer(path: str, device: torch.device | str | None = None, num_views: int | None = None, **vlm_kwargs):
-    """The reader for `path`: a `baselines.train` checkpoint, an exported fast-plate-ocr model, or a Qwen3-VL-family
-    checkpoint dir / Hub id (LP-LLM or stock). `num_views`: views of each crop a plate is read from (None: the
-    checkpoint's processor's for a Qwen3-VL model, else 1; a fast-plate-ocr export reads one view only).
-
-    Raises:
-        ValueError: with what was expected, when the directory holds none of these.
-    """
-    device = device if isinstance(device, torch.device) else pick_device(device)
-    directory = Path(path)
-    if directory.is_dir() and (directory / BASELINE_CONFIG_FILE).is_file():
-        from baselines.recognizer import BaselineRecognizer
-
-        return BaselineRecognizer.from_pretrained(directory, device=device, num_views=num_views or 1)
-    if directory.is_dir() and (directory / FAST_PLATE_OCR_CONFIG_FILE).is_file():
-        from baselines.fast_plate_ocr import FastPlateOCRRecognizer
-
-        if (num_views or 1) > 1:
-            raise ValueError(f"{path} is a fast-plate-ocr export, which reads one view of a plate: use num_views=1.")
-        return FastPlateOCRRecognizer.from_pretrained(directory)
-    if (
-        directory.exists()
-        and not (directory / "config.json").is_file()
-        and not (directory / "adapter_config.json").is_file()
-    ):
-        raise ValueError(
-            f"{path} is not a model directory: expected a transformers checkpoint (config.json), a"
-            f" `python -m baselines.train` output ({BASELINE_CONFIG_FILE}) or a fast-plate-ocr export"
-            f" ({FAST_PLATE_OCR_CONFIG_FILE} + .onnx)."
-        )
-    return load_vision_language_recognizer(path, device, num_views=num_views, **vlm_kwargs)
-
-
 __all__ = [
     "VisionLanguageRecognizer",
     "extract_plate_text",
-    "load_recognizer",
     "load_vision_language_recognizer",
     "pick_device",
 ]

@@ -3,19 +3,21 @@
 ```python
 import evaluate
 
-metric = evaluate.load("lpllm_metrics/plate_metrics.py")   # or evaluate.load("lpllm_metrics")
+from lpllm.evaluation import PLATE_METRICS_SCRIPT
+
+metric = evaluate.load(str(PLATE_METRICS_SCRIPT))
 metric.compute(predictions=["AB123", "AB12"], references=["AB123", "AB128"], regions=["EU", "EU"])
 ```
 
-The numbers come from `lpllm_eval.metrics` (pure Python); this file only adapts them to the `evaluate` API and
+The numbers come from `lpllm.evaluation.metrics` (pure Python); this file only adapts them to the `evaluate` API and
 applies the label normalisation first.
 """
 
 import datasets
 import evaluate
 
-from lpllm_eval.metrics import compute_plate_metrics
-from lpllm_eval.normalization import PlateNormalizer
+from lpllm.evaluation.metrics import compute_plate_metrics
+from lpllm.evaluation.normalization import PlateNormalizer
 
 
 _DESCRIPTION = """
@@ -42,7 +44,7 @@ Returns:
     `confusion_matrix`, `breakdowns` and `num_samples`.
 
 Example:
-    >>> metric = evaluate.load("lpllm_metrics/plate_metrics.py")
+    >>> metric = evaluate.load(str(PLATE_METRICS_SCRIPT))
     >>> metric.compute(predictions=["AB-123"], references=["AB123"])["accuracy"]
     1.0
 """

@@ -54,7 +54,7 @@ def read_all(recognizer, samples, batch_size: int) -> tuple[list[str], list[tupl
 def evaluate_recognizer(
     recognizer, data: EvalData, metric, normalizer: PlateNormalizer, settings: EvalSettings, charset: str | None
 ) -> tuple[dict, list[dict]]:
-    """Reads `data` with `recognizer` and scores it with `metric` (the `lpllm_metrics` evaluate module).
+    """Reads `data` with `recognizer` and scores it with `metric` (the `plate_metrics.py` evaluate module).
 
     Returns:
         `(results payload for results.json, rows for predictions.csv)`.

@@ -5,10 +5,10 @@ from pathlib import Path
 
 from transformers.utils import logging
 
-from lpllm_eval.data import LABELS_FILE, load_eval_data
-from lpllm_eval.evaluation import read_all
-from lpllm_eval.normalization import PlateNormalizer
-from lpllm_eval.recognizers import VisionLanguageRecognizer
+from lpllm.evaluation.data import LABELS_FILE, load_eval_data
+from lpllm.evaluation.evaluation import read_all
+from lpllm.evaluation.normalization import PlateNormalizer
+from lpllm.evaluation.recognizers import VisionLanguageRecognizer
 
 from .trainer import evaluation_entry
 

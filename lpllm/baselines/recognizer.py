@@ -1,4 +1,4 @@
-"""The eval.py reader for CTC baselines saved by `python -m baselines.train`."""
+"""The eval.py reader for CTC baselines saved by `python -m lpllm.baselines.train`."""
 
 from collections import Counter
 from pathlib import Path

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from lpllm_eval.outputs import atomic_write_bytes, atomic_write_json
+from lpllm.evaluation.outputs import atomic_write_bytes, atomic_write_json
 
 from modeling_lpllm.deskew import check_max_degrees, check_rectify
 

@@ -1,7 +1,7 @@
-"""Plate-recognition metrics in pure Python (no third-party library), shared by the `evaluate` module in
-`lpllm_metrics/` and by `eval.py`.
+"""Plate-recognition metrics in pure Python (no third-party library), shared by the `evaluate` module
+`plate_metrics.py` and by `lpllm eval`.
 
-All functions take strings that are already normalised (see `lpllm_eval.normalization`). Definitions:
+All functions take strings that are already normalised (see `lpllm.evaluation.normalization`). Definitions:
 
 - **accuracy**: exact match of the whole plate.
 - **cer**: character error rate, the paper's "edit distance / label length": total Levenshtein distance over total

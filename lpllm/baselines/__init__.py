@@ -1,7 +1,7 @@
 """Reference plate readers trained and evaluated on the same data as LP-LLM, so every comparison is side by side:
 CRNN+CTC and LPRNet (small, fast on CPU), and an export of the data for fast-plate-ocr's own CLI.
 
-Train with `python -m baselines.train --arch crnn --dataset_name DIR --output_dir OUT --max_minutes M`; evaluate the
+Train with `python -m lpllm.baselines.train --arch crnn --dataset_name DIR --output_dir OUT --max_minutes M`; evaluate the
 output with `python eval.py --model_name_or_path OUT ...` or `--compare`.
 """
 

@@ -1,9 +1,9 @@
 """Trains a CTC baseline (CRNN or LPRNet) on the TRAIN split of a dataset written by `dataset_scripts.build`, within
 a stated time budget, and saves a checkpoint that eval.py evaluates:
 
-    python -m baselines.train --arch crnn --dataset_name data/ccpd_blur --output_dir baselines_runs/crnn \
+    python -m lpllm.baselines.train --arch crnn --dataset_name data/ccpd_blur --output_dir baselines_runs/crnn \
         --max_minutes 20
-    python -m baselines.train --arch lprnet --dataset_name data/ccpd_blur --output_dir baselines_runs/lprnet \
+    python -m lpllm.baselines.train --arch lprnet --dataset_name data/ccpd_blur --output_dir baselines_runs/lprnet \
         --max_minutes 20
     python eval.py --compare runs/lpllm baselines_runs/crnn baselines_runs/lprnet --dataset_name data/ccpd_blur \
         --output_dir reports/table1
@@ -25,12 +25,12 @@ from pathlib import Path
 import datasets
 import torch
 
-from lpllm_eval.data import LABELS_FILE, load_eval_data
-from lpllm_eval.normalization import PlateNormalizer
-from lpllm_eval.outputs import prepare_output_dir
-from lpllm_eval.recognizers import pick_device
-from lpllm_train.arguments import parse_quad_jitter, parse_shadow
-from lpllm_train.augmentation import plate_augmentation
+from lpllm.evaluation.data import LABELS_FILE, load_eval_data
+from lpllm.evaluation.normalization import PlateNormalizer
+from lpllm.evaluation.outputs import prepare_output_dir
+from lpllm.evaluation.recognizers import pick_device
+from lpllm.training.arguments import parse_quad_jitter, parse_shadow
+from lpllm.training.augmentation import plate_augmentation
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
 from .checkpoint import ARCHITECTURES, BaselineConfig, build_model, save_baseline

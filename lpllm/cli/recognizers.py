@@ -1,0 +1,43 @@
+"""Which reader a model path needs: a baseline checkpoint, a fast-plate-ocr export, or a Qwen3-VL-family model.
+
+This sits above evaluation and the baselines (it knows both), so neither has to import the other.
+"""
+
+from pathlib import Path
+
+import torch
+
+from ..baselines.fast_plate_ocr import PLATE_CONFIG_FILE as FAST_PLATE_OCR_CONFIG_FILE
+from ..baselines.fast_plate_ocr import FastPlateOCRRecognizer
+from ..baselines.checkpoint import CONFIG_FILE as BASELINE_CONFIG_FILE
+from ..baselines.recognizer import BaselineRecognizer
+from ..evaluation.recognizers import load_vision_language_recognizer, pick_device
+
+
+def load_recognizer(path: str, device: torch.device | str | None = None, num_views: int | None = None, **vlm_kwargs):
+    """The reader for `path`: a `lpllm.baselines.train` checkpoint, an exported fast-plate-ocr model, or a Qwen3-VL-family
+    checkpoint dir / Hub id (LP-LLM or stock). `num_views`: views of each crop a plate is read from (None: the
+    checkpoint's processor's for a Qwen3-VL model, else 1; a fast-plate-ocr export reads one view only).
+
+    Raises:
+        ValueError: with what was expected, when the directory holds none of these.
+    """
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    directory = Path(path)
+    if directory.is_dir() and (directory / BASELINE_CONFIG_FILE).is_file():
+        return BaselineRecognizer.from_pretrained(directory, device=device, num_views=num_views or 1)
+    if directory.is_dir() and (directory / FAST_PLATE_OCR_CONFIG_FILE).is_file():
+        if (num_views or 1) > 1:
+            raise ValueError(f"{path} is a fast-plate-ocr export, which reads one view of a plate: use num_views=1.")
+        return FastPlateOCRRecognizer.from_pretrained(directory)
+    if (
+        directory.exists()
+        and not (directory / "config.json").is_file()
+        and not (directory / "adapter_config.json").is_file()
+    ):
+        raise ValueError(
+            f"{path} is not a model directory: expected a transformers checkpoint (config.json), a"
+            f" `python -m lpllm.baselines.train` output ({BASELINE_CONFIG_FILE}) or a fast-plate-ocr export"
+            f" ({FAST_PLATE_OCR_CONFIG_FILE} + .onnx)."
+        )
+    return load_vision_language_recognizer(path, device, num_views=num_views, **vlm_kwargs)

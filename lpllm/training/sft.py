@@ -1,0 +1,324 @@
+"""Supervised fine-tuning of LP-LLM (Qwen3-VL + CMRM) with TRL's `SFTTrainer` and PEFT LoRA: `main` behind
+`lpllm train` and `python train_sft.py` (launch commands in train_sft.py's docstring and the README).
+"""
+
+import os
+from pathlib import Path
+
+from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
+from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging
+
+from .arguments import PlateTrainingArguments
+from .augmentation import plate_augmentation
+from .callbacks import AugmentationWarmupCallback, TimeBudgetCallback
+from .clock import TrainingClock
+from .collator import PlateCollator
+from .data import DecodedPlateSplit, load_plate_dataset, training_split
+from .export import export_final_model
+from .model_setup import (
+    describe_trainable,
+    is_from_scratch,
+    load_model_and_processor,
+    lora_config,
+    set_trainable_parameters,
+)
+from .optimizers import MUON_PARTNERS
+from .precision import apply_bf16_if_native, has_native_bf16
+from .realdata import realdata_evaluations
+from .sampling import severity_sample_weights
+from .trainer import PlateSFTTrainer, evaluation_entry, read_dataset
+from .weight_averaging import WeightAveragingCallback
+
+
+logger = logging.get_logger(__name__)
+
+
+def parse_arguments(argv=None):
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, PlateTrainingArguments))
+    script_args, training_args, model_args, plate_args = parser.parse_args_and_config(argv)
+    if not script_args.dataset_name:
+        raise ValueError("--dataset_name is required: a directory written by `python -m dataset_scripts.build`.")
+    if not model_args.model_name_or_path:
+        raise ValueError(
+            "--model_name_or_path is required: a Qwen3-VL or LP-LLM checkpoint, or a model config .json to start "
+            "from scratch."
+        )
+    if is_from_scratch(model_args.model_name_or_path) and not os.path.isfile(model_args.model_name_or_path):
+        raise ValueError(f"--model_name_or_path {model_args.model_name_or_path}: no such model config file.")
+    if not os.path.isfile(plate_args.model_card_template):
+        raise ValueError(f"--model_card_template {plate_args.model_card_template}: no such file.")
+    if plate_args.cosine_over_budget and scheduler_name(training_args) != "cosine":
+        raise ValueError(
+            f"`cosine_over_budget` needs `lr_scheduler_type: cosine`, got {scheduler_name(training_args)!r}."
+        )
+    if plate_args.ema_decay and training_args.load_best_model_at_end:
+        raise ValueError(
+            "`ema_decay` and `load_best_model_at_end` both choose the final weights (the moving average, the best "
+            "checkpoint): set one."
+        )
+    if plate_args.muon and optimizer_name(training_args) not in MUON_PARTNERS:
+        raise ValueError(
+            f"`muon` runs AdamW beside Muon: it needs `optim` {' or '.join(MUON_PARTNERS)}, got "
+            f"{optimizer_name(training_args)!r}."
+        )
+    if plate_args.bf16_if_native:
+        apply_bf16_if_native(training_args, has_native_bf16(training_args.device))
+    return script_args, training_args, model_args, plate_args
+
+
+def scheduler_name(training_args) -> str:
+    return getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+
+
+def optimizer_name(training_args) -> str:
+    return getattr(training_args.optim, "value", training_args.optim)
+
+
+def resume_checkpoint(value):
+    """`--resume_from_checkpoint` as the Trainer wants it: a path, True for the last checkpoint, or None."""
+    if value is None or str(value).lower() in ("", "false", "none"):
+        return None
+    return True if str(value).lower() in ("true", "last") else value
+
+
+def main(argv=None):
+    script_args, training_args, model_args, plate_args = parse_arguments(argv)
+    ablation = plate_args.ablation_spec
+
+    dataset = load_plate_dataset(script_args.dataset_name)
+    train_dataset = training_split(dataset, script_args.dataset_train_split, script_args.dataset_name)
+    train_sample_weights = None
+    if plate_args.severity_weights is not None:
+        split = dataset[script_args.dataset_train_split]
+        if "severity" not in split.column_names:
+            raise ValueError(
+                f"`train_severity_weights` needs a `severity` column in {script_args.dataset_name}"
+                f"[{script_args.dataset_train_split}] (as `python -m dataset_scripts.build` writes); it has "
+                f"{', '.join(split.column_names)}."
+            )
+        train_sample_weights = severity_sample_weights(split["severity"], plate_args.severity_weights)
+    eval_dataset = None
+    if plate_args.dataset_eval_split in dataset:
+        eval_dataset = training_split(dataset, plate_args.dataset_eval_split, script_args.dataset_name)
+    if training_args.eval_strategy != "no" and eval_dataset is None:
+        raise ValueError(
+            f"eval_strategy={training_args.eval_strategy} needs a {plate_args.dataset_eval_split!r} split in "
+            f"{script_args.dataset_name}; it has {sorted(dataset)}."
+        )
+
+    set_seed(training_args.seed)  # from-scratch and newly added CMRM weights are drawn from this seed
+    model, processor = load_model_and_processor(
+        model_args.model_name_or_path, plate_args, model_args.dtype, model_args.attn_implementation
+    )
+    set_trainable_parameters(model, ablation)
+    peft_config = lora_config(model_args, ablation)
+    slot_loss = model.cmrm is not None and model.config.cmrm_slot_loss_weight > 0
+    if training_args.label_smoothing_factor and (slot_loss or model.config.visual_ctc_loss_weight > 0):
+        raise ValueError(
+            "`label_smoothing_factor` smooths the next-token loss only, and the auxiliary losses "
+            "(`cmrm_slot_loss_weight`, `visual_ctc_loss_weight`) replace it with the model's own: use one or the other."
+        )
+    collator = PlateCollator(
+        processor=processor,
+        max_length=training_args.max_length,
+        completion_only_loss=True,
+        num_slots=model.config.cmrm_num_slots if slot_loss else None,
+        plate_labels=model.config.visual_ctc_loss_weight > 0,
+    )
+    generation_eval_dataset = None
+    if eval_dataset is not None and plate_args.generation_eval_samples > 0:
+        generation_eval_dataset = eval_dataset.select(range(min(plate_args.generation_eval_samples, len(eval_dataset))))
+    # Evaluations along the way do not count toward the training budget (one clock for the budget, the wall-clock
+    # schedule and the logged minutes).
+    training_clock = TrainingClock()
+    callbacks = None
+    if plate_args.max_train_minutes:
+        callbacks = [TimeBudgetCallback(plate_args.max_train_minutes, clock=training_clock)]
+    decoded_train_dataset = None
+    if plate_args.preload_images and (ablation is None or ablation.trains):
+        augment = None
+        if plate_args.augments:
+            augment = plate_augmentation(
+                plate_args.quad_jitter, plate_args.shadow, processor.image_size, rotation=plate_args.rotation
+            )
+        decoded_train_dataset = DecodedPlateSplit(train_dataset, processor.prepare_images, augment=augment)
+        if augment is not None and plate_args.augment_warmup_epochs:
+            callbacks = [*(callbacks or []), AugmentationWarmupCallback(augment, plate_args.augment_warmup_epochs)]
+
+    trainer = PlateSFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
+        processing_class=processor,
+        data_collator=collator,
+        peft_config=peft_config,
+        callbacks=callbacks,
+        generation_eval_dataset=generation_eval_dataset if training_args.eval_strategy != "no" else None,
+        generation_batch_size=plate_args.generation_batch_size,
+        max_new_tokens=plate_args.max_new_tokens,
+        lr_budget_minutes=plate_args.max_train_minutes if plate_args.cosine_over_budget else None,
+        lr_budget_decay_fraction=plate_args.budget_decay_fraction,
+        muon=plate_args.muon,
+        muon_newton_schulz_steps=plate_args.muon_newton_schulz_steps,
+        decoded_train_dataset=decoded_train_dataset,
+        train_sample_weights=train_sample_weights,
+        training_clock=training_clock,
+    )
+    logger.warning(
+        f"Training: {describe_trainable(trainer.model)}, on {training_args.world_size} process(es) "
+        f"({training_args.device})"
+    )
+
+    if ablation is None or ablation.trains:
+        resume_from = resume_checkpoint(training_args.resume_from_checkpoint)
+        if plate_args.ema_decay:
+            if resume_from is True:
+                resume_from = get_last_checkpoint(training_args.output_dir)
+                if resume_from is None:
+                    raise ValueError(f"--resume_from_checkpoint: no checkpoint in {training_args.output_dir}.")
+            trainer.add_callback(WeightAveragingCallback(plate_args.ema_decay, resume_from=resume_from))
+        trainer.train(resume_from_checkpoint=resume_from)
+        trainer.save_model()  # the adapter (with CMRM) for LoRA runs, the whole model otherwise
+        trainer.save_state()  # trainer_state.json: the logged loss and evaluation curve, with wall-clock minutes
+    # The rest runs on the main process alone. Every rank leaves the process group first: a rank that exits while
+    # the group is alive can abort (gloo's threads) and take the launcher, and the main process's work, down with it.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+    if not trainer.is_world_process_zero():
+        return None
+
+    final_model = trainer.model
+    evaluations = []
+    if plate_args.final_eval_split and plate_args.final_eval_split in dataset:
+        test_dataset = training_split(dataset, plate_args.final_eval_split, script_args.dataset_name)
+        predictions, labels = read_dataset(
+            final_model, processor, test_dataset, plate_args.generation_batch_size, plate_args.max_new_tokens,
+            training_args.device, description=f"reading {plate_args.final_eval_split}",
+        )
+        evaluations.append(evaluation_entry(f"{script_args.dataset_name} [{plate_args.final_eval_split}]",
+                                            predictions, labels))
+    if plate_args.realdata_dir:
+        evaluations.extend(
+            realdata_evaluations(final_model, processor, plate_args.realdata_dir, plate_args.generation_batch_size,
+                                 plate_args.max_new_tokens, training_args.device)
+        )
+
+    destination = export_final_model(
+        final_model, processor, training_args.output_dir,
+        card_fields=card_fields(script_args, training_args, model_args, plate_args, trainer),
+        card_template=plate_args.model_card_template, evaluations=evaluations,
+    )
+    for evaluation in evaluations:
+        logger.warning(
+            f"{evaluation['name']}: exact match {100 * evaluation['accuracy']:.2f}%, CER {evaluation['cer']:.4f} "
+            f"({evaluation['num_samples']} plates)"
+        )
+    if training_args.push_to_hub:
+        from huggingface_hub import HfApi
+
+        repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+        api = HfApi(token=training_args.hub_token)
+        api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True)
+        api.upload_folder(folder_path=str(destination), repo_id=repo_id, commit_message="LP-LLM final model")
+    return destination
+
+
+def describe_augmentation(plate_args) -> str:
+    parts = []
+    if plate_args.quad_jitter:
+        parts.append("random corner jitter of each crop, up to {:g} of its width and {:g} of its height".format(
+            *plate_args.quad_jitter
+        ))
+    if plate_args.rotation:
+        parts.append(
+            "a random rotation of up to {:g} degrees for a fraction {:g} of the crops".format(*plate_args.rotation)
+        )
+    if plate_args.shadow:
+        parts.append("a random cast shadow darkening by up to {1:g} on a fraction {0:g} of the crops".format(
+            *plate_args.shadow
+        ))
+    if parts and plate_args.augment_warmup_epochs:
+        parts.append(f"strength ramped from 0 (first epoch) to full at epoch {plate_args.augment_warmup_epochs}")
+    if plate_args.severity_weights:
+        weights = ", ".join(f"{level}: {weight:g}" for level, weight in sorted(plate_args.severity_weights.items()))
+        parts.append(f"rows drawn with weights by degradation severity ({weights}; other levels 1)")
+    return "; ".join(parts) or "none"
+
+
+def card_fields(script_args, training_args, model_args, plate_args, trainer) -> dict:
+    model = trainer.model
+    config = model.config
+    from_scratch = is_from_scratch(model_args.model_name_or_path)
+    ablation = plate_args.ablation_spec
+    cmrm = (
+        f"K={config.cmrm_num_slots} slots, L={config.cmrm_num_layers} layers, {config.cmrm_num_heads} heads, "
+        f"alpha={config.cmrm_alpha}{' (learnable)' if config.cmrm_learnable_alpha else ''}"
+        + (f", auxiliary slot loss weight {config.cmrm_slot_loss_weight}" if config.cmrm_slot_loss_weight else "")
+        if config.cmrm_enabled else "off"
+    )
+    recipe = {
+        "ablation": f"{ablation.name}: {ablation.description}" if ablation else "none (all parameters train)",
+        "learning rate": training_args.learning_rate,
+        "schedule": scheduler_name(training_args)
+        + (f" over the {plate_args.max_train_minutes:g}-minute budget" if plate_args.cosine_over_budget else "")
+        + (
+            f" (peak rate held, the cosine over its last {plate_args.budget_decay_fraction:.0%})"
+            if plate_args.budget_decay_fraction < 1
+            else ""
+        )
+        + f", warm-up {training_args.warmup_steps or training_args.warmup_ratio}",
+        "optimizer": (
+            f"Muon on the linear layers' weight matrices ({plate_args.muon_newton_schulz_steps} Newton-Schulz steps), "
+            f"{optimizer_name(training_args)} on the rest (beyond the paper)"
+            if plate_args.muon
+            else optimizer_name(training_args)
+        ),
+        "precision": (
+            "bfloat16 autocast" if training_args.bf16 else "float16 autocast" if training_args.fp16 else "float32"
+        ),
+        "epochs / max steps": f"{training_args.num_train_epochs} / {training_args.max_steps}",
+        "batch size per device": training_args.per_device_train_batch_size,
+        "steps trained": trainer.state.global_step,
+        "images": plate_args.describe_image_size(),
+        "augmentation": describe_augmentation(plate_args),
+    }
+    num_views = getattr(trainer.processing_class, "num_views", 1)
+    if num_views > 1:
+        recipe["reading (beyond the paper)"] = (
+            f"each plate read from {num_views} views of its crop (the crop and {num_views - 1} fixed corner jitters, "
+            "next-token log-probabilities averaged), at the evaluations and by default in the pipeline"
+        )
+    if plate_args.ema_decay:
+        recipe["weights (beyond the paper)"] = (
+            f"moving average of the trainable weights, decay {plate_args.ema_decay:g}"
+        )
+    if config.visual_ctc_loss_weight:
+        recipe["auxiliary visual CTC loss (beyond the paper)"] = f"weight {config.visual_ctc_loss_weight}"
+    if config.vision_stem_channels:
+        recipe["convolutional vision stem (beyond the paper)"] = f"{config.vision_stem_channels} channels"
+    if ablation and ablation.lora:
+        recipe["LoRA"] = f"r={model_args.lora_r}, alpha={model_args.lora_alpha}, language-model attention + MLP"
+    return {
+        "model_name": Path(training_args.hub_model_id or training_args.output_dir).name,
+        "repo_or_path": training_args.hub_model_id or str(Path(training_args.output_dir) / "final"),
+        "base_model": None if from_scratch else model_args.model_name_or_path,
+        # The card's metadata names Hub datasets only; a local folder is described in the text.
+        "dataset_name": None if os.path.exists(script_args.dataset_name) else script_args.dataset_name,
+        "eval_split": plate_args.final_eval_split,
+        "start_description": (
+            f"trained from scratch (architecture {model_args.model_name_or_path}, character-level tokenizer)"
+            if from_scratch else f"fine-tuned from {model_args.model_name_or_path}"
+        ),
+        "trainable_description": describe_trainable(model),
+        "cmrm_description": cmrm,
+        "data_description": f"`{script_args.dataset_name}`, split `{script_args.dataset_train_split}` "
+        f"({len(trainer.train_dataset)} samples).",
+        "recipe": recipe,
+    }
+
+
+if __name__ == "__main__":
+    main()
