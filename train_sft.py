@@ -22,7 +22,8 @@ python train_sft.py --config recipes/smoke.yaml --dataset_name DIR --output_dir 
 
 Every YAML field can be overridden on the command line. Whatever the run, `OUT/final/` ends up holding the merged
 model with its processor, generation config and model card, readable with
-`pipeline("image-to-text", model="OUT/final", trust_remote_code=True)`.
+`pipeline("image-to-text", model="OUT/final", trust_remote_code=True)`; `OUT/final_eval/` holds eval.py's reports of it
+on the test split and the real crops (`python eval.py --compare OUT/final_eval/test ...` reuses them).
 """
 
 from lpllm.training.sft import main

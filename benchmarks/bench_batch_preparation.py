@@ -29,7 +29,6 @@ from datasets import load_from_disk
 from PIL import Image
 
 from lpllm.training import augmentation
-from lpllm.training.arguments import parse_image_size
 from lpllm.training.augmentation import plate_augmentation
 from modeling_lpllm import build_offline_processor
 
@@ -37,7 +36,9 @@ from modeling_lpllm import build_offline_processor
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_name", default="data/demo_latin20000", help="A dataset_scripts.build folder.")
-    parser.add_argument("--image_size", default="32x672", help="HEIGHTxWIDTH, as in the CPU recipe.")
+    parser.add_argument(
+        "--image_size", nargs=2, type=int, default=[32, 672], metavar=("HEIGHT", "WIDTH"), help="As in the CPU recipe."
+    )
     parser.add_argument("--batch", type=int, default=32, help="Plates per batch, as in the recipe.")
     parser.add_argument("--rows", type=int, default=640, help="Training crops decoded and prepared once.")
     parser.add_argument("--batches", type=int, default=10, help="Batches per set-up and round.")
@@ -59,7 +60,7 @@ def main(argv=None):
     args = parse_args(argv)
     if not Path(args.dataset_name, "dataset_dict.json").is_file():
         raise SystemExit(f"{args.dataset_name}: no dataset there; build it with `python -m dataset_scripts.build`.")
-    image_size = parse_image_size(args.image_size)
+    image_size = args.image_size
     processor = build_offline_processor(image_size=image_size, deskew_max_degrees=20.0, rectify_plate=True)
     split = load_from_disk(args.dataset_name)["train"]
     split = split.select(range(min(args.rows, len(split))))
@@ -105,7 +106,8 @@ def main(argv=None):
         print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1]:.1f} ms" for n, t in timings.items()))
 
     first = statistics.median(next(iter(timings.values())))
-    print(f"\n{torch.get_num_threads()} threads, batch {args.batch}, {args.image_size} strips, median of {args.rounds} "
+    size = "{}x{}".format(*args.image_size)
+    print(f"\n{torch.get_num_threads()} threads, batch {args.batch}, {size} strips, median of {args.rounds} "
           f"rounds of {args.batches} batches")
     print("| set-up | ms/batch | speed-up |\n| --- | --- | --- |")
     for name, values in timings.items():

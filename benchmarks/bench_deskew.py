@@ -27,7 +27,6 @@ from datasets import load_from_disk
 from PIL import Image
 
 from lpllm.evaluation.outputs import atomic_write_bytes
-from lpllm.training.arguments import parse_image_size
 from modeling_lpllm import build_offline_processor
 from modeling_lpllm.deskew import MIN_TILT_DEGREES, estimate_tilt
 
@@ -37,7 +36,10 @@ def parse_args(argv=None):
     parser.add_argument("--dataset_name", default="data/demo_latin20000", help="A dataset_scripts.build folder.")
     parser.add_argument("--split", default="test")
     parser.add_argument("--max_degrees", type=float, default=20.0)
-    parser.add_argument("--image_size", default="32x672", help="HEIGHTxWIDTH of the strip, as in the CPU recipe.")
+    parser.add_argument(
+        "--image_size", nargs=2, type=int, default=[32, 672], metavar=("HEIGHT", "WIDTH"),
+        help="The strip's size, as in the CPU recipe.",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sheet", help="Also save a PNG of crops as each preparation gives them to the model.")
     parser.add_argument("--sheet_degradation", default="perspective", help="Which crops the sheet shows.")
@@ -65,7 +67,7 @@ def main(argv=None):
     split = load_from_disk(args.dataset_name)[args.split]
     crops = [row["images"][0].convert("RGB") for row in split]
     degradations = split["degradation"] if "degradation" in split.column_names else ["?"] * len(crops)
-    image_size = parse_image_size(args.image_size)
+    image_size = args.image_size
     set_ups = {
         "off": build_offline_processor(image_size=image_size),
         f"deskew_max_degrees={args.max_degrees:g}": build_offline_processor(

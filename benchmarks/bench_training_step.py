@@ -34,7 +34,7 @@ one process on the same weights:
   is the set-up before's (the optimizer acts after it).
 
     python -m dataset_scripts.build --source synthetic --output data/demo_latin20000 --num 20000 --seed 0 \\
-        --layouts br_old,br_mercosur,ar_mercosur,eu_llnnnll,us_lllnnnn,us_nlllnnn
+        --layouts br_old br_mercosur ar_mercosur eu_llnnnll us_lllnnnn us_nlllnnn
     python benchmarks/bench_training_step.py --dataset_name data/demo_latin20000
     python benchmarks/bench_training_step.py --last 2 --rounds 10   # the recipe against `+ Muon` only
 
@@ -112,7 +112,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_name", default="data/demo_latin20000", help="A dataset_scripts.build folder.")
     parser.add_argument("--config", default="recipes/models/lpllm_strip.json", help="From-scratch model config.")
-    parser.add_argument("--image_size", default="32x672", help="HEIGHTxWIDTH, as in the recipe.")
+    parser.add_argument(
+        "--image_size", nargs=2, type=int, default=[32, 672], metavar=("HEIGHT", "WIDTH"), help="As in the recipe."
+    )
     parser.add_argument("--batch", type=int, default=32, help="Plates per step (the recipe's before Muon; now 48).")
     parser.add_argument("--rows", type=int, default=2000, help="Training rows decoded for the in-memory set-up.")
     parser.add_argument("--steps", type=int, default=10, help="Steps per set-up and round.")
@@ -256,7 +258,8 @@ def main(argv=None):
         print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1]:.1f} ms" for n, t in timings.items()))
 
     reference = statistics.median(timings[first])
-    print(f"\n{torch.get_num_threads()} threads, batch {args.batch}, {args.image_size} images, median of {args.rounds} "
+    size = "{}x{}".format(*args.image_size)
+    print(f"\n{torch.get_num_threads()} threads, batch {args.batch}, {size} images, median of {args.rounds} "
           f"rounds of {args.steps} steps")
     print("| set-up | ms/step | steps/min | speed-up |\n| --- | --- | --- | --- |")
     for name, _ in set_ups:

@@ -5,7 +5,7 @@ image layouts, batch sizes and losses cheaply before a full `train_sft.py` run.
 The probes in results/embedded_default.md ran two at a time on the 2-core machine, one thread each:
     OMP_NUM_THREADS=1 python benchmarks/probe_learning_speed.py --name base --minutes 8
     OMP_NUM_THREADS=1 python benchmarks/probe_learning_speed.py --name strip --minutes 8 --batch 16 \\
-        --config recipes/models/lpllm_strip.json --image_size 32x224
+        --config recipes/models/lpllm_strip.json --image_size 32 224
 
 "teacher-forced exact" is the share of validation plates whose every answer token is the argmax given the true
 previous tokens: an upper bound of greedy exact match, close to it once the model reads plates.
@@ -39,10 +39,11 @@ def parse_args(argv=None):
     parser.add_argument("--dataset_name", default="data/demo_latin20000", help="A dataset_scripts.build folder.")
     parser.add_argument("--config", default="recipes/models/lpllm_small.json", help="From-scratch model config.")
     parser.add_argument("--override", default="{}", help="JSON merged into the model config.")
-    parser.add_argument("--image_size", default=None, help="HEIGHTxWIDTH fixed resize (default: pixel budget).")
+    parser.add_argument(
+        "--image_size", nargs=2, type=int, metavar=("HEIGHT", "WIDTH"), help="Fixed resize (default: pixel budget)."
+    )
     parser.add_argument("--pixels", type=int, default=6912, help="Pixel budget (min = max) without --image_size.")
     parser.add_argument("--prompt", default=None, help="Replace the dataset's instruction text ('' for none).")
-    parser.add_argument("--slot_loss_weight", type=float, default=0.0, help="CMRM's auxiliary slot loss weight.")
     parser.add_argument("--curriculum_minutes", type=float, default=0.0, help="Train on severity <= 2 this long first.")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -70,10 +71,7 @@ def build_model(args):
         config_file = Path(folder) / "config.json"
         config_file.write_text(json.dumps(config))
         training_args = PlateTrainingArguments(
-            image_size=args.image_size,
-            min_pixels=args.pixels,
-            max_pixels=args.pixels,
-            cmrm_slot_loss_weight=args.slot_loss_weight,
+            image_size=args.image_size, min_pixels=args.pixels, max_pixels=args.pixels
         )
         return build_from_scratch(str(config_file), training_args)
 
@@ -84,7 +82,7 @@ def teacher_forced_accuracy(model, batches):
     exact = rows = correct = characters = 0
     with torch.no_grad():
         for batch in batches:
-            inputs = {key: value for key, value in batch.items() if key not in ("labels", "slot_labels")}
+            inputs = {key: value for key, value in batch.items() if key != "labels"}
             predicted = model(**inputs).logits[:, :-1].argmax(-1)
             labels = batch["labels"][:, 1:]
             supervised = labels != -100
@@ -105,12 +103,7 @@ def main(argv=None):
     print(f"{args.name}: {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
     dataset = load_from_disk(args.dataset_name)
     train = dataset["train"]
-    collator = PlateCollator(
-        processor=processor,
-        max_length=None,
-        completion_only_loss=True,
-        num_slots=model.config.cmrm_num_slots if args.slot_loss_weight > 0 else None,
-    )
+    collator = PlateCollator(processor=processor, max_length=None, completion_only_loss=True)
 
     def row(split, index):
         example = remove_none_values({column: split[index][column] for column in COLUMNS})

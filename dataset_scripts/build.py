@@ -2,20 +2,23 @@
 
     python -m dataset_scripts.build --source {ccpd,rodosol,mdlp,crops,synthetic} --input PATH --output DIR \
         [--num N] [--seed S] [--frames N] [--strict] [--overwrite] [--push_to_hub REPO]
+    python -m dataset_scripts.build --config data.yaml   # the same options as YAML keys; the command line wins
 
-`DIR` loads with `datasets.load_from_disk(DIR)`; beside the data it holds `skipped.csv` (`file,reason` for every
-input left out), `summary.json` (counts per split, region, degradation and skip reason), `README.md` (the
-dataset card) and `data/*.parquet`. Exit status: 0 when the build completed (bad inputs skipped and listed), 1 when
-it stopped (strict mode met a bad input, the output exists without --overwrite, an input is missing), 2 for
-wrong arguments.
+`lpllm data ...` is the same command. `DIR` loads with `datasets.load_from_disk(DIR)`; beside the data it holds
+`skipped.csv` (`file,reason` for every input left out), `summary.json` (counts per split, region, degradation and skip
+reason), `README.md` (the dataset card) and `data/*.parquet`. Exit status: 0 when the build completed (bad inputs
+skipped and listed), 1 when it stopped (strict mode met a bad input, the output exists without --overwrite, an input
+is missing), 2 for wrong arguments.
 """
 
-import argparse
 import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import datasets
+from trl import TrlParser
 
 from modeling_lpllm.processing_lpllm import DEFAULT_PROMPT
 
@@ -23,102 +26,127 @@ from .labels import LabelFileError
 from .output import OutputExistsError
 from .pipeline import BuildOptions, BuildResult
 from .reports import StrictModeError
-from .splits import parse_ratios
-from .synthetic.degrade import DEGRADATION_TYPES
+from .splits import DEFAULT_RATIOS, parse_ratios
+from .synthetic.degrade import DEGRADATION_TYPES, SEVERITIES
 from .synthetic.fonts import FontNotFoundError
+from .synthetic.generate import SyntheticConfig, build_synthetic
 
 SOURCES = ("ccpd", "rodosol", "mdlp", "crops", "synthetic")
 
 
-def _csv_list(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
+@dataclass
+class BuildArguments:
+    """Arguments of `lpllm data` / `python -m dataset_scripts.build`."""
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m dataset_scripts.build",
-        description="Convert plate data (or generate synthetic plates) into an LP-LLM conversational dataset.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--source", required=True, choices=SOURCES, help="Kind of input.")
-    parser.add_argument("--input", type=Path, help="Input folder (or label file for crops); not used by synthetic.")
-    parser.add_argument("--output", type=Path, required=True, help="Dataset folder to create.")
-    parser.add_argument(
-        "--num",
-        type=int,
+    source: Literal[SOURCES] = field(metadata={"help": "Kind of input."})
+    output: str = field(metadata={"help": "Dataset folder to create."})
+    input: str | None = field(
         default=None,
-        help="synthetic: number of plates (default 1000); other sources: use at most N inputs.",
+        metadata={"help": "Input folder (or label file for crops); required by every source but synthetic."},
     )
-    parser.add_argument("--seed", type=int, default=0, help="Seeds the splits and synthetic generation.")
-    parser.add_argument(
-        "--frames",
-        type=int,
+    num: int | None = field(
         default=None,
-        help="synthetic: frames per sample (default 1); mdlp: degraded frames per group (default 3).",
+        metadata={"help": "synthetic: number of plates (None: 1000); other sources: use at most N inputs (None: all)."},
     )
-    parser.add_argument("--strict", action="store_true", help="Stop at the first bad input instead of skipping it.")
-    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
-    parser.add_argument(
-        "--push_to_hub",
-        "--push-to-hub",
-        dest="push_to_hub",
-        metavar="REPO",
-        help="Also push the dataset and its card to this Hub dataset repo.",
-    )
-    parser.add_argument("--private", action="store_true", help="Create the Hub repo private.")
-    parser.add_argument("--workers", type=int, default=2, help="Worker processes (0: work in this process).")
-    parser.add_argument(
-        "--splits",
-        default="0.9,0.05,0.05",
-        help="train,validation,test fractions for inputs without a split of their own.",
-    )
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="Instruction text of the user turn.")
-    parser.add_argument("--no-parquet", dest="parquet", action="store_false", help="Do not also write data/*.parquet.")
-    parser.add_argument("--quiet", action="store_true", help="No progress bar; warnings only.")
-    crops = parser.add_argument_group("crops / mdlp")
-    crops.add_argument(
-        "--labels", type=Path, help="crops: label file (CSV/JSONL) to use instead of the folder's labels.csv."
-    )
-    crops.add_argument(
-        "--region",
-        help="crops/mdlp: region code of labels that do not name one (crops: inferred from the text; mdlp: CN).",
-    )
-    crops.add_argument(
-        "--single-frames",
-        action="store_true",
-        help="mdlp: also add every frame (degraded and clear) as a single-frame sample.",
-    )
-    synthetic = parser.add_argument_group("synthetic")
-    synthetic.add_argument(
-        "--regions", type=_csv_list, default=("CN", "BR", "AR", "EU", "US"), help="Regions to render, comma-separated."
-    )
-    synthetic.add_argument(
-        "--layouts",
-        type=_csv_list,
+    seed: int = field(default=0, metadata={"help": "Seeds the splits and synthetic generation."})
+    frames: int | None = field(
         default=None,
-        help="Layouts to render (overrides --regions), e.g. cn_blue,br_mercosur.",
+        metadata={"help": "synthetic: frames per sample (None: 1); mdlp: degraded frames per group (None: 3)."},
     )
-    synthetic.add_argument(
-        "--degradations", type=_csv_list, default=DEGRADATION_TYPES, help="Degradation types to draw from."
+    strict: bool = field(default=False, metadata={"help": "Stop at the first bad input instead of skipping it."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output folder."})
+    push_to_hub: str | None = field(
+        default=None,
+        metadata={"help": "Also push the dataset and its card to this Hub dataset repo.", "metavar": "REPO"},
     )
-    synthetic.add_argument(
-        "--severities",
-        type=lambda text: tuple(int(value) for value in _csv_list(text)),
-        default=(1, 2, 3, 4, 5),
-        help="Severity levels to draw from.",
+    private: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
+    workers: int = field(default=2, metadata={"help": "Worker processes (0: work in this process)."})
+    splits: list[float] = field(
+        default_factory=lambda: list(DEFAULT_RATIOS),
+        metadata={"help": "train validation test fractions for inputs without a split of their own."},
     )
-    synthetic.add_argument("--clean-fraction", type=float, default=0.1, help="Share of undegraded plates.")
-    return parser
+    prompt: str = field(default=DEFAULT_PROMPT, metadata={"help": "Instruction text of the user turn."})
+    parquet: bool = field(
+        default=True, metadata={"help": "Write data/*.parquet beside the Arrow data (`--no-parquet`: off)."}
+    )
+    quiet: bool = field(default=False, metadata={"help": "No progress bar; warnings only."})
+    labels: str | None = field(
+        default=None, metadata={"help": "crops: label file (CSV/JSONL) to use instead of the folder's labels.csv."}
+    )
+    region: str | None = field(
+        default=None,
+        metadata={"help": "crops/mdlp: region code of labels that do not name one (None: crops infer it from the "
+        "text; mdlp uses CN)."},
+    )
+    single_frames: bool = field(
+        default=False, metadata={"help": "mdlp: also add every frame (degraded and clear) as a single-frame sample."}
+    )
+    regions: list[str] = field(
+        default_factory=lambda: ["CN", "BR", "AR", "EU", "US"], metadata={"help": "synthetic: regions to render."}
+    )
+    layouts: list[str] | None = field(
+        default=None,
+        metadata={"help": "synthetic: layouts to render, e.g. `cn_blue br_mercosur` (overrides `regions`)."},
+    )
+    degradations: list[str] = field(
+        default_factory=lambda: list(DEGRADATION_TYPES), metadata={"help": "synthetic: degradation types to draw from."}
+    )
+    severities: list[int] = field(
+        default_factory=lambda: list(SEVERITIES), metadata={"help": "synthetic: severity levels to draw from."}
+    )
+    clean_fraction: float = field(default=0.1, metadata={"help": "synthetic: share of undegraded plates."})
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"`source` must be one of {', '.join(SOURCES)}, got {self.source!r}.")
+        if self.input is None and self.source != "synthetic":
+            raise ValueError(f"`input` is required for `source` {self.source}: the folder (or label file) to read.")
+        try:
+            self.splits = list(parse_ratios(self.splits))
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"`splits` must be three non-negative train validation test fractions, got {self.splits!r}."
+            ) from error
+        if self.num is not None and self.num < 0:
+            raise ValueError(f"`num` must be >= 0, got {self.num}.")
+        if self.frames is not None and self.frames < 1:
+            raise ValueError(f"`frames` must be >= 1, got {self.frames}.")
+        if self.workers < 0:
+            raise ValueError(f"`workers` must be >= 0 (0: work in this process), got {self.workers}.")
+        if self.source == "synthetic":
+            self.synthetic_config().resolved_layouts()  # a ValueError for an unknown region, layout or degradation
+
+    def synthetic_config(self) -> SyntheticConfig:
+        return SyntheticConfig(
+            num=1000 if self.num is None else self.num,
+            regions=tuple(code.upper() for code in self.regions),
+            layouts=None if self.layouts is None else tuple(self.layouts),
+            frames=self.frames or 1,
+            degradations=tuple(self.degradations),
+            severities=tuple(self.severities),
+            clean_fraction=self.clean_fraction,
+        )
 
 
-def run(args: argparse.Namespace) -> BuildResult:
-    """Runs the build `args` describe (see `build_parser`)."""
+def parse_arguments(argv: list[str] | None = None) -> BuildArguments:
+    """The command line (and any `--config` YAML file) as `BuildArguments`; a ValueError for a bad value."""
+    parser = TrlParser(
+        BuildArguments,
+        description="Convert plate data (or generate synthetic plates) into an LP-LLM conversational dataset. "
+        "Options also come from a YAML file: --config FILE.yaml.",
+    )
+    (args,) = parser.parse_args_and_config(argv)
+    return args
+
+
+def run(args: BuildArguments) -> BuildResult:
+    """Runs the build `args` describe."""
     options = BuildOptions(
         seed=args.seed,
         strict=args.strict,
         overwrite=args.overwrite,
         num_workers=args.workers,
-        ratios=parse_ratios(args.splits),
+        ratios=tuple(args.splits),
         limit=args.num if args.source != "synthetic" else None,
         prompt=args.prompt,
         parquet=args.parquet,
@@ -126,43 +154,35 @@ def run(args: argparse.Namespace) -> BuildResult:
         private=args.private,
         progress=not args.quiet,
     )
+    output = Path(args.output)
     if args.source == "synthetic":
-        from .synthetic.generate import SyntheticConfig, build_synthetic
-
-        config = SyntheticConfig(
-            num=1000 if args.num is None else args.num,
-            regions=tuple(code.upper() for code in args.regions),
-            layouts=args.layouts,
-            frames=args.frames or 1,
-            degradations=args.degradations,
-            severities=args.severities,
-            clean_fraction=args.clean_fraction,
-        )
-        return build_synthetic(args.output, config, options)
-    if args.input is None:
-        raise ValueError(f"--input is required for --source {args.source}.")
+        return build_synthetic(output, args.synthetic_config(), options)
+    source = Path(args.input)
     if args.source == "ccpd":
         from .ccpd import build_ccpd
 
-        return build_ccpd(args.input, args.output, options)
+        return build_ccpd(source, output, options)
     if args.source == "rodosol":
         from .rodosol import build_rodosol
 
-        return build_rodosol(args.input, args.output, options)
+        return build_rodosol(source, output, options)
     if args.source == "mdlp":
         from .mdlp import DEFAULT_FRAMES, build_mdlp
 
-        return build_mdlp(
-            args.input, args.output, args.frames or DEFAULT_FRAMES, args.single_frames, args.region or "CN", options
-        )
+        frames = args.frames or DEFAULT_FRAMES
+        return build_mdlp(source, output, frames, args.single_frames, args.region or "CN", options)
     from .crops import build_crops
 
-    return build_crops(args.input, args.output, args.labels, args.region, options)
+    labels = None if args.labels is None else Path(args.labels)
+    return build_crops(source, output, labels, args.region, options)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parse_arguments(argv)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

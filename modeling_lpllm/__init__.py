@@ -4,6 +4,7 @@ from .cmrm import CharacterAwareReasoningModule
 from .configuration_lpllm import QWEN3_VL_2B_TEXT_CONFIG, QWEN3_VL_2B_VISION_CONFIG, LPLLMConfig
 from .modeling_lpllm import LPLLMModel, LPLLMPreTrainedModel, Qwen3VLForPlateRecognition
 from .pipeline_lpllm import PlateRecognitionPipeline, load_plate_image
+from .plate_reading import DEFAULT_MAX_NEW_TOKENS, read_plates
 from .processing_lpllm import (
     CHAT_TEMPLATE,
     DEFAULT_PROMPT,
@@ -26,6 +27,7 @@ __all__ = [
     "LPLLMPreTrainedModel",
     "Qwen3VLForPlateRecognition",
     "PlateRecognitionPipeline",
+    "read_plates",
     "LPLLMProcessor",
     "build_offline_processor",
     "build_plate_image_processor",
@@ -35,6 +37,7 @@ __all__ = [
     "register_lpllm",
     "to_rgb",
     "CHAT_TEMPLATE",
+    "DEFAULT_MAX_NEW_TOKENS",
     "CN_PROVINCES",
     "DEFAULT_PLATE_CHARSET",
     "DEFAULT_PROMPT",

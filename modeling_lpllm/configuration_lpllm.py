@@ -70,20 +70,6 @@ class LPLLMConfig(Qwen3VLConfig):
         cmrm_apply_to_deepstack (`bool`, *optional*, defaults to `False`):
             Whether the character context is also added to the DeepStack visual features that Qwen3-VL injects
             into the first language-model layers (beyond the paper, which only changes the projected tokens).
-        cmrm_slot_loss_weight (`float`, *optional*, defaults to 0.0):
-            Weight of an auxiliary per-slot character classification loss on CMRM's refined slots (beyond the
-            paper, off in its recipe): slot k is classified through `lm_head` as the plate's k-th character. Needs
-            `slot_labels` in the forward call; the training collator provides them when this is positive.
-        visual_ctc_loss_weight (`float`, *optional*, defaults to 0.0):
-            Weight of an auxiliary CTC loss on the visual tokens the language model reads (beyond the paper, off in
-            its recipe): each image's token grid, averaged over its rows, is read left to right as a CTC sequence
-            of character classes through `lm_head`, the image-pad token standing for CTC's blank. Needs
-            `plate_labels` in the forward call; the training collator provides them when this is positive.
-        vision_stem_channels (`int`, *optional*, defaults to 0):
-            Width of a small convolutional stem that replaces Qwen3-VL's linear patch embedding (beyond the paper;
-            for models trained from scratch: its weights are not in stock checkpoints). `0` keeps Qwen3-VL's patch
-            embedding. The stem convolves each merge window's pixels (see `conv_stem.py`), which makes the visual
-            tokens less sensitive to where a character sits in its patch, e.g. on tilted plates.
 
     Example:
 
@@ -104,9 +90,6 @@ class LPLLMConfig(Qwen3VLConfig):
     cmrm_learnable_alpha: bool = False
     cmrm_enabled: bool = True
     cmrm_apply_to_deepstack: bool = False
-    cmrm_slot_loss_weight: float | int = 0.0
-    visual_ctc_loss_weight: float | int = 0.0
-    vision_stem_channels: int = 0
 
     def __post_init__(self, **kwargs):
         if self.text_config is None:
@@ -132,13 +115,6 @@ class LPLLMConfig(Qwen3VLConfig):
             raise ValueError(f"`cmrm_alpha` must be a number, got {self.cmrm_alpha!r}.")
         if self.cmrm_alpha != self.cmrm_alpha or abs(self.cmrm_alpha) == float("inf"):
             raise ValueError(f"`cmrm_alpha` must be finite, got {self.cmrm_alpha!r}.")
-        for name in ("cmrm_slot_loss_weight", "visual_ctc_loss_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"`{name}` must be a number >= 0, got {value!r}.")
-        stem = self.vision_stem_channels
-        if isinstance(stem, bool) or not isinstance(stem, int) or stem < 0:
-            raise ValueError(f"`vision_stem_channels` must be an integer >= 0, got {stem!r}.")
         for name in ("cmrm_learnable_alpha", "cmrm_enabled", "cmrm_apply_to_deepstack"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")

@@ -8,13 +8,13 @@ import os
 
 import numpy as np
 from PIL import Image
-from transformers import LogitsProcessorList, Pipeline
+from transformers import Pipeline
 
-from .plate_views import ViewAveragingLogitsProcessor, check_num_views
-from .processing_lpllm import DEFAULT_PROMPT, plate_messages, to_rgb
+from .plate_reading import decode_plate_readings, generate_plate_ids, plate_reading_inputs, resolve_num_views
+from .plate_views import check_num_views
+from .processing_lpllm import DEFAULT_PROMPT, to_rgb
 
 
-DEFAULT_MAX_NEW_TOKENS = 16
 DEFAULT_BATCH_SIZE = 8
 
 
@@ -51,7 +51,7 @@ def load_plate_image(image) -> Image.Image:
 class PlateRecognitionPipeline(Pipeline):
     """Reads license plates: `reader(image)` -> `[{"generated_text": "皖A12345"}]`; `reader([image, ...])` -> one
     such list per image. Images may be paths, PIL images or numpy arrays. Decoding is greedy with the checkpoint's
-    `max_new_tokens` (16 when it has none).
+    `max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is `plate_reading.py`'s, the evaluation's.
 
     Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`), `max_new_tokens`, `batch_size`
     (images generated together, left-padded; default 8), `num_views` (views of each crop a plate is read from,
@@ -90,40 +90,20 @@ class PlateRecognitionPipeline(Pipeline):
             results.extend(self.run_single(batch, preprocess_params, forward_params, postprocess_params))
         return results[0] if single else results
 
-    def _num_views(self, num_views) -> int:
-        return getattr(self.processor, "num_views", 1) if num_views is None else num_views
-
     def preprocess(self, images, prompt=DEFAULT_PROMPT, num_views=None):
-        pil_images = [load_plate_image(image) for image in images]
-        num_views = self._num_views(num_views)
-        if num_views > 1:  # each plate's views in consecutive rows, read as one plate
-            pil_images = self.processor.plate_views(pil_images, num_views)
-        text = self.processor.apply_chat_template(plate_messages(prompt), add_generation_prompt=True, tokenize=False)
-        inputs = self.processor(
-            images=pil_images, text=[text] * len(pil_images), padding=True, padding_side="left", return_tensors="pt"
-        )
-        return inputs
+        batch = [[load_plate_image(image)] for image in images]
+        num_views = resolve_num_views(self.processor, num_views)
+        return plate_reading_inputs(self.processor, batch, [prompt] * len(batch), num_views)
 
     def _forward(self, model_inputs, num_views=None, **generate_kwargs):
-        generation_config = self.model.generation_config
-        generate_kwargs.setdefault("do_sample", False)
-        generate_kwargs.setdefault("max_new_tokens", generation_config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
-        if generation_config.pad_token_id is None:
-            generate_kwargs.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
-        num_views = self._num_views(num_views)
-        if num_views > 1:
-            processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
-            averaging = ViewAveragingLogitsProcessor(num_views)
-            generate_kwargs["logits_processor"] = LogitsProcessorList([averaging, *processors])
-        prompt_length = model_inputs["input_ids"].shape[1]
-        generated = self.model.generate(**model_inputs, **generate_kwargs)
-        return {"generated_ids": generated[:, prompt_length:]}
+        num_views = resolve_num_views(self.processor, num_views)
+        generated_ids = generate_plate_ids(self.model, self.processor, model_inputs, num_views, **generate_kwargs)
+        return {"generated_ids": generated_ids}
 
     def postprocess(self, model_outputs, num_views=None):
-        # A plate's views all generated the same text: one reading per plate.
-        generated_ids = model_outputs["generated_ids"][:: self._num_views(num_views)]
-        texts = self.processor.batch_decode(generated_ids, skip_special_tokens=True)
-        return [[{"generated_text": text.strip()}] for text in texts]
+        num_views = resolve_num_views(self.processor, num_views)
+        texts = decode_plate_readings(self.processor, model_outputs["generated_ids"], num_views)
+        return [[{"generated_text": text}] for text in texts]
 
 
 __all__ = ["PlateRecognitionPipeline", "load_plate_image"]

@@ -31,18 +31,23 @@ def check_num_views(num_views) -> int:
     return int(num_views)
 
 
-def check_view_shift(view_shift) -> tuple[float, float]:
-    """`view_shift` as `(horizontal, vertical)` fractions in [0, 0.5); ValueError naming the field otherwise."""
+def check_corner_shift(shift, name: str) -> tuple[float, float]:
+    """`shift` as `(horizontal, vertical)` floats, each a fraction in [0, 0.5) of the crop's width and height (a
+    corner moved further would cross the crop's middle); ValueError naming `name` otherwise."""
     try:
-        horizontal, vertical = (float(value) for value in view_shift)
+        horizontal, vertical = (float(value) for value in shift)
     except (TypeError, ValueError):
         horizontal = vertical = float("nan")
     if not (0 <= horizontal < 0.5 and 0 <= vertical < 0.5):
         raise ValueError(
-            "`view_shift` must be two fractions in [0, 0.5), the largest corner shift of a view as a share of the "
-            f"crop's width and height; got {view_shift!r}."
+            f"{name} must be two fractions in [0, 0.5) of the crop's width and height; got {shift!r}."
         )
     return horizontal, vertical
+
+
+def check_view_shift(view_shift) -> tuple[float, float]:
+    """`view_shift`, the largest corner shift of a view, as `(horizontal, vertical)` fractions in [0, 0.5)."""
+    return check_corner_shift(view_shift, "`view_shift` (the largest corner shift of a view)")
 
 
 def view_corner_shifts(num_views: int, view_shift=DEFAULT_VIEW_SHIFT) -> np.ndarray:
@@ -104,6 +109,7 @@ __all__ = [
     "DEFAULT_VIEW_SHIFT",
     "ViewAveragingLogitsProcessor",
     "check_num_views",
+    "check_corner_shift",
     "check_view_shift",
     "plate_views",
     "view_corner_shifts",

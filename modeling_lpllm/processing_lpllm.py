@@ -23,8 +23,8 @@ from .tokenization_lpllm import (
 
 DEFAULT_PROMPT = "Read the license plate."
 # The roles of the chat template. With the default prompt they are whole tokens of the offline tokenizer: spelled
-# character by character they were 45 of the 74 tokens the language model ran over per plate (without them, steps
-# 1.29x as fast in benchmarks/bench_training_step.py and 1.11x in training, results/embedded_default.md).
+# character by character they would be 45 of the 74 tokens the language model runs over per plate (as whole tokens,
+# steps are 1.29x as fast in benchmarks/bench_training_step.py and 1.11x in training, results/embedded_default.md).
 CHAT_ROLES = ("system", "user", "assistant")
 
 # Qwen3-VL's stock budget (65k-16M pixels) would blow a 94x24 crop up to 256x256 and 64 visual tokens of mostly
@@ -136,6 +136,22 @@ class LPLLMProcessor(Qwen3VLProcessor):
         self.rectify_plate = check_rectify(rectify_plate)
         self.num_views = check_num_views(num_views)
         self.view_shift = list(check_view_shift(view_shift))
+
+    def set_plate_options(self, image_size=None, deskew_max_degrees=None, rectify_plate=None, num_views=None):
+        """Sets the plate options that are given (None keeps an option as it is), each checked as in `__init__`;
+        they are saved with the processor, so reading prepares crops as training did.
+
+        Raises:
+            ValueError: naming the option, for a value `__init__` would refuse.
+        """
+        if image_size is not None:
+            self.set_image_size(image_size)
+        if deskew_max_degrees is not None:
+            self.deskew_max_degrees = check_max_degrees(deskew_max_degrees)
+        if rectify_plate is not None:
+            self.rectify_plate = check_rectify(rectify_plate)
+        if num_views is not None:
+            self.num_views = check_num_views(num_views)
 
     def set_image_size(self, image_size):
         """Resizes every image to `image_size = [height, width]` from now on (None: keep aspect ratios).

@@ -6,14 +6,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras="${1:-}"
+torch_version="2.13.0"
+torch_cpu_index="https://download.pytorch.org/whl/cpu"
 python -m pip --version >/dev/null
 
-# A plain `torch` requirement on a machine with no torch pulls a multi-GB CUDA build: take the CPU build first,
-# unless a torch is already installed (a GPU user's own build is kept).
-if ! python -c "import torch" >/dev/null 2>&1; then
-    python -m pip install --quiet "torch==2.13.0"
+# pyproject.toml asks for any torch, and pip answers a Linux machine without one with the multi-GB CUDA build. So
+# where no torch is importable, the CPU build comes first, from PyTorch's CPU index (pip still reads the extra
+# indexes and find-links you configured); a torch already installed, such as your own CUDA build, is kept.
+if python -c "import torch" >/dev/null 2>&1; then
+    echo "install.sh: keeping the installed torch $(python -c 'import torch; print(torch.__version__)')"
+elif python -m pip install --quiet --retries 2 --timeout 30 --index-url "$torch_cpu_index" "torch==$torch_version"; then
+    installed="$(python -c 'import torch; print(torch.__version__)')"
+    echo "install.sh: installed torch $installed with $torch_cpu_index as the index"
+else
+    echo "install.sh: torch $torch_version could not be installed from $torch_cpu_index (unreachable, e.g. offline" \
+         "behind a mirror); installing it from pip's configured index instead, which may be a CUDA build" >&2
+    python -m pip install --quiet "torch==$torch_version"
 fi
 
+# Editable, because this installs a checkout: its scripts, recipes and tests run from here, and edits to the code
+# take effect without reinstalling. `pip install .` (or the wheel) gives a plain install.
 if [ -n "$extras" ]; then
     python -m pip install --quiet -e ".[$extras]"
 else

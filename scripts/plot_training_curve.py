@@ -2,16 +2,18 @@
 and the training loss. Reads RUN/trainer_state.json and prints the curves as tables.
 
 One run: writes RUN/training_curve.png.
-    python scripts/plot_training_curve.py runs/demo/lpllm
+    python scripts/plot_training_curve.py --run_dirs runs/demo/lpllm
 Several runs side by side (one line each; also prints when each left the initial loss plateau):
-    python scripts/plot_training_curve.py runs/aug2 runs/warm1 --names jitter "jitter, warm-up" --output curves.png
+    python scripts/plot_training_curve.py --run_dirs runs/aug2 runs/warm1 --names jitter "jitter, warm-up" \
+        --output curves.png
 """
 
-import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+from trl import TrlParser
 
 from lpllm.evaluation.outputs import atomic_save_figure
 
@@ -107,21 +109,33 @@ def plot_several(run_dirs: list[str], names: list[str], output: Path) -> None:
     print(f"curves: {output}")
 
 
+@dataclass
+class PlotArguments:
+    """Arguments of `scripts/plot_training_curve.py`."""
+
+    run_dirs: list[str] = field(metadata={"help": "train_sft.py --output_dir folders."})
+    names: list[str] | None = field(
+        default=None, metadata={"help": "A legend name per run (None: the folder names)."}
+    )
+    output: str | None = field(
+        default=None,
+        metadata={"help": "The figure of several runs, needed with more than one (None: RUN/training_curve.png)."},
+    )
+
+    def __post_init__(self):
+        if len(self.run_dirs) > 1 and self.output is None:
+            raise ValueError("`output` is needed to plot several runs together: the figure's path.")
+        if self.names is not None and len(self.names) != len(self.run_dirs):
+            raise ValueError(f"`names` gives {len(self.names)} names for {len(self.run_dirs)} runs: give one per run.")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dirs", nargs="+", help="train_sft.py --output_dir folders.")
-    parser.add_argument("--names", nargs="+", help="A legend name per run (default: the folder names).")
-    parser.add_argument("--output", type=Path, help="The figure of several runs (needed with more than one).")
-    args = parser.parse_args(argv)
+    (args,) = TrlParser(PlotArguments, description=__doc__.split("\n\n")[0]).parse_args_and_config(argv)
     if len(args.run_dirs) == 1 and args.output is None:
         print(f"curve: {plot_one(args.run_dirs[0])}")
         return
-    if args.output is None:
-        parser.error("--output is needed to plot several runs together.")
     names = args.names or [Path(run_dir).name for run_dir in args.run_dirs]
-    if len(names) != len(args.run_dirs):
-        parser.error(f"--names gives {len(names)} names for {len(args.run_dirs)} runs.")
-    plot_several(args.run_dirs, names, args.output)
+    plot_several(args.run_dirs, names, Path(args.output))
 
 
 if __name__ == "__main__":

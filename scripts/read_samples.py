@@ -4,26 +4,32 @@
         --output_dir runs/demo/samples
 """
 
-import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 from PIL import Image, ImageDraw
 from transformers import pipeline
+from trl import TrlParser
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="A saved LP-LLM model directory (OUT/final).")
-    parser.add_argument("--dataset_name", required=True, help="A dataset_scripts.build output directory.")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--num", type=int, default=8)
-    parser.add_argument("--output_dir", required=True, help="Where the sheet of readings (PNG) is written.")
-    return parser.parse_args(argv)
+@dataclass
+class ReadSamplesArguments:
+    """Arguments of `scripts/read_samples.py`."""
+
+    model: str = field(metadata={"help": "A saved LP-LLM model directory (OUT/final)."})
+    dataset_name: str = field(metadata={"help": "A dataset_scripts.build output directory."})
+    output_dir: str = field(metadata={"help": "Where the sheet of readings (PNG) is written."})
+    split: str = field(default="test", metadata={"help": "Split the plates are taken from."})
+    num: int = field(default=8, metadata={"help": "Plates read (the split's first ones)."})
+
+    def __post_init__(self):
+        if isinstance(self.num, bool) or not isinstance(self.num, int) or self.num < 1:
+            raise ValueError(f"`num` must be an integer >= 1, got {self.num!r}.")
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    (args,) = TrlParser(ReadSamplesArguments, description=__doc__.split("\n\n")[0]).parse_args_and_config(argv)
     rows = datasets.load_from_disk(args.dataset_name)[args.split]
     rows = rows.select(range(min(args.num, len(rows))))
     reader = pipeline("image-to-text", model=args.model, trust_remote_code=True)

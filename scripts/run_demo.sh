@@ -15,11 +15,11 @@ num="${LPLLM_DEMO_NUM:-20000}"
 out="${LPLLM_DEMO_OUT:-runs/demo}"
 data="${LPLLM_DEMO_DATA:-data/demo_latin${num}}"
 realdata="${LPLLM_REALDATA:-../shared/realdata}"
-layouts="br_old,br_mercosur,ar_mercosur,eu_llnnnll,us_lllnnnn,us_nlllnnn"
+layouts=(br_old br_mercosur ar_mercosur eu_llnnnll us_lllnnnn us_nlllnnn)
 
 if [ ! -f "$data/dataset_dict.json" ]; then
     echo "== 1/4 synthetic plates -> $data"
-    python -m dataset_scripts.build --source synthetic --output "$data" --num "$num" --layouts "$layouts" --seed 0
+    python -m dataset_scripts.build --source synthetic --output "$data" --num "$num" --layouts "${layouts[@]}" --seed 0
 else
     echo "== 1/4 synthetic plates: reusing $data"
 fi
@@ -33,20 +33,26 @@ python train_sft.py --config recipes/demo_cpu.yaml --dataset_name "$data" --outp
     --max_train_minutes "$minutes" --realdata_dir "$realdata"
 
 echo "== 3/4 evaluation, side by side"
-python eval.py --compare "$out/lpllm/final" "$out/crnn" --names LP-LLM CRNN-CTC --dataset_name "$data" \
+# Training evaluated LP-LLM's final model on the test split and the real crops into eval.py reports
+# ($out/lpllm/final_eval/); eval.py reuses them as they are (a report directory is not read again), falling back to
+# reading the model where a report is missing.
+lpllm_report() {
+    if [ -f "$out/lpllm/final_eval/$1/results.json" ]; then echo "$out/lpllm/final_eval/$1"; else echo "$out/lpllm/final"; fi
+}
+python eval.py --compare "$(lpllm_report test)" "$out/crnn" --names LP-LLM CRNN-CTC --dataset_name "$data" \
     --split test --output_dir "$out/report_synthetic" --overwrite
 if [ -d "$realdata" ]; then
     for set_dir in "$realdata"/*/; do
         [ -f "$set_dir/labels.csv" ] || continue
         name="$(basename "$set_dir")"
-        python eval.py --compare "$out/lpllm/final" "$out/crnn" --names LP-LLM CRNN-CTC --dataset_name "$set_dir" \
-            --output_dir "$out/report_real_$name" --overwrite
+        python eval.py --compare "$(lpllm_report "realdata_$name")" "$out/crnn" --names LP-LLM CRNN-CTC \
+            --dataset_name "$set_dir" --output_dir "$out/report_real_$name" --overwrite
     done
 else
     echo "(no real crops at $realdata: skipped)"
 fi
 
-python scripts/plot_training_curve.py "$out/lpllm"
+python scripts/plot_training_curve.py --run_dirs "$out/lpllm"
 
 echo "== 4/4 reading a few test plates with the pipeline"
 python scripts/read_samples.py --model "$out/lpllm/final" --dataset_name "$data" --num 8 --output_dir "$out/samples"

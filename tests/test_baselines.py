@@ -212,7 +212,7 @@ def test_augmented_training_draws_new_crops_every_epoch_and_is_seeded(plate_data
                     *options])  # fmt: skip
         return load_baseline(output), list(drawn)
 
-    augment = ["--augment_quad_jitter", "0.05,0.2", "--augment_shadow", "1.0,0.6", "--augment_warmup_epochs", "1"]
+    augment = ["--augment_quad_jitter", "0.05", "0.2", "--augment_shadow", "1.0", "0.6", "--augment_warmup_epochs", "1"]
     (plain_model, plain_config), plain_batches = train("plain")  # the same order of images: a separate generator
     (model, config), batches = train("augmented", *augment)
     (again, _), batches_again = train("again", *augment)
@@ -233,8 +233,9 @@ def test_augmented_training_draws_new_crops_every_epoch_and_is_seeded(plate_data
 
 @pytest.mark.parametrize(
     "options, message",
-    [(["--augment_shadow", "2,0.5"], "augment_shadow"), (["--augment_quad_jitter", "wide"], "augment_quad_jitter"),
-     (["--augment_warmup_epochs", "1"], "needs --augment_quad_jitter or --augment_shadow")],
+    [(["--augment_shadow", "2", "0.5"], "augment_shadow"),
+     (["--augment_quad_jitter", "0.6", "0.1"], "augment_quad_jitter"),
+     (["--augment_warmup_epochs", "1"], "`augment_warmup_epochs` needs an augmentation")],
 )
 def test_bad_baseline_augmentation_fails_before_any_output(plate_dataset, tmp_path, options, message):
     with pytest.raises(ValueError, match=message):

@@ -99,8 +99,14 @@ def test_cli_strict_exits_non_zero_naming_the_file(tmp_path):
 
 
 def test_cli_argument_errors(tmp_path, capsys):
-    assert build.main(["--source", "ccpd", "--output", str(tmp_path / "out"), "--quiet"]) == 1
-    assert "--input is required" in capsys.readouterr().err
+    # Wrong arguments exit 2 before any work, naming the field.
+    assert build.main(["--source", "ccpd", "--output", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "`input` is required for `source` ccpd" in capsys.readouterr().err
+    assert build.main(["--source", "synthetic", "--output", str(tmp_path / "out"), "--splits", "0.9", "0.1"]) == 2
+    assert "`splits` must be three" in capsys.readouterr().err
+    assert build.main(["--source", "synthetic", "--output", str(tmp_path / "out"), "--regions", "XX"]) == 2
+    assert "Cannot synthesise region(s) ['XX']" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
     assert (
         build.main(
             ["--source", "ccpd", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "out"), "--quiet"]
@@ -127,7 +133,8 @@ def test_cli_synthetic_multi_frame(tmp_path):
         "--seed",
         "5",
         "--regions",
-        "BR,EU",
+        "BR",
+        "EU",
         "--workers",
         "0",
         "--quiet",

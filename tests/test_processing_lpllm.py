@@ -217,3 +217,16 @@ def test_fixed_size_crops_get_the_image_processors_pixel_values_in_one_batched_p
     assert build_offline_processor().fixed_size_image_inputs(crops) is None  # no fixed size
     processor.image_processor.do_normalize = False
     assert processor.fixed_size_image_inputs(crops) is None
+
+
+def test_set_plate_options_sets_what_is_given_keeps_the_rest_and_names_a_bad_value():
+    processor = build_offline_processor(deskew_max_degrees=10, num_views=3)
+    processor.set_plate_options(rectify_plate=True)
+    assert (processor.deskew_max_degrees, processor.rectify_plate, processor.num_views) == (10, True, 3)
+    processor.set_plate_options(image_size=[128, 256], deskew_max_degrees=0, num_views=1)
+    assert (processor.image_size, processor.deskew_max_degrees, processor.num_views) == ([128, 256], 0, 1)
+    with pytest.raises(ValueError, match="num_views"):
+        processor.set_plate_options(num_views=0)
+    with pytest.raises(ValueError, match="deskew_max_degrees"):
+        processor.set_plate_options(deskew_max_degrees=90)
+    assert processor.num_views == 1 and processor.deskew_max_degrees == 0

@@ -38,40 +38,6 @@ def test_warms_up_by_steps_then_decays_over_the_wall_clock_budget():
     assert schedule.get_last_lr() == [pytest.approx(0.0)]
 
 
-def test_a_decay_fraction_holds_the_peak_rate_then_spans_the_cosine_over_the_rest_of_the_budget():
-    clock = FakeClock()
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    schedule = WallClockCosineSchedule(
-        optimizer, num_warmup_steps=0, budget_minutes=10, clock=clock, decay_fraction=0.3
-    )
-    clock.now += 6.9 * 60  # 69% of the budget: still at the peak, where a cosine over it all is at ~27%
-    assert learning_rate_after(schedule, optimizer) == pytest.approx(0.1)
-    clock.now += 1.6 * 60  # halfway through the last 30%
-    assert learning_rate_after(schedule, optimizer) == pytest.approx(0.05)
-    clock.now += 1.5 * 60
-    assert learning_rate_after(schedule, optimizer) == pytest.approx(0.0)
-
-
-def test_a_decay_fraction_of_one_is_the_cosine_over_the_whole_budget():
-    clocks = FakeClock(), FakeClock()
-    optimizers = [torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1) for _ in clocks]
-    plain = WallClockCosineSchedule(optimizers[0], num_warmup_steps=2, budget_minutes=10, clock=clocks[0])
-    whole = WallClockCosineSchedule(
-        optimizers[1], num_warmup_steps=2, budget_minutes=10, clock=clocks[1], decay_fraction=1.0
-    )
-    for _ in range(6):
-        for clock in clocks:
-            clock.now += 100
-        assert learning_rate_after(plain, optimizers[0]) == learning_rate_after(whole, optimizers[1])
-
-
-@pytest.mark.parametrize("decay_fraction", [0, -0.5, 1.5, True, "0.3"])
-def test_a_decay_fraction_outside_zero_to_one_is_rejected(decay_fraction):
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    with pytest.raises(ValueError, match="`budget_decay_fraction` must be in \\(0, 1\\]"):
-        WallClockCosineSchedule(optimizer, num_warmup_steps=0, budget_minutes=10, decay_fraction=decay_fraction)
-
-
 def test_a_budget_must_be_positive():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(ValueError, match="budget_minutes"):

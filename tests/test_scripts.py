@@ -27,7 +27,7 @@ def test_training_curve_is_plotted_and_tabulated(tmp_path, capsys):
         {"eval_exact_match": 0.5, "eval_cer": 0.2, "minutes": 2.0, "step": 40},
     ]
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
-    load_script("plot_training_curve").main([str(tmp_path)])
+    load_script("plot_training_curve").main(["--run_dirs", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "| 1.0 | 20 | 25.0 | 40.0 |" in printed and "| 2.0 | 40 | 50.0 | 20.0 |" in printed
     assert (tmp_path / "training_curve.png").stat().st_size > 0
@@ -41,19 +41,20 @@ def test_several_training_curves_are_compared_with_when_each_left_the_plateau(tm
         (tmp_path / name).mkdir()
         (tmp_path / name / "trainer_state.json").write_text(json.dumps({"log_history": history}))
     output = tmp_path / "curves.png"
-    script.main([str(tmp_path / "fast"), str(tmp_path / "slow"), "--names", "A", "B", "--output", str(output)])
+    runs = ["--run_dirs", str(tmp_path / "fast"), str(tmp_path / "slow")]
+    script.main([*runs, "--names", "A", "B", "--output", str(output)])
     printed = capsys.readouterr().out
     assert "| A | 2.0 | 90.0 at 3.0 min |" in printed and "| B | never | 40.0 at 3.0 min |" in printed
     assert output.stat().st_size > 0
-    with pytest.raises(SystemExit):  # argparse: two runs need --output; names must match the runs
-        script.main([str(tmp_path / "fast"), str(tmp_path / "slow")])
-    with pytest.raises(SystemExit):
-        script.main([str(tmp_path / "fast"), str(tmp_path / "slow"), "--names", "A", "--output", str(output)])
+    with pytest.raises(ValueError, match="`output` is needed"):  # two runs need --output
+        script.main(runs)
+    with pytest.raises(ValueError, match="`names` gives 1 names for 2 runs"):
+        script.main([*runs, "--names", "A", "--output", str(output)])
 
 
 def test_training_curve_without_a_log_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="trainer_state.json"):
-        load_script("plot_training_curve").main([str(tmp_path)])
+        load_script("plot_training_curve").main(["--run_dirs", str(tmp_path)])
 
 
 def test_learning_speed_probe_prints_a_curve_that_the_plot_script_reads(tmp_path, capsys, monkeypatch):
@@ -76,7 +77,7 @@ def test_learning_speed_probe_prints_a_curve_that_the_plot_script_reads(tmp_path
     monkeypatch.chdir(SCRIPTS.parent)
     load_script("probe_learning_speed", BENCHMARKS).main(
         ["--name", "tiny", "--dataset_name", str(tmp_path / "plates"), "--config", "recipes/models/lpllm_tiny.json",
-         "--image_size", "32x64", "--batch", "4", "--num_validation", "4", "--minutes", "0.02", "--every", "0.01"]
+         "--image_size", "32", "64", "--batch", "4", "--num_validation", "4", "--minutes", "0.02", "--every", "0.01"]
     )
     log = tmp_path / "tiny.log"
     log.write_text(capsys.readouterr().out)
@@ -103,7 +104,7 @@ def test_training_step_benchmark_compares_the_same_computation_in_every_set_up(t
     DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(tmp_path / "plates")
     monkeypatch.chdir(SCRIPTS.parent)
     tiny = ["--dataset_name", str(tmp_path / "plates"), "--config", "recipes/models/lpllm_tiny.json",
-            "--image_size", "32x64", "--batch", "4", "--steps", "1", "--rounds", "1"]  # fmt: skip
+            "--image_size", "32", "64", "--batch", "4", "--steps", "1", "--rounds", "1"]  # fmt: skip
     timings = load_script("bench_training_step", BENCHMARKS).main([*tiny, "--bf16", "always"])
     printed = capsys.readouterr().out
     assert list(timings) == [
@@ -139,7 +140,7 @@ def test_batch_preparation_benchmark_checks_its_set_ups_agree_and_times_them(tmp
         rows.append({"images": [image], "prompt": [messages[0]], "completion": [messages[1]]})
     DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(tmp_path / "plates")
     benchmark = load_script("bench_batch_preparation", BENCHMARKS)
-    arguments = ["--dataset_name", str(tmp_path / "plates"), "--image_size", "32x224", "--batch", "4",
+    arguments = ["--dataset_name", str(tmp_path / "plates"), "--image_size", "32", "224", "--batch", "4",
                  "--batches", "2", "--rounds", "1"]  # fmt: skip
     timings = benchmark.main(arguments)
     assert list(timings) == ["PIL jitter + image processor", "OpenCV jitter", "+ batched pixel values"]
@@ -178,7 +179,7 @@ def test_deskew_benchmark_times_the_three_preparations_and_counts_the_levelled_c
     ]
     DatasetDict({"test": Dataset.from_list(rows)}).save_to_disk(tmp_path / "plates")
     timings, levelled = load_script("bench_deskew", BENCHMARKS).main(
-        ["--dataset_name", str(tmp_path / "plates"), "--image_size", "32x224", "--rounds", "1"]
+        ["--dataset_name", str(tmp_path / "plates"), "--image_size", "32", "224", "--rounds", "1"]
     )
     assert list(timings) == ["off", "deskew_max_degrees=20", "deskew_max_degrees=20, rectify_plate"]
     assert all(ms > 0 for ms in timings.values())
@@ -195,7 +196,7 @@ def test_deskew_benchmark_sheet_shows_each_preparation_of_the_chosen_crops(tmp_p
 
     rows = [{"images": [plate_crop(tilt)], "degradation": "perspective" if tilt else "none"} for tilt in (0, 12, -9)]
     DatasetDict({"test": Dataset.from_list(rows)}).save_to_disk(tmp_path / "plates")
-    arguments = ["--dataset_name", str(tmp_path / "plates"), "--image_size", "32x224", "--rounds", "1"]
+    arguments = ["--dataset_name", str(tmp_path / "plates"), "--image_size", "32", "224", "--rounds", "1"]
     load_script("bench_deskew", BENCHMARKS).main([*arguments, "--sheet", str(tmp_path / "sheet.png")])
     sheet = np.asarray(Image.open(tmp_path / "sheet.png").convert("RGB")).astype(int)
     assert sheet.shape == (2 * 32 + 6, 3 * 224 + 2 * 6, 3)  # two perspective crops, three preparations

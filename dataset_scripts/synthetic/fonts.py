@@ -115,7 +115,7 @@ def find_fonts(need_cjk: bool = True) -> FontSet:
             raise FontNotFoundError(
                 "No CJK font with the Chinese province characters found (WenQuanYi Micro Hei or Noto Sans CJK; "
                 f"looked at {cjk_candidates()}). Chinese plates cannot be rendered: {INSTALL_HINT}; "
-                "or render other regions only (--regions BR,AR,EU,US)."
+                "or render other regions only (--regions BR AR EU US)."
             )
     return FontSet(latin=latin, cjk=cjk)
 

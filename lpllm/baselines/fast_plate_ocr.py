@@ -3,7 +3,7 @@
 
 1. Export the train and validation splits in its annotation format, with a plate config matching our labels:
 
-       python -m baselines.fast_plate_ocr --dataset_name data/ccpd_blur --output_dir fpo_data
+       lpllm export-fast-plate-ocr --dataset_name data/ccpd_blur --output_dir fpo_data
 
 2. Train and export to ONNX with its CLI (`fpo_data/TRAINING.md` has the exact commands; the model config YAML comes
    from fast-plate-ocr's repository, e.g. `models/cct_s_v2.yaml`); the epoch budget is yours to state.
@@ -12,14 +12,15 @@
        python eval.py --model_name_or_path fpo_runs/<timestamp> --dataset_name data/ccpd_blur --output_dir reports/fpo
 """
 
-import argparse
 import csv
 import io
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from trl import TrlParser
 
 from lpllm.evaluation.data import load_eval_data
 from lpllm.evaluation.normalization import PlateNormalizer
@@ -179,15 +180,34 @@ class FastPlateOCRRecognizer:
         return description
 
 
+@dataclass
+class ExportArguments:
+    """Arguments of `lpllm export-fast-plate-ocr` / `python -m lpllm.baselines.fast_plate_ocr`."""
+
+    dataset_name: str = field(metadata={"help": "A dataset_scripts.build output dir with a train split."})
+    output_dir: str = field(metadata={"help": "Where the export (images, annotations.csv, plate config) goes."})
+    charset: str = field(
+        default=DEFAULT_PLATE_CHARSET, metadata={"help": "Allowed label characters; rows with others are left out."}
+    )
+    img_height: int = field(default=64, metadata={"help": "Input height of the fast-plate-ocr model."})
+    img_width: int = field(default=128, metadata={"help": "Input width of the fast-plate-ocr model."})
+    overwrite: bool = field(default=False, metadata={"help": "Write into a non-empty output dir."})
+
+    def __post_init__(self):
+        for name in ("img_height", "img_width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive number of pixels, got {value!r}.")
+        if PAD_CHAR in self.charset:
+            raise ValueError(f"`charset` must not contain fast-plate-ocr's pad character {PAD_CHAR!r}.")
+
+
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description="Export a dataset's train/validation splits for fast-plate-ocr.")
-    parser.add_argument("--dataset_name", required=True)
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--charset", default=DEFAULT_PLATE_CHARSET)
-    parser.add_argument("--img_height", type=int, default=64)
-    parser.add_argument("--img_width", type=int, default=128)
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
+    description = (
+        "Export a dataset's train/validation splits for fast-plate-ocr's own CLI. Options also come from a YAML "
+        "file: --config FILE.yaml."
+    )
+    (args,) = TrlParser(ExportArguments, description=description).parse_args_and_config(argv)
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     return export_dataset(
         args.dataset_name, args.output_dir, args.charset, args.img_height, args.img_width, args.overwrite

@@ -9,7 +9,7 @@ a stated time budget, and saves a checkpoint that eval.py evaluates:
         --output_dir reports/table1
 
 `--deskew_max_degrees 20 --rectify_plate` prepares the crops as LP-LLM's processor does, and `--augment_quad_jitter
-0.05,0.2 --augment_shadow 0.3,0.6 --augment_warmup_epochs 1` augments them as LP-LLM's CPU recipe does (off by
+0.05 0.2 --augment_shadow 0.3 0.6 --augment_warmup_epochs 1` augments them as LP-LLM's CPU recipe does (off by
 default: the baseline of the comparisons trains on the plain crops).
 
 Folders of crops (`labels.csv`, e.g. ../shared/realdata) have no train split and are refused: they are for
@@ -17,21 +17,24 @@ evaluation only. The budget actually used (steps, epochs, minutes, device) is sa
 every report that includes the model. An existing non-empty output dir is refused unless `--overwrite` is given.
 """
 
-import argparse
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import datasets
 import torch
+from trl import TrlParser
 
 from lpllm.evaluation.data import LABELS_FILE, load_eval_data
 from lpllm.evaluation.normalization import PlateNormalizer
 from lpllm.evaluation.outputs import prepare_output_dir
 from lpllm.evaluation.recognizers import pick_device
-from lpllm.training.arguments import parse_quad_jitter, parse_shadow
+from lpllm.training.arguments import check_augment_quad_jitter, check_augment_shadow
 from lpllm.training.augmentation import plate_augmentation
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
+from modeling_lpllm.deskew import check_max_degrees
 
 from .checkpoint import ARCHITECTURES, BaselineConfig, build_model, save_baseline
 from .ctc import CTCCodec
@@ -41,56 +44,94 @@ from .training import TrainingSettings, sequence_accuracy, train_ctc
 logger = logging.getLogger("baselines.train")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES))
-    parser.add_argument("--dataset_name", required=True, help="A dataset_scripts.build output dir with a train split.")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--max_minutes", type=float, default=10.0, help="Wall-clock training budget.")
-    parser.add_argument("--max_steps", type=int, help="Optional step budget (whichever comes first).")
-    parser.add_argument("--max_epochs", type=int, help="Optional epoch budget (whichever comes first).")
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--charset", default=DEFAULT_PLATE_CHARSET, help="Output characters of the reader.")
-    parser.add_argument(
-        "--deskew_max_degrees",
-        type=float,
+@dataclass
+class BaselineTrainingArguments:
+    """Arguments of `lpllm train-baseline` / `python -m lpllm.baselines.train`."""
+
+    arch: Literal[tuple(sorted(ARCHITECTURES))] = field(metadata={"help": "The reader to train."})
+    dataset_name: str = field(metadata={"help": "A dataset_scripts.build output dir with a train split."})
+    output_dir: str = field(metadata={"help": "Where the checkpoint is saved."})
+    max_minutes: float = field(default=10.0, metadata={"help": "Wall-clock training budget."})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "Step budget, whichever of the budgets comes first (None: no step budget)."}
+    )
+    max_epochs: int | None = field(
+        default=None, metadata={"help": "Epoch budget, whichever of the budgets comes first (None: no epoch budget)."}
+    )
+    batch_size: int = field(default=64, metadata={"help": "Training batch size."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
+    seed: int = field(default=0, metadata={"help": "Seeds the weights, the batches and the augmentations."})
+    charset: str = field(default=DEFAULT_PLATE_CHARSET, metadata={"help": "Output characters of the reader."})
+    deskew_max_degrees: float = field(
         default=0.0,
-        help="Level crops tilted by up to this many degrees before resizing, in training and (saved with the "
-        "checkpoint) in reading: LP-LLM's processor option, for a like-for-like comparison. 0: off.",
+        metadata={"help": "Level crops tilted by up to this many degrees before resizing, in training and (saved with "
+        "the checkpoint) in reading: LP-LLM's processor option, for a like-for-like comparison. 0: off."},
     )
-    parser.add_argument(
-        "--rectify_plate",
-        action="store_true",
-        help="Trim crops to the plate and undo its keystone before resizing, after any levelling, in training and "
-        "(saved with the checkpoint) in reading: LP-LLM's processor option, for a like-for-like comparison.",
+    rectify_plate: bool = field(
+        default=False,
+        metadata={"help": "Trim crops to the plate and undo its keystone before resizing, after any levelling, in "
+        "training and (saved with the checkpoint) in reading: LP-LLM's processor option, for a like-for-like "
+        "comparison."},
     )
-    parser.add_argument(
-        "--augment_quad_jitter",
-        help="`H,V` (e.g. `0.05,0.2`): every time a training image is drawn, move each corner of its levelled crop "
-        "by up to H of its width and V of its height and resample (LP-LLM's `--augment_quad_jitter`). Default: off.",
+    augment_quad_jitter: list[float] | None = field(
+        default=None,
+        metadata={"help": "`H V` (e.g. `0.05 0.2`): every time a training image is drawn, move each corner of its "
+        "levelled crop by up to H of its width and V of its height and resample (LP-LLM's `augment_quad_jitter`). "
+        "None: off."},
     )
-    parser.add_argument(
-        "--augment_shadow",
-        help="`P,DARKENING` (e.g. `0.3,0.6`): with probability P, darken a random polygon of a training crop by up "
-        "to DARKENING (LP-LLM's `--augment_shadow`). Default: off.",
+    augment_shadow: list[float] | None = field(
+        default=None,
+        metadata={"help": "`P DARKENING` (e.g. `0.3 0.6`): with probability P, darken a random polygon of a training "
+        "crop by up to DARKENING (LP-LLM's `augment_shadow`). None: off."},
     )
-    parser.add_argument(
-        "--augment_warmup_epochs",
-        type=int,
+    augment_warmup_epochs: int = field(
         default=0,
-        help="The augmentations start at zero strength in the first epoch and reach full strength at this epoch "
-        "(LP-LLM's `--augment_warmup_epochs`). 0: full strength from the start.",
+        metadata={"help": "The augmentations start at zero strength in the first epoch and reach full strength at "
+        "this epoch (LP-LLM's `augment_warmup_epochs`). 0: full strength from the start."},
     )
-    parser.add_argument(
-        "--validation_split", default="validation", help="Split for the end-of-training accuracy check."
+    validation_split: str = field(
+        default="validation", metadata={"help": "Split for the end-of-training accuracy check, when present."}
     )
-    parser.add_argument("--max_samples", type=int, help="Use only the first N training rows.")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu).")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--log_level", default="INFO")
-    return parser
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training rows (None: all)."}
+    )
+    device: str | None = field(
+        default=None, metadata={"help": "torch device (None: cuda if available, else cpu)."}
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Write into a non-empty output dir."})
+    log_level: str = field(default="INFO", metadata={"help": "Logging level (DEBUG, INFO, WARNING, ...)."})
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"`arch` must be one of {', '.join(sorted(ARCHITECTURES))}, got {self.arch!r}.")
+        for name in ("max_steps", "max_epochs", "batch_size", "max_samples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        for name in ("max_minutes", "learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)!r}.")
+        self.deskew_max_degrees = check_max_degrees(self.deskew_max_degrees)
+        self.augment_quad_jitter = check_augment_quad_jitter(self.augment_quad_jitter)
+        self.augment_shadow = check_augment_shadow(self.augment_shadow)
+        if isinstance(self.augment_warmup_epochs, bool) or self.augment_warmup_epochs < 0:
+            raise ValueError(f"`augment_warmup_epochs` must be an integer >= 0, got {self.augment_warmup_epochs!r}.")
+        if self.augment_warmup_epochs and self.augment_quad_jitter is None and self.augment_shadow is None:
+            raise ValueError(
+                "`augment_warmup_epochs` needs an augmentation (`augment_quad_jitter` or `augment_shadow`)."
+            )
+        if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
+            raise ValueError(f"`log_level` must be a logging level such as INFO or WARNING, got {self.log_level!r}.")
+
+
+def parse_arguments(argv: list[str] | None = None) -> BaselineTrainingArguments:
+    """The command line (and any `--config` YAML file) as `BaselineTrainingArguments`."""
+    description = (
+        "Train a CTC reference reader (CRNN or LPRNet) on the train split of a dataset_scripts.build dataset, within a "
+        "stated budget. Options also come from a YAML file: --config FILE.yaml."
+    )
+    (args,) = TrlParser(BaselineTrainingArguments, description=description).parse_args_and_config(argv)
+    return args
 
 
 def _check_trainable_dataset(path: Path) -> list[str]:
@@ -110,15 +151,11 @@ def _check_trainable_dataset(path: Path) -> list[str]:
     return sorted(loaded)
 
 
-def training_augmentation(args, input_size: tuple[int, int]):
-    """`(augment, description)` from the `--augment_*` options: a shadow (if any) then the corner jitter, which
+def training_augmentation(args: BaselineTrainingArguments, input_size: tuple[int, int]):
+    """`(augment, description)` from the `augment_*` options: a shadow (if any) then the corner jitter, which
     resamples the levelled crop to `input_size`; `(None, "none")` when both are off."""
-    quad_jitter, shadow = parse_quad_jitter(args.augment_quad_jitter), parse_shadow(args.augment_shadow)
-    if args.augment_warmup_epochs < 0:
-        raise ValueError(f"--augment_warmup_epochs must be an integer >= 0, got {args.augment_warmup_epochs}.")
+    quad_jitter, shadow = args.augment_quad_jitter, args.augment_shadow
     if quad_jitter is None and shadow is None:
-        if args.augment_warmup_epochs:
-            raise ValueError("--augment_warmup_epochs needs --augment_quad_jitter or --augment_shadow.")
         return None, "none"
     parts = []
     if shadow is not None:
@@ -131,8 +168,7 @@ def training_augmentation(args, input_size: tuple[int, int]):
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = build_parser().parse_args(argv)
-    # Bad augmentation settings fail before any output is written.
+    args = parse_arguments(argv)
     augment, augmentation = training_augmentation(args, ARCHITECTURES[args.arch].input_size)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     dataset_path = Path(args.dataset_name)

@@ -6,7 +6,9 @@
     lpllm train-baseline ...        # = python -m lpllm.baselines.train ...
     lpllm export-fast-plate-ocr ... # = python -m lpllm.baselines.fast_plate_ocr ...
 
-`lpllm COMMAND --help` lists every option of COMMAND with its default.
+`lpllm COMMAND --help` lists every option of COMMAND with its default. Every command parses its options the TRL way
+(argument dataclasses, `trl.TrlParser`), so `--config FILE.yaml` gives any of them as YAML keys; options given on
+the command line win.
 """
 
 import importlib
@@ -25,7 +27,8 @@ COMMANDS = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: lpllm COMMAND [OPTIONS]   (lpllm COMMAND --help for its options)", "", "commands:"]
+    lines = ["usage: lpllm COMMAND [--config FILE.yaml] [OPTIONS]   (lpllm COMMAND --help: its options)", ""]
+    lines.append("commands:")
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -41,7 +44,13 @@ def main(argv: list[str] | None = None):
         print(f"lpllm: unknown command {command!r}.\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[command][0])
-    return module.main(rest)
+    # The commands' parsers name the program after sys.argv[0], so their usage and errors read `lpllm COMMAND`.
+    program = sys.argv[:1]
+    sys.argv[:1] = [f"lpllm {command}"]
+    try:
+        return module.main(rest)
+    finally:
+        sys.argv[:1] = program
 
 
 def console_main() -> int:

@@ -1,16 +1,21 @@
 """`lpllm eval` / `python eval.py`: evaluates plate readers on one dataset into reports, tables and plots (usage in
 eval.py's docstring and the README)."""
 
-import argparse
 import json
 import logging
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from trl import TrlParser
 
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
-from ..evaluation import PLATE_METRICS_SCRIPT
+from ..evaluation.normalization import DEFAULT_SEPARATORS, PlateNormalizer, parse_region_maps
+from ..evaluation.outputs import prepare_output_dir
+from ..evaluation.tables import ablation_table, comparison_table
 
 
 COMPARISON_FILE = "comparison.md"
@@ -20,73 +25,132 @@ MODEL_MARKERS = ("config.json", "adapter_config.json", "baseline_config.json", "
 logger = logging.getLogger("eval")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+@dataclass
+class EvalArguments:
+    """Arguments of `lpllm eval` / `python eval.py`: one of `model_name_or_path`, `compare` and `ablation_table` says
+    what to evaluate; the rest say on what data, how labels are compared and how the reports are written."""
+
+    output_dir: str = field(
+        metadata={"help": "Where the report (or the table and one report per evaluated model) is written."}
     )
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--model_name_or_path", help="LP-LLM / Qwen3-VL checkpoint dir or Hub id, or a baseline dir.")
-    mode.add_argument("--compare", nargs="+", metavar="PATH", help="Models or report dirs for Table 1.")
-    mode.add_argument(
-        "--ablation_table", nargs="+", metavar="PATH", help="Models or report dirs for Table 2 (A, B, ...)."
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Evaluate one model: an LP-LLM / Qwen3-VL checkpoint dir or Hub id, or a baseline dir."},
     )
-    parser.add_argument(
-        "--names", nargs="+", help="Row names for --compare / --ablation_table (default: dir names / A, B, ...)."
+    compare: list[str] | None = field(
+        default=None,
+        metadata={"help": "The paper's Table 1: models or report dirs (the results.json of a past run) side by side."},
     )
-    parser.add_argument(
-        "--dataset_name", help="dataset_scripts.build output dir, folder with labels.csv, or CSV file."
+    ablation_table: list[str] | None = field(
+        default=None, metadata={"help": "The paper's Table 2: models or report dirs, one per ablation (A, B, ...)."}
     )
-    parser.add_argument("--split", default="test", help="Split of a saved DatasetDict (default: test).")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument(
-        "--overwrite", action="store_true", help="Write into a non-empty output dir, replacing reports."
+    names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Row names for `compare` / `ablation_table`, one per path (None: dir names / A, B, ...)."},
     )
-    parser.add_argument("--max_samples", type=int, help="Evaluate only the first N rows.")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu).")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    parser.add_argument("--max_new_tokens", type=int, default=16)
-    parser.add_argument(
-        "--num_views",
-        type=int,
-        help="Read each plate from this many views of its crop (the crop and fixed corner jitters, averaged; "
-        "default: an LP-LLM checkpoint's processor's num_views, else 1). Give the same number to every model compared.",
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A `dataset_scripts.build` output dir, a folder with labels.csv, or a CSV file. Needed to "
+        "evaluate a model (not to tabulate saved reports)."},
     )
-    parser.add_argument("--prompt", help="Instruction for VLMs (default: the dataset's prompt, else DEFAULT_PROMPT).")
-    parser.add_argument(
-        "--answer_extraction",
+    split: str = field(default="test", metadata={"help": "Split of a saved DatasetDict."})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Write into a non-empty output dir, replacing the report files."}
+    )
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate only the first N rows (None: all)."}
+    )
+    batch_size: int = field(default=8, metadata={"help": "Plates read per batch."})
+    device: str | None = field(
+        default=None, metadata={"help": "torch device (None: cuda if available, else cpu)."}
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        default="auto", metadata={"help": "Weights' dtype of a Qwen3-VL-family model."}
+    )
+    max_new_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Generation length cap of a Qwen3-VL-family model (None: the model's saved "
+        "generation_config value)."},
+    )
+    num_views: int | None = field(
+        default=None,
+        metadata={"help": "Read each plate from this many views of its crop (the crop and fixed corner jitters, "
+        "averaged). None: an LP-LLM checkpoint's processor's num_views, else 1. Give the same number to every "
+        "model compared."},
+    )
+    prompt: str | None = field(
+        default=None, metadata={"help": "Instruction for VLMs (None: the dataset's prompt, else DEFAULT_PROMPT)."}
+    )
+    answer_extraction: Literal["auto", "none", "plate"] = field(
         default="auto",
-        choices=["auto", "none", "plate"],
-        help="'plate' keeps the longest plate-like run of a free-form answer; 'auto' does so for stock Qwen3-VL only.",
+        metadata={"help": "'plate' keeps the longest plate-like run of a free-form answer; 'auto' does so for stock "
+        "Qwen3-VL only."},
     )
-    norm = parser.add_argument_group("label normalisation (applied to labels and predictions alike)")
-    norm.add_argument("--case_sensitive", action="store_true", help="Do not upper-case before comparing.")
-    norm.add_argument(
-        "--separators", default=None, help="Characters removed before comparing (default: ' -_.·•:/|\\t')."
+    case_sensitive: bool = field(
+        default=False, metadata={"help": "Label normalisation: do not upper-case labels and predictions."}
     )
-    norm.add_argument(
-        "--region_map", action="append", metavar="REGION:A=B[,C=D]", help="Extra region rule, e.g. CN:O=0,I=1."
+    separators: str = field(
+        default=DEFAULT_SEPARATORS,
+        metadata={"help": "Label normalisation: characters removed from labels and predictions before comparing."},
     )
-    norm.add_argument("--no_default_region_maps", action="store_true", help="Drop the default US O->0 rule.")
-    norm.add_argument(
-        "--charset",
+    region_map: list[str] | None = field(
+        default=None,
+        metadata={"help": "Label normalisation: extra region rules `REGION:A=B[,C=D]`, e.g. `CN:O=0,I=1 BR:O=0`."},
+    )
+    no_default_region_maps: bool = field(
+        default=False, metadata={"help": "Label normalisation: drop the default US O->0 rule."}
+    )
+    charset: str = field(
         default=DEFAULT_PLATE_CHARSET,
-        help="Allowed label characters; labels with others are excluded ('' = any).",
+        metadata={"help": "Allowed label characters; labels with others are excluded ('' = any)."},
     )
-    bench = parser.add_argument_group("efficiency")
-    bench.add_argument("--latency_runs", type=int, default=20, help="Timed batch-1 reads (0 = skip latency).")
-    bench.add_argument("--latency_warmup", type=int, default=3)
-    parser.add_argument("--top_k_confusions", type=int, default=20)
-    parser.add_argument("--log_level", default="INFO")
-    return parser
+    latency_runs: int = field(default=20, metadata={"help": "Timed batch-1 reads (0 = skip latency)."})
+    latency_warmup: int = field(default=3, metadata={"help": "Untimed batch-1 reads before the timed ones."})
+    top_k_confusions: int = field(default=20, metadata={"help": "Character confusions listed in the report."})
+    log_level: str = field(default="INFO", metadata={"help": "Logging level (DEBUG, INFO, WARNING, ...)."})
+
+    def __post_init__(self):
+        modes = [name for name in ("model_name_or_path", "compare", "ablation_table") if getattr(self, name)]
+        if len(modes) != 1:
+            raise ValueError(
+                "Give exactly one of `model_name_or_path` (one model), `compare` (Table 1) or `ablation_table` "
+                f"(Table 2); got {', '.join(modes) if modes else 'none'}."
+            )
+        if self.model_name_or_path and not self.dataset_name:
+            raise ValueError("`dataset_name` is required to evaluate a model: a dataset dir, crop folder or CSV file.")
+        if self.names is not None:
+            paths = self.compare or self.ablation_table
+            if paths is None:
+                raise ValueError("`names` names the rows of `compare` / `ablation_table`: give one of them.")
+            if len(self.names) != len(paths):
+                raise ValueError(f"`names` has {len(self.names)} entries for {len(paths)} paths: give one per path.")
+        for name in ("batch_size", "max_new_tokens", "num_views", "max_samples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        for name in ("latency_runs", "latency_warmup", "top_k_confusions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be an integer >= 0, got {value!r}.")
+        if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
+            raise ValueError(f"`log_level` must be a logging level such as INFO or WARNING, got {self.log_level!r}.")
+        try:
+            parse_region_maps(self.region_map)
+        except ValueError as error:
+            raise ValueError(f"`region_map`: {error}") from error
 
 
-def _normalizer(args):
-    from lpllm.evaluation.normalization import DEFAULT_SEPARATORS, PlateNormalizer, parse_region_maps
+def parse_arguments(argv: list[str] | None = None) -> EvalArguments:
+    """The command line (and any `--config` YAML file) as `EvalArguments`; a ValueError for a bad combination."""
+    description = __doc__.split("\n\n")[0] + " Options also come from a YAML file: --config FILE.yaml."
+    (args,) = TrlParser(EvalArguments, description=description).parse_args_and_config(argv)
+    return args
 
+
+def _normalizer(args: EvalArguments) -> PlateNormalizer:
     return PlateNormalizer(
         uppercase=not args.case_sensitive,
-        separators=DEFAULT_SEPARATORS if args.separators is None else args.separators,
+        separators=args.separators,
         region_maps=parse_region_maps(args.region_map, use_defaults=not args.no_default_region_maps),
     )
 
@@ -123,14 +187,12 @@ class _Evaluator:
     """Loads the data and the metric once and evaluates any number of models with them."""
 
     def __init__(self, args):
-        import evaluate
-
-        from lpllm.evaluation.evaluation import EvalSettings
+        from lpllm.evaluation.evaluation import EvalSettings, load_plate_metric
 
         self.args = args
         self.normalizer = _normalizer(args)
         self.charset = args.charset or None
-        self.metric = evaluate.load(str(PLATE_METRICS_SCRIPT))
+        self.metric = load_plate_metric()
         self.settings = EvalSettings(
             batch_size=args.batch_size,
             latency_runs=args.latency_runs,
@@ -145,16 +207,17 @@ class _Evaluator:
 
         if self._data is None:
             if not self.args.dataset_name:
-                raise ValueError("--dataset_name is required to evaluate a model.")
+                raise ValueError(
+                    "`dataset_name` is required to evaluate a model: a dataset dir, crop folder or CSV file."
+                )
             self._data = load_eval_data(
                 self.args.dataset_name, self.args.split, self.normalizer, self.charset, self.args.max_samples
             )
         return self._data
 
     def evaluate(self, model_path: str, output_dir: Path) -> dict:
-        from lpllm.evaluation.evaluation import evaluate_recognizer
+        from lpllm.evaluation.evaluation import evaluate_to_report
         from .recognizers import load_recognizer
-        from lpllm.evaluation.report import write_report
 
         data = self.data  # fail on a bad dataset before spending time loading a model
         recognizer = load_recognizer(
@@ -167,19 +230,15 @@ class _Evaluator:
             charset=self.args.charset or DEFAULT_PLATE_CHARSET,
             num_views=self.args.num_views,
         )
-        results, rows = evaluate_recognizer(
-            recognizer, data, self.metric, self.normalizer, self.settings, self.charset
+        return evaluate_to_report(
+            recognizer, data, output_dir, self.metric, self.normalizer, self.settings, self.charset,
+            command=self.args.command,
         )
-        results["command"] = self.args.command
-        write_report(output_dir, results, rows)
-        return results
 
 
 def _run_table(args, paths: list[str], output_dir: Path, render, table_file: str) -> str:
     from lpllm.evaluation.outputs import atomic_write_json, atomic_write_text
 
-    if args.names and len(args.names) != len(paths):
-        raise ValueError(f"--names has {len(args.names)} entries for {len(paths)} paths.")
     evaluator, taken, results_list = None, set(), []
     for path in paths:
         saved = _saved_results(Path(path))
@@ -211,15 +270,9 @@ def _run_table(args, paths: list[str], output_dir: Path, render, table_file: str
 
 def main(argv: list[str] | None = None) -> dict | str:
     """Runs the command line; returns the results of a single evaluation, or the rendered table."""
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     args.command = ["eval.py", *(sys.argv[1:] if argv is None else argv)]
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    from lpllm.evaluation.outputs import prepare_output_dir
-    from lpllm.evaluation.tables import ablation_table, comparison_table
-
-    for option in ("batch_size", "max_new_tokens", "num_views"):
-        if getattr(args, option) is not None and getattr(args, option) < 1:
-            raise SystemExit(f"--{option} must be at least 1.")
     output_dir = prepare_output_dir(args.output_dir, overwrite=args.overwrite)
     if args.model_name_or_path:
         results = _Evaluator(args).evaluate(args.model_name_or_path, output_dir)

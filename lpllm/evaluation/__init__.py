@@ -8,8 +8,10 @@ Importing this package loads no model and touches no file; each submodule holds 
 - `normalization`: `PlateNormalizer`, the explicit label normalisation rules.
 - `metrics`: accuracy, CER, NED, partial matches, per-position and length accuracy, confusions, breakdowns.
 - `data`: `load_eval_data` for `dataset_scripts.build` outputs and folders/CSVs of crops.
-- `recognizers`: `VisionLanguageRecognizer` and its loader for LP-LLM / Qwen3-VL checkpoints.
-- `evaluation`: `evaluate_recognizer`, one reader over one dataset -> the `results.json` payload.
+- `recognizers`: `VisionLanguageRecognizer` (`modeling_lpllm.read_plates`, the pipeline's reader) and its loader
+  for LP-LLM / Qwen3-VL checkpoints.
+- `evaluation`: `evaluate_recognizer`, one reader over one dataset -> the `results.json` payload;
+  `evaluate_to_report` also writes the report directory (eval.py and a training run's final evaluation).
 - `efficiency`, `tables`, `plots`, `report`, `outputs`: measurements, Markdown tables, figures, report files,
   atomic file writing.
 """

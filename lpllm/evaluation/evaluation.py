@@ -1,17 +1,24 @@
-"""Runs one reader over one dataset and assembles the `results.json` payload."""
+"""Runs one reader over one dataset and assembles the `results.json` payload; `evaluate_to_report` also writes the
+report directory. `eval.py` and the final evaluation of a training run both go through here."""
 
 import datetime
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+import evaluate
 import torch
 from tqdm.auto import tqdm
+
+from . import PLATE_METRICS_SCRIPT
+from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
 from .data import EvalData
 from .efficiency import count_parameters, describe_device, measure_latency, throughput_from_batches
 from .normalization import PlateNormalizer
-from .report import prediction_rows
+from .outputs import prepare_output_dir
+from .report import prediction_rows, write_report
 
 
 logger = logging.getLogger(__name__)
@@ -32,6 +39,11 @@ class EvalSettings:
     latency_runs: int = 20
     latency_warmup: int = 3
     top_k_confusions: int = 20
+
+
+def load_plate_metric():
+    """The plate metrics as a local `evaluate` module (`plate_metrics.py`, from a checkout or a wheel; no Hub)."""
+    return evaluate.load(str(PLATE_METRICS_SCRIPT))
 
 
 def read_all(recognizer, samples, batch_size: int) -> tuple[list[str], list[tuple[int, float]]]:
@@ -125,4 +137,40 @@ def evaluate_recognizer(
     return results, prediction_rows(samples, raw_predictions, predictions)
 
 
-__all__ = ["EvalSettings", "evaluate_recognizer", "read_all"]
+def evaluate_to_report(
+    recognizer,
+    data: EvalData,
+    output_dir: str | Path,
+    metric=None,
+    normalizer: PlateNormalizer | None = None,
+    settings: EvalSettings | None = None,
+    charset: str | None = DEFAULT_PLATE_CHARSET,
+    command: list[str] | None = None,
+    overwrite: bool = True,
+) -> dict:
+    """`evaluate_recognizer`, then the report (`write_report`) in `output_dir`, which `eval.py --compare` reuses as
+    it is. Defaults are eval.py's: the plate metric, `PlateNormalizer()`, `EvalSettings()`, `DEFAULT_PLATE_CHARSET`.
+
+    Args:
+        data: loaded with the same `normalizer` and `charset` (`load_eval_data`).
+        command: the command line recorded in `results.json`.
+        overwrite: replace the reports of an earlier run in `output_dir` (`prepare_output_dir`).
+
+    Returns:
+        The results written to `results.json`.
+    """
+    output_dir = prepare_output_dir(output_dir, overwrite=overwrite)
+    results, rows = evaluate_recognizer(
+        recognizer,
+        data,
+        metric if metric is not None else load_plate_metric(),
+        normalizer if normalizer is not None else PlateNormalizer(),
+        settings if settings is not None else EvalSettings(),
+        charset,
+    )
+    results["command"] = command
+    write_report(output_dir, results, rows)
+    return results
+
+
+__all__ = ["EvalSettings", "evaluate_recognizer", "evaluate_to_report", "load_plate_metric", "read_all"]

@@ -13,16 +13,13 @@ import re
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from transformers import LogitsProcessorList
-
-from modeling_lpllm import DEFAULT_PLATE_CHARSET, DEFAULT_PROMPT, LPLLMProcessor, plate_messages
-from modeling_lpllm.plate_views import ViewAveragingLogitsProcessor, check_num_views
+from modeling_lpllm import DEFAULT_PLATE_CHARSET, LPLLMProcessor
+from modeling_lpllm.plate_reading import read_plates, resolve_max_new_tokens, resolve_num_views
 
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_NEW_TOKENS = 16
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -45,10 +42,13 @@ def extract_plate_text(text: str, charset: str = DEFAULT_PLATE_CHARSET) -> str:
 
 
 class VisionLanguageRecognizer:
-    """Reads plates with a Qwen3-VL-family model (LP-LLM or stock): greedy generation on left-padded batches.
+    """Reads plates with a Qwen3-VL-family model (LP-LLM or stock) through `modeling_lpllm.read_plates`, the
+    pipeline's reader: greedy generation on left-padded batches.
 
     `num_views` > 1 reads each plate from that many views of its crops (`LPLLMProcessor.plate_views`, their
-    next-token log-probabilities averaged); None takes the processor's `num_views` (1 when it has none)."""
+    next-token log-probabilities averaged); None takes the processor's `num_views` (1 when it has none).
+    `max_new_tokens` None takes the model's `generation_config.max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it
+    has none)."""
 
     def __init__(
         self,
@@ -56,7 +56,7 @@ class VisionLanguageRecognizer:
         processor,
         name: str,
         device: torch.device,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        max_new_tokens: int | None = None,
         prompt: str | None = None,
         extract_plate: bool = False,
         charset: str = DEFAULT_PLATE_CHARSET,
@@ -68,17 +68,11 @@ class VisionLanguageRecognizer:
         self.name = name
         self.path = path
         self.device = device
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = resolve_max_new_tokens(model.generation_config, max_new_tokens)
         self.prompt = prompt
         self.extract_plate = extract_plate
         self.charset = charset
-        self.num_views = check_num_views(getattr(processor, "num_views", 1) if num_views is None else num_views)
-        if self.num_views > 1 and not hasattr(processor, "plate_views"):
-            raise ValueError(
-                f"num_views={self.num_views} needs an LP-LLM processor with `plate_views`; the processor of {name} "
-                "(a stock one, or LP-LLM code saved before views existed) has none. Read it with num_views=1, or "
-                "re-save the checkpoint with this package."
-            )
+        self.num_views = resolve_num_views(processor, num_views)
         config = model.config
         self.model_type = config.model_type
         self.cmrm_enabled = bool(getattr(config, "cmrm_enabled", False)) and self.model_type == "lpllm"
@@ -87,43 +81,11 @@ class VisionLanguageRecognizer:
         else:
             self.paradigm = "VLM"
 
-    @torch.inference_mode()
     def read(self, batch: list[list], prompts: list[str | None] | None = None) -> list[str]:
-        prompts = prompts or [None] * len(batch)
-        texts = [
-            self.processor.apply_chat_template(
-                plate_messages(self.prompt or prompt or DEFAULT_PROMPT, num_images=len(images)),
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            for images, prompt in zip(batch, prompts)
-        ]
-        views = self.num_views
-        if views > 1:  # each sample `views` times in consecutive rows, each time with its frames' next view
-            frame_views = [[self.processor.plate_views([frame], views) for frame in images] for images in batch]
-            batch = [[frame[view] for frame in frames] for frames in frame_views for view in range(views)]
-            texts = [text for text in texts for _ in range(views)]
-        flat_images = [image for images in batch for image in images]
-        # Left padding keeps every prompt's last token at the end, so batched greedy decoding equals one-by-one.
-        inputs = self.processor(
-            images=flat_images, text=texts, padding=True, padding_side="left", return_tensors="pt"
-        ).to(self.device)
-        generation_config = self.model.generation_config
-        pad_token_id = generation_config.pad_token_id
-        if pad_token_id is None:
-            pad_token_id = self.processor.tokenizer.pad_token_id
-        logits_processor = LogitsProcessorList([ViewAveragingLogitsProcessor(views)] if views > 1 else [])
-        generated = self.model.generate(
-            **inputs,
-            do_sample=False,
-            max_new_tokens=self.max_new_tokens,
-            pad_token_id=pad_token_id,
-            logits_processor=logits_processor,
+        prompts = [self.prompt or prompt for prompt in prompts or [None] * len(batch)]
+        outputs = read_plates(
+            self.model, self.processor, batch, prompts, num_views=self.num_views, max_new_tokens=self.max_new_tokens
         )
-        # A sample's views all generated the same text: one reading per sample.
-        generated = generated[::views, inputs["input_ids"].shape[1] :]
-        outputs = self.processor.batch_decode(generated, skip_special_tokens=True)
-        outputs = [text.strip() for text in outputs]
         if self.extract_plate:
             outputs = [extract_plate_text(text, self.charset) for text in outputs]
         return outputs
@@ -170,8 +132,6 @@ def _trainer_state_summary(path: str | None) -> dict | None:
 
 def _load_processor(path: str):
     """AutoProcessor, else LPLLMProcessor (a stock Qwen3-VL processor needs torchvision for its video half)."""
-    from transformers import AutoProcessor
-
     errors = []
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
@@ -197,15 +157,14 @@ def load_vision_language_recognizer(
     path: str,
     device: torch.device,
     dtype: str = "auto",
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    max_new_tokens: int | None = None,
     prompt: str | None = None,
     answer_extraction: str = "auto",
     charset: str = DEFAULT_PLATE_CHARSET,
     num_views: int | None = None,
 ) -> VisionLanguageRecognizer:
-    """Loads an LP-LLM checkpoint (or Hub id) or a stock Qwen3-VL with its processor."""
-    from transformers import AutoModelForImageTextToText
-
+    """Loads an LP-LLM checkpoint (or Hub id) or a stock Qwen3-VL with its processor; `max_new_tokens` None reads
+    with the checkpoint's generation config."""
     processor = _load_processor(path)
     if dtype == "auto":
         # Half precision is slow or unsupported on many CPUs; on GPUs the checkpoint's own dtype is right.

@@ -4,25 +4,29 @@ ablations as trainable-parameter sets."""
 from dataclasses import dataclass, field
 
 from modeling_lpllm.deskew import check_max_degrees
+from modeling_lpllm.plate_reading import DEFAULT_MAX_NEW_TOKENS
 from modeling_lpllm.plate_views import check_num_views
 
-from .augmentation import check_max_shift, check_rotation, check_shadow
-from .sampling import parse_severity_weights
-from .schedules import check_decay_fraction
+from .augmentation import check_max_shift, check_shadow
 
 
-def parse_image_size(image_size) -> list[int] | None:
-    """`448` or `"448"` -> `[448, 448]`; `"32x224"` -> `[32, 224]` (height x width); None -> None."""
+def check_image_size(image_size) -> list[int] | None:
+    """`image_size` as `[height, width]`: `[448]` or `448` -> `[448, 448]` (a square), `[32, 224]` as it is; None
+    stays None. A ValueError naming the field otherwise."""
     if image_size is None:
         return None
-    text = str(image_size).strip().lower()
-    sides = text.split("x") if "x" in text else [text, text]
-    if len(sides) != 2 or not all(side.strip().isdigit() and int(side) > 0 for side in sides):
+    sides = [image_size] if isinstance(image_size, int) else image_size
+    if (
+        isinstance(sides, (str, bytes))
+        or not isinstance(sides, (list, tuple))
+        or len(sides) not in (1, 2)
+        or not all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in sides)
+    ):
         raise ValueError(
-            "`image_size` must be a positive integer (a square side) or HEIGHTxWIDTH such as 32x224; "
+            "`image_size` must be one positive integer (a square side, e.g. 448) or two, HEIGHT WIDTH (e.g. 32 224); "
             f"got {image_size!r}."
         )
-    return [int(side) for side in sides]
+    return list(sides) * 2 if len(sides) == 1 else list(sides)
 
 
 @dataclass(frozen=True)
@@ -59,49 +63,39 @@ MODEL_OVERRIDE_FIELDS = (
     "cmrm_alpha",
     "cmrm_learnable_alpha",
     "cmrm_apply_to_deepstack",
-    "cmrm_slot_loss_weight",
-    "visual_ctc_loss_weight",
 )
 
 
-def _parse_pair(value, name: str, check, expected: str):
-    """`"A,B"` through `check(A, B)`; None, "", "none", "0" and "false" -> None (off); anything else that `check`
-    refuses -> a ValueError naming the field `name` and what it `expected`."""
-    if value is None or str(value).strip().lower() in ("", "none", "0", "false"):
+def _check_pair(value, name: str, check, expected: str) -> list[float] | None:
+    """Two numbers through `check(a, b)`, as a list; None stays None (off); anything else -> a ValueError naming the
+    field `name` and what it `expected`."""
+    if value is None:
         return None
     try:
-        return check(*str(value).split(","))
+        if isinstance(value, (str, bytes)) or len(value) != 2:
+            raise ValueError(f"two values expected, got {value!r}")
+        return list(check(*value))
     except (TypeError, ValueError) as error:
         raise ValueError(f"`{name}` must be {expected}; got {value!r}.") from error
 
 
-def parse_quad_jitter(value) -> tuple[float, float] | None:
-    """`"0.03,0.1"` -> (0.03, 0.1); off values -> None."""
-    return _parse_pair(
+def check_augment_quad_jitter(value) -> list[float] | None:
+    """`[0.05, 0.2]` as `[horizontal, vertical]` floats; None (off) stays None."""
+    return _check_pair(
         value,
         "augment_quad_jitter",
         lambda *shifts: check_max_shift(shifts),
-        "`H,V`, two fractions in [0, 0.5) of the crop's width and height (e.g. 0.05,0.2)",
+        "`H V`, two fractions in [0, 0.5) of the crop's width and height (e.g. 0.05 0.2)",
     )
 
 
-def parse_rotation(value) -> tuple[float, float] | None:
-    """`"15,0.5"` -> (15.0, 0.5); off values -> None."""
-    return _parse_pair(
-        value,
-        "augment_rotation",
-        check_rotation,
-        "`DEGREES,P`, an angle in [0, 90) and a probability in [0, 1] (e.g. 15,0.5)",
-    )
-
-
-def parse_shadow(value) -> tuple[float, float] | None:
-    """`"0.3,0.6"` -> (0.3, 0.6); off values -> None."""
-    return _parse_pair(
+def check_augment_shadow(value) -> list[float] | None:
+    """`[0.3, 0.6]` as `[probability, max_darkening]` floats; None (off) stays None."""
+    return _check_pair(
         value,
         "augment_shadow",
         check_shadow,
-        "`P,DARKENING`, a probability in [0, 1] and a largest darkening in (0, 1) (e.g. 0.3,0.6)",
+        "`P DARKENING`, a probability in [0, 1] and a largest darkening in (0, 1) (e.g. 0.3 0.6)",
     )
 
 
@@ -119,11 +113,11 @@ class PlateTrainingArguments:
     dataset_eval_split: str = field(
         default="validation", metadata={"help": "Split evaluated during training (loss and generation metrics)."}
     )
-    image_size: str | None = field(
+    image_size: list[int] | None = field(
         default=None,
         metadata={"help": "Resize every image to this size, in training and (saved with the processor) at inference: "
-        "`448` for 448x448 (the paper) or `HEIGHTxWIDTH` (`32x224`, a plate strip). Default: keep the aspect ratio "
-        "within the processor's plate pixel budget."},
+        "one side for a square (`448`, the paper) or `HEIGHT WIDTH` (`32 224`, a plate strip; in a recipe, "
+        "`[32, 224]`). Default: keep the aspect ratio within the processor's plate pixel budget."},
     )
     deskew_max_degrees: float | None = field(
         default=None,
@@ -159,20 +153,14 @@ class PlateTrainingArguments:
     cmrm_apply_to_deepstack: bool | None = field(
         default=None, metadata={"help": "Override: also add the character context to DeepStack features."}
     )
-    cmrm_slot_loss_weight: float | None = field(
-        default=None,
-        metadata={"help": "Beyond the paper: weight of the auxiliary per-slot character loss (0 = off)."},
-    )
-    visual_ctc_loss_weight: float | None = field(
-        default=None,
-        metadata={"help": "Beyond the paper: weight of the auxiliary CTC loss on the columns of visual tokens "
-        "(0 = off)."},
-    )
     generation_eval_samples: int = field(
         default=256, metadata={"help": "Validation samples read with generation at each evaluation (0 = none)."}
     )
     generation_batch_size: int = field(default=32, metadata={"help": "Batch size of greedy generation."})
-    max_new_tokens: int = field(default=12, metadata={"help": "Generation length cap, saved with the model."})
+    max_new_tokens: int = field(
+        default=DEFAULT_MAX_NEW_TOKENS,
+        metadata={"help": "Generation length cap, saved with the model's generation config: every reader's default."},
+    )
     bf16_if_native: bool = field(
         default=False,
         metadata={"help": "Beyond TRL: choose `bf16` by the hardware, bfloat16 autocast where the matrix products "
@@ -187,11 +175,6 @@ class PlateTrainingArguments:
         default=False,
         metadata={"help": "With `max_train_minutes` and the cosine schedule: decay the learning rate to zero over the "
         "wall-clock budget instead of `max_steps`, so the schedule ends with the budget on any machine."},
-    )
-    budget_decay_fraction: float = field(
-        default=1.0,
-        metadata={"help": "With `cosine_over_budget`: the share of the budget, at its end, that the cosine decay "
-        "spans; the peak learning rate holds before it (warm-up, stable, decay). 1: a cosine over the whole budget."},
     )
     muon: bool = field(
         default=False,
@@ -209,43 +192,24 @@ class PlateTrainingArguments:
         metadata={"help": "Decode every training image once (and, unjittered, resize it to `image_size`), into memory, "
         "before training starts, instead of at every step. Faster steps on CPU; costs ~3 bytes per pixel kept."},
     )
-    augment_quad_jitter: str | None = field(
+    augment_quad_jitter: list[float] | None = field(
         default=None,
-        metadata={"help": "Beyond the paper: `H,V` (e.g. `0.03,0.1`): every time a training plate is read, move each "
-        "corner of its crop by up to H of its width and V of its height and resample (`RandomQuadJitter`). Needs "
-        "`preload_images`. None: off."},
+        metadata={"help": "Beyond the paper: `H V` (e.g. `0.05 0.2`; in a recipe, `[0.05, 0.2]`): every time a "
+        "training plate is read, move each corner of its crop by up to H of its width and V of its height and "
+        "resample (`RandomQuadJitter`). Needs `preload_images`. Default: off."},
     )
-    augment_rotation: str | None = field(
+    augment_shadow: list[float] | None = field(
         default=None,
-        metadata={"help": "Beyond the paper: `DEGREES,P` (e.g. `15,0.5`): with probability P, a training plate is "
-        "turned by up to DEGREES either way, inside the bounding box of the turned crop. Needs `preload_images`. "
-        "None: off."},
-    )
-    augment_shadow: str | None = field(
-        default=None,
-        metadata={"help": "Beyond the paper: `P,DARKENING` (e.g. `0.3,0.6`): with probability P, a random polygon "
-        "of a training plate is darkened by up to DARKENING (a cast shadow, `RandomShadow`). Needs `preload_images`. "
-        "None: off."},
+        metadata={"help": "Beyond the paper: `P DARKENING` (e.g. `0.3 0.6`; in a recipe, `[0.3, 0.6]`): with "
+        "probability P, a random polygon of a training plate is darkened by up to DARKENING (a cast shadow, "
+        "`RandomShadow`). Needs `preload_images`. Default: off."},
     )
     augment_warmup_epochs: int = field(
         default=0,
-        metadata={"help": "Beyond the paper: the augmentations (`augment_quad_jitter`, `augment_rotation`, "
-        "`augment_shadow`) start at "
+        metadata={"help": "Beyond the paper: the augmentations (`augment_quad_jitter`, `augment_shadow`) start at "
         "zero strength in the first epoch and reach full strength at this epoch, so a model trained from scratch "
         "leaves its initial loss plateau on plain crops first (`AugmentationWarmupCallback`). 0: full strength from "
         "the start."},
-    )
-    train_severity_weights: str | None = field(
-        default=None,
-        metadata={"help": "Beyond the paper: `LEVEL:WEIGHT,...` (e.g. `4:1.5,5:2`): draw training rows with these "
-        "weights by the dataset's `severity` column (levels not named: 1), with replacement, as many per epoch as the "
-        "split has rows, so steps go to the severe plates a model still misreads. None: every row once per epoch."},
-    )
-    ema_decay: float = field(
-        default=0.0,
-        metadata={"help": "Beyond the paper: keep an exponential moving average of the trainable weights with this "
-        "decay (e.g. 0.999: about the last 1,000 steps) and save it as the trained model (`WeightAveragingCallback`); "
-        "evaluations during training read the raw weights. 0: off."},
     )
     final_eval_split: str | None = field(
         default="test", metadata={"help": "Split evaluated once after training (None to skip)."}
@@ -263,7 +227,7 @@ class PlateTrainingArguments:
             self.ablation = self.ablation.upper()
             if self.ablation not in ABLATIONS:
                 raise ValueError(f"`ablation` must be one of {', '.join(ABLATIONS)}; got {self.ablation!r}.")
-        self.image_height_width = parse_image_size(self.image_size)
+        self.image_size = check_image_size(self.image_size)
         if self.deskew_max_degrees is not None:
             self.deskew_max_degrees = check_max_degrees(self.deskew_max_degrees)
         if self.num_views is not None:
@@ -278,46 +242,35 @@ class PlateTrainingArguments:
             raise ValueError(f"`max_train_minutes` must be positive, got {self.max_train_minutes}.")
         if self.cosine_over_budget and self.max_train_minutes is None:
             raise ValueError("`cosine_over_budget` needs `max_train_minutes`: the budget the cosine spans.")
-        self.budget_decay_fraction = check_decay_fraction(self.budget_decay_fraction)
-        if self.budget_decay_fraction != 1.0 and not self.cosine_over_budget:
-            raise ValueError("`budget_decay_fraction` needs `cosine_over_budget: true`: it shapes that schedule.")
         if isinstance(self.muon_newton_schulz_steps, bool) or not (
             isinstance(self.muon_newton_schulz_steps, int) and self.muon_newton_schulz_steps >= 1
         ):
             raise ValueError(
                 f"`muon_newton_schulz_steps` must be an integer >= 1, got {self.muon_newton_schulz_steps!r}."
             )
-        self.quad_jitter = parse_quad_jitter(self.augment_quad_jitter)
-        if self.quad_jitter is not None and not self.preload_images:
+        self.augment_quad_jitter = check_augment_quad_jitter(self.augment_quad_jitter)
+        if self.augment_quad_jitter is not None and not self.preload_images:
             raise ValueError("`augment_quad_jitter` needs `preload_images: true` (it jitters the decoded crops).")
-        self.rotation = parse_rotation(self.augment_rotation)
-        if self.rotation is not None and not self.preload_images:
-            raise ValueError("`augment_rotation` needs `preload_images: true` (it turns the decoded crops).")
+        self.augment_shadow = check_augment_shadow(self.augment_shadow)
+        if self.augment_shadow is not None and not self.preload_images:
+            raise ValueError("`augment_shadow` needs `preload_images: true` (it shades the decoded crops).")
         if isinstance(self.augment_warmup_epochs, bool) or self.augment_warmup_epochs < 0:
             raise ValueError(f"`augment_warmup_epochs` must be an integer >= 0, got {self.augment_warmup_epochs!r}.")
-        self.shadow = parse_shadow(self.augment_shadow)
-        if self.shadow is not None and not self.preload_images:
-            raise ValueError("`augment_shadow` needs `preload_images: true` (it shades the decoded crops).")
         if self.augment_warmup_epochs and not self.augments:
             raise ValueError(
-                "`augment_warmup_epochs` needs an augmentation (`augment_quad_jitter`, `augment_rotation` or "
-                "`augment_shadow`)."
+                "`augment_warmup_epochs` needs an augmentation (`augment_quad_jitter` or `augment_shadow`)."
             )
-
-        self.severity_weights = parse_severity_weights(self.train_severity_weights)
-        if isinstance(self.ema_decay, bool) or not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"`ema_decay` must be in [0, 1) (0: off), got {self.ema_decay!r}.")
 
     @property
     def augments(self) -> bool:
         """Whether any training augmentation is on."""
-        return any(setting is not None for setting in (self.quad_jitter, self.rotation, self.shadow))
+        return self.augment_quad_jitter is not None or self.augment_shadow is not None
 
     def describe_image_size(self) -> str:
         size = (
             "plate pixel budget (aspect ratio kept)"
-            if self.image_height_width is None
-            else "{}x{} (height x width)".format(*self.image_height_width)
+            if self.image_size is None
+            else "{}x{} (height x width)".format(*self.image_size)
         )
         if self.deskew_max_degrees:
             size += f", tilts up to {self.deskew_max_degrees:g} degrees levelled first (beyond the paper)"
@@ -326,7 +279,7 @@ class PlateTrainingArguments:
         return size
 
     def model_overrides(self) -> dict:
-        """The CMRM and auxiliary-loss settings of the command line or recipe (unset ones keep the model's)."""
+        """The CMRM settings of the command line or recipe (unset ones keep the model's)."""
         return {name: getattr(self, name) for name in MODEL_OVERRIDE_FIELDS if getattr(self, name) is not None}
 
     @property

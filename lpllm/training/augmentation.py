@@ -3,46 +3,22 @@
 A small vision transformer trained from scratch on 18k synthetic plates overfits within minutes (training loss half
 the validation loss after ~8 epochs) and reads perspective-warped plates worst. Re-drawing each crop through a
 randomly moved quadrilateral every time it is seen gives it shifted, scaled, sheared and slightly rotated plates for
-free, in one resampling straight to the model's input size. An optional random rotation (the whole plate turned and
-its crop grown to the turned plate's bounding box, as a detector would crop it) reaches the angles of the strongest
-perspective degradations (13-18 degrees), which corner shifts small enough to learn from cannot. An optional cast
-shadow (`RandomShadow`) darkens a random polygon of the crop: a shadow edge across a character is the one kind of
-uneven light a model trained on a few severe examples kept misreading (D read as U, Y as X).
+free, in one resampling straight to the model's input size. An optional cast shadow (`RandomShadow`) darkens a
+random polygon of the crop: a shadow edge across a character is the one kind of uneven light a model trained on a
+few severe examples kept misreading (D read as U, Y as X).
 """
-
-import math
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from modeling_lpllm.plate_views import check_corner_shift
+
 
 def check_max_shift(max_shift) -> tuple[float, float]:
     """`max_shift` as `(horizontal, vertical)` floats, each a fraction in [0, 0.5); ValueError otherwise."""
-    try:
-        horizontal, vertical = (float(shift) for shift in max_shift)
-    except (TypeError, ValueError):
-        horizontal = vertical = float("nan")
-    if not (0 <= horizontal < 0.5 and 0 <= vertical < 0.5):
-        raise ValueError(
-            f"the corner jitter must be two fractions in [0, 0.5) of the crop's width and height; got {max_shift!r}."
-        )
-    return horizontal, vertical
-
-
-def check_rotation(max_degrees, probability) -> tuple[float, float]:
-    """`(max_degrees, probability)` as floats, degrees in [0, 90) and a probability in [0, 1]; ValueError otherwise."""
-    try:
-        max_degrees, probability = float(max_degrees), float(probability)
-    except (TypeError, ValueError):
-        max_degrees = probability = float("nan")
-    if not (0 <= max_degrees < 90 and 0 <= probability <= 1):
-        raise ValueError(
-            f"the rotation must be an angle in [0, 90) degrees and a probability in [0, 1]; got {max_degrees!r}, "
-            f"{probability!r}."
-        )
-    return max_degrees, probability
+    return check_corner_shift(max_shift, "the corner jitter")
 
 
 def check_shadow(probability, max_darkening) -> tuple[float, float]:
@@ -117,9 +93,7 @@ class AugmentationChain:
 
 class RandomQuadJitter:
     """Moves each corner of the crop independently, uniformly within `±max_shift` of the crop's width and height,
-    and resamples that quadrilateral onto `output_size`. With `rotation`, it first turns the plate, with probability
-    `p`, by an angle uniform in `±degrees`, inside the bounding box of the turned crop (the border colour fills the
-    corners).
+    and resamples that quadrilateral onto `output_size`.
 
     Randomness comes from torch's global generator, which the Trainer seeds and restores on resume, so a resumed run
     draws the same jitter as an uninterrupted one.
@@ -127,59 +101,27 @@ class RandomQuadJitter:
     Args:
         max_shift: `(horizontal, vertical)` largest corner shift as a fraction of the width and height; None: none.
         output_size: `(height, width)` of the result, or None for the input's size.
-        rotation: `(degrees, p)`: largest rotation and how often a crop is rotated; None: never.
 
-    `strength` (1.0 unless changed) scales the shifts and the angles; the random draws stay the same whatever it is.
+    `strength` (1.0 unless changed) scales the shifts; the random draws stay the same whatever it is.
     """
 
-    def __init__(
-        self,
-        max_shift: tuple[float, float] | None,
-        output_size: tuple[int, int] | None = None,
-        rotation: tuple[float, float] | None = None,
-    ):
+    def __init__(self, max_shift: tuple[float, float] | None, output_size: tuple[int, int] | None = None):
         self.max_shift = check_max_shift(max_shift) if max_shift is not None else (0.0, 0.0)
         self.output_size = tuple(output_size) if output_size is not None else None
-        self.rotation = check_rotation(*rotation) if rotation is not None else None
-        # The fraction of the shifts and angles applied: `AugmentationWarmupCallback` ramps it up over the first epochs.
+        # The fraction of the shifts applied: `AugmentationWarmupCallback` ramps it up over the first epochs.
         self.strength = 1.0
 
     def __call__(self, image: Image.Image) -> Image.Image:
         width, height = image.size
         horizontal, vertical = self.max_shift
         shifts = (torch.rand(4, 2) * 2 - 1) * torch.tensor([horizontal * width, vertical * height]) * self.strength
-        corners = self._rotated_corners(width, height)
+        corners = [(0, 0), (0, height), (width, height), (width, 0)]  # PIL's QUAD order: NW, SW, SE, NE
         quad = [coordinate for (x, y), (dx, dy) in zip(corners, shifts.tolist()) for coordinate in (x + dx, y + dy)]
         size = (self.output_size[1], self.output_size[0]) if self.output_size else (width, height)
         if image.mode not in ("RGB", "L"):
             edge = image.getpixel((0, 0))  # outside the crop: its corner colour, not black
             return image.transform(size, Image.Transform.QUAD, quad, resample=Image.Resampling.BILINEAR, fillcolor=edge)
         return Image.fromarray(quad_warp(np.asarray(image), quad, size))
-
-    def _rotated_corners(self, width: int, height: int) -> list[tuple[float, float]]:
-        """The source points that land on the output's corners, in PIL's QUAD order (NW, SW, SE, NE)."""
-        corners = [(0, 0), (0, height), (width, height), (width, 0)]
-        if self.rotation is None:  # no draw: jitter-only runs keep the random stream they always had
-            return corners
-        max_degrees, probability = self.rotation
-        happens, fraction = torch.rand(2).tolist()
-        if happens >= probability:
-            return corners
-        angle = math.radians((fraction * 2 - 1) * max_degrees * self.strength)
-        cos, sin = math.cos(angle), math.sin(angle)
-        # The output is the bounding box of the crop turned by `angle`; each of its corners comes from the point
-        # turned back by `-angle` about the crop's centre.
-        half_width = (width * abs(cos) + height * abs(sin)) / 2
-        half_height = (width * abs(sin) + height * abs(cos)) / 2
-        centre_x, centre_y = width / 2, height / 2
-
-        def turned_back(x: float, y: float) -> tuple[float, float]:
-            return centre_x + x * cos + y * sin, centre_y - x * sin + y * cos
-
-        return [
-            turned_back(sign_x * half_width, sign_y * half_height)
-            for sign_x, sign_y in ((-1, -1), (-1, 1), (1, 1), (1, -1))
-        ]
 
 
 def quad_warp(pixels: np.ndarray, quad: list[float], size: tuple[int, int]) -> np.ndarray:
@@ -203,12 +145,12 @@ def quad_warp(pixels: np.ndarray, quad: list[float], size: tuple[int, int]) -> n
     return warped
 
 
-def plate_augmentation(quad_jitter, shadow, output_size, rotation=None) -> AugmentationChain:
+def plate_augmentation(quad_jitter, shadow, output_size) -> AugmentationChain:
     """The training crops' augmentation, as LP-LLM's recipe and the baselines apply it: the shadow (`(probability,
     max_darkening)`, or None) falls on the crop as it was captured, then the corner jitter (`(horizontal, vertical)`,
-    or None) and any rotation resample it to `output_size`."""
+    or None) resamples it to `output_size`."""
     shade = [RandomShadow(*shadow)] if shadow else []
-    return AugmentationChain([*shade, RandomQuadJitter(quad_jitter, output_size=output_size, rotation=rotation)])
+    return AugmentationChain([*shade, RandomQuadJitter(quad_jitter, output_size=output_size)])
 
 
 def warmup_strength(epoch: int, warmup_epochs: int) -> float:

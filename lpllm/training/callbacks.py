@@ -43,8 +43,8 @@ class AugmentationWarmupCallback(TrainerCallback):
     epoch, growing linearly to 1 at epoch `warmup_epochs`.
 
     A model trained from scratch first sits on a loss plateau until it learns where to look; every augmentation
-    lengthens that plateau (measured: ~1.2 min unaugmented, ~2.1 min with corner jitter, ~4.6 min with rotations),
-    while it is afterwards that augmentation pays. The strength changes only at epoch starts, before any batch of the
+    lengthens that plateau (~1.2 min unaugmented, ~2.1 min with corner jitter for the embedded model), while it is
+    afterwards that augmentation pays. The strength changes only at epoch starts, before any batch of the
     epoch is drawn, so a run resumed from a checkpoint draws the same crops as an uninterrupted one.
     """
 

@@ -25,10 +25,6 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
 
     - leaves the template's newline after the final `<|im_end|>` out of the loss, so only the plate and its end
       token are supervised;
-    - adds `slot_labels` (the k-th plate character's token id for CMRM slot k, the end token past the plate's end)
-      when `num_slots` is set, for the auxiliary slot loss;
-    - adds `plate_labels` (each image's plate characters as token ids, padded with -100) when `plate_labels` is
-      set, for the auxiliary visual CTC loss;
     - remembers the token ids of every prompt and answer it has rendered. TRL renders the chat template and
       tokenizes every row at every step, about half of a batch's collation time for the small embedded model; a
       plate dataset repeats one prompt and the same answers every epoch. The batches are the parent's, tensor for
@@ -36,27 +32,17 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
       parent's path.
 
     Args beyond TRL's:
-        num_slots: CMRM's slot count, to build `slot_labels`; None: no slot labels.
-        plate_labels: build `plate_labels`.
         max_cached_rows: how many distinct prompts and answers to remember (the memory is emptied when full); 0:
             none, every batch takes TRL's path.
     """
 
-    num_slots: int | None = None
-    plate_labels: bool = False
     max_cached_rows: int = 1 << 17
     _prompt_ids: dict = field(default_factory=dict, init=False, repr=False)
     _completion_ids: dict = field(default_factory=dict, init=False, repr=False)
 
     def torch_call(self, examples):
-        plates = [completion_text(example["completion"]) for example in examples]
-        frames = [len(example["images"]) for example in examples]
         batch = super().torch_call(examples)
         self._supervise_answer_only(batch)
-        if self.num_slots is not None:
-            batch["slot_labels"] = self._slot_labels(plates, frames)
-        if self.plate_labels:
-            batch["plate_labels"] = self._plate_labels(plates, frames)
         return batch
 
     def _collate_prompt_completion(self, examples):
@@ -179,28 +165,6 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
         last_end = torch.where(is_end, positions, torch.full_like(positions, -1)).max(dim=1, keepdim=True).values
         after_answer = (positions > last_end) & has_end[:, None]
         labels[after_answer] = -100
-
-    def _character_ids(self, plate: str) -> list[int]:
-        # One id per character (a BPE tokenizer would merge characters): the first token of each.
-        tokenizer = self.processor.tokenizer
-        return [tokenizer(char, add_special_tokens=False)["input_ids"][0] for char in plate]
-
-    def _slot_labels(self, plates, frames) -> torch.Tensor:
-        end_id = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        rows = []
-        for plate, num_frames in zip(plates, frames):
-            ids = self._character_ids(plate[: self.num_slots])
-            row = ids + [end_id] * (self.num_slots - len(ids))
-            rows.extend([row] * num_frames)  # every frame of a multi-frame sample shows the same plate
-        return torch.tensor(rows, dtype=torch.long)
-
-    def _plate_labels(self, plates, frames) -> torch.Tensor:
-        width = max(len(plate) for plate in plates)
-        rows = []
-        for plate, num_frames in zip(plates, frames):
-            ids = self._character_ids(plate)
-            rows.extend([ids + [-100] * (width - len(ids))] * num_frames)
-        return torch.tensor(rows, dtype=torch.long)
 
 
 def _pad(rows: list[torch.Tensor], value: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:

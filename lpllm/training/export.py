@@ -41,6 +41,19 @@ def replace_directory(staging: Path, destination: Path) -> None:
         shutil.rmtree(previous)
 
 
+def write_model_card(directory: str | Path, card_fields: dict, card_template: str | Path,
+                     evaluations: list[dict]) -> None:
+    """Writes the model card (`README.md`) and `eval_results.json` into `directory`; `evaluations` are
+    `{name, num_samples, accuracy, cer}`, the first one the card's headline."""
+    directory = Path(directory)
+    headline = evaluations[0] if evaluations else None
+    card = render_model_card(card_template, {**card_fields, "evaluations": evaluations, "metrics": headline})
+    (directory / "eval_results.json").write_text(
+        json.dumps(evaluations, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+    (directory / "README.md").write_text(card, encoding="utf-8")
+
+
 def export_final_model(model, processor, output_dir: str | Path, card_fields: dict, card_template: str | Path,
                        evaluations: list[dict]) -> Path:
     """Saves `model` (merged) and `processor` to `output_dir/final` with a model card and `eval_results.json`."""
@@ -52,10 +65,7 @@ def export_final_model(model, processor, output_dir: str | Path, card_fields: di
     final_model = merged_model(model)
     final_model.save_pretrained(staging)
     processor.save_pretrained(staging)
-    (staging / "eval_results.json").write_text(json.dumps(evaluations, indent=2, ensure_ascii=False), encoding="utf-8")
-    headline = evaluations[0] if evaluations else None
-    card = render_model_card(card_template, {**card_fields, "evaluations": evaluations, "metrics": headline})
-    (staging / "README.md").write_text(card, encoding="utf-8")
+    write_model_card(staging, card_fields, card_template, evaluations)
     replace_directory(staging, destination)
     logger.info(f"Final model written to {destination}")
     return destination

@@ -48,11 +48,10 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
         # The image processor cuts the patches the vision tower embeds: the two must agree.
         patch_size=vision.get("patch_size", 16),
         merge_size=vision.get("spatial_merge_size", 2),
-        image_size=args.image_height_width,
-        deskew_max_degrees=args.deskew_max_degrees or 0.0,
-        rectify_plate=bool(args.rectify_plate),
-        num_views=args.num_views or 1,
+        # A fixed size also sets the pixel budget to its area, so the image processor never resizes it again.
+        image_size=args.image_size,
     )
+    set_plate_options(processor, args)
     tokenizer = processor.tokenizer
     # The vocabulary and special token ids come from the processor, never from the file, so they always agree.
     config_dict["text_config"] = {
@@ -101,18 +100,21 @@ def load_model_and_processor(
             size["shortest_edge"] = args.min_pixels or size["shortest_edge"]
             size["longest_edge"] = args.max_pixels or size["longest_edge"]
             processor.image_processor.size = size
-        if args.image_height_width is not None:
-            # The processor resizes (and saves the size with the model), so inference sees what training saw.
-            processor.set_image_size(args.image_height_width)
-        if args.deskew_max_degrees is not None:
-            processor.deskew_max_degrees = args.deskew_max_degrees
-        if args.rectify_plate is not None:
-            processor.rectify_plate = args.rectify_plate
-        if args.num_views is not None:
-            processor.num_views = args.num_views
+        set_plate_options(processor, args)
     check_processor_matches_model(processor, model.config, model_name_or_path)
     configure_generation(model, processor, args.max_new_tokens)
     return model, processor
+
+
+def set_plate_options(processor, args: PlateTrainingArguments) -> None:
+    """The run's plate options on the processor, which saves them with the model, so inference prepares crops as
+    training did; an option left unset keeps the processor's value."""
+    processor.set_plate_options(
+        image_size=args.image_size,
+        deskew_max_degrees=args.deskew_max_degrees,
+        rectify_plate=args.rectify_plate,
+        num_views=args.num_views,
+    )
 
 
 def check_processor_matches_model(processor, config, where: str) -> None:

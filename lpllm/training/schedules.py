@@ -8,9 +8,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 class WallClockCosineSchedule(LambdaLR):
     """Linear warm-up over `num_warmup_steps` steps, then a cosine decay from the peak learning rate to zero over
-    `budget_minutes` of wall-clock time counted from the schedule's creation (the start of training); with
-    `decay_fraction` below 1, the peak rate holds until that share of the budget is left and the cosine spans only
-    the rest (a warm-up, stable, decay schedule: more of the budget at the peak rate than under a cosine).
+    `budget_minutes` of wall-clock time counted from the schedule's creation (the start of training).
 
     With a time budget, a step-count cosine ends where the steps run out, which depends on the machine: too early
     on a fast one, not at all on a slow one (training stops at a high learning rate). This one always ends at the
@@ -21,20 +19,11 @@ class WallClockCosineSchedule(LambdaLR):
             `TrainingClock.seconds`, which stands still while it evaluates; tests pass a fake one).
     """
 
-    def __init__(
-        self,
-        optimizer,
-        num_warmup_steps: int,
-        budget_minutes: float,
-        clock=time.monotonic,
-        last_epoch=-1,
-        decay_fraction: float = 1.0,
-    ):
+    def __init__(self, optimizer, num_warmup_steps: int, budget_minutes: float, clock=time.monotonic, last_epoch=-1):
         if budget_minutes <= 0:
             raise ValueError(f"`budget_minutes` must be positive, got {budget_minutes}.")
         self.num_warmup_steps = num_warmup_steps
         self.budget_seconds = 60.0 * budget_minutes
-        self.decay_fraction = check_decay_fraction(decay_fraction)
         self.clock = clock
         self.start = clock()
         super().__init__(optimizer, self.lr_factor, last_epoch)
@@ -42,15 +31,5 @@ class WallClockCosineSchedule(LambdaLR):
     def lr_factor(self, step: int) -> float:
         warmup = min(1.0, (step + 1) / self.num_warmup_steps) if self.num_warmup_steps > 0 else 1.0
         progress = min(1.0, (self.clock() - self.start) / self.budget_seconds)
-        decay_progress = max(0.0, progress - (1.0 - self.decay_fraction)) / self.decay_fraction
-        return warmup * 0.5 * (1.0 + math.cos(math.pi * decay_progress))
+        return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-
-def check_decay_fraction(decay_fraction) -> float:
-    """`decay_fraction` as a float in (0, 1]; ValueError naming the field otherwise."""
-    if isinstance(decay_fraction, bool) or not isinstance(decay_fraction, (int, float)) or not 0 < decay_fraction <= 1:
-        raise ValueError(
-            f"`budget_decay_fraction` must be in (0, 1], the share of the budget the cosine decay spans; "
-            f"got {decay_fraction!r}."
-        )
-    return float(decay_fraction)

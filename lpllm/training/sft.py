@@ -3,11 +3,11 @@
 """
 
 import os
+import sys
 from pathlib import Path
 
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from .arguments import PlateTrainingArguments
@@ -16,7 +16,8 @@ from .callbacks import AugmentationWarmupCallback, TimeBudgetCallback
 from .clock import TrainingClock
 from .collator import PlateCollator
 from .data import DecodedPlateSplit, load_plate_dataset, training_split
-from .export import export_final_model
+from .export import export_final_model, write_model_card
+from .final_evaluation import final_evaluations
 from .model_setup import (
     describe_trainable,
     is_from_scratch,
@@ -26,10 +27,7 @@ from .model_setup import (
 )
 from .optimizers import MUON_PARTNERS
 from .precision import apply_bf16_if_native, has_native_bf16
-from .realdata import realdata_evaluations
-from .sampling import severity_sample_weights
-from .trainer import PlateSFTTrainer, evaluation_entry, read_dataset
-from .weight_averaging import WeightAveragingCallback
+from .trainer import PlateSFTTrainer
 
 
 logger = logging.get_logger(__name__)
@@ -52,11 +50,6 @@ def parse_arguments(argv=None):
     if plate_args.cosine_over_budget and scheduler_name(training_args) != "cosine":
         raise ValueError(
             f"`cosine_over_budget` needs `lr_scheduler_type: cosine`, got {scheduler_name(training_args)!r}."
-        )
-    if plate_args.ema_decay and training_args.load_best_model_at_end:
-        raise ValueError(
-            "`ema_decay` and `load_best_model_at_end` both choose the final weights (the moving average, the best "
-            "checkpoint): set one."
         )
     if plate_args.muon and optimizer_name(training_args) not in MUON_PARTNERS:
         raise ValueError(
@@ -89,16 +82,6 @@ def main(argv=None):
 
     dataset = load_plate_dataset(script_args.dataset_name)
     train_dataset = training_split(dataset, script_args.dataset_train_split, script_args.dataset_name)
-    train_sample_weights = None
-    if plate_args.severity_weights is not None:
-        split = dataset[script_args.dataset_train_split]
-        if "severity" not in split.column_names:
-            raise ValueError(
-                f"`train_severity_weights` needs a `severity` column in {script_args.dataset_name}"
-                f"[{script_args.dataset_train_split}] (as `python -m dataset_scripts.build` writes); it has "
-                f"{', '.join(split.column_names)}."
-            )
-        train_sample_weights = severity_sample_weights(split["severity"], plate_args.severity_weights)
     eval_dataset = None
     if plate_args.dataset_eval_split in dataset:
         eval_dataset = training_split(dataset, plate_args.dataset_eval_split, script_args.dataset_name)
@@ -114,19 +97,7 @@ def main(argv=None):
     )
     set_trainable_parameters(model, ablation)
     peft_config = lora_config(model_args, ablation)
-    slot_loss = model.cmrm is not None and model.config.cmrm_slot_loss_weight > 0
-    if training_args.label_smoothing_factor and (slot_loss or model.config.visual_ctc_loss_weight > 0):
-        raise ValueError(
-            "`label_smoothing_factor` smooths the next-token loss only, and the auxiliary losses "
-            "(`cmrm_slot_loss_weight`, `visual_ctc_loss_weight`) replace it with the model's own: use one or the other."
-        )
-    collator = PlateCollator(
-        processor=processor,
-        max_length=training_args.max_length,
-        completion_only_loss=True,
-        num_slots=model.config.cmrm_num_slots if slot_loss else None,
-        plate_labels=model.config.visual_ctc_loss_weight > 0,
-    )
+    collator = PlateCollator(processor=processor, max_length=training_args.max_length, completion_only_loss=True)
     generation_eval_dataset = None
     if eval_dataset is not None and plate_args.generation_eval_samples > 0:
         generation_eval_dataset = eval_dataset.select(range(min(plate_args.generation_eval_samples, len(eval_dataset))))
@@ -141,7 +112,7 @@ def main(argv=None):
         augment = None
         if plate_args.augments:
             augment = plate_augmentation(
-                plate_args.quad_jitter, plate_args.shadow, processor.image_size, rotation=plate_args.rotation
+                plate_args.augment_quad_jitter, plate_args.augment_shadow, processor.image_size
             )
         decoded_train_dataset = DecodedPlateSplit(train_dataset, processor.prepare_images, augment=augment)
         if augment is not None and plate_args.augment_warmup_epochs:
@@ -160,11 +131,9 @@ def main(argv=None):
         generation_batch_size=plate_args.generation_batch_size,
         max_new_tokens=plate_args.max_new_tokens,
         lr_budget_minutes=plate_args.max_train_minutes if plate_args.cosine_over_budget else None,
-        lr_budget_decay_fraction=plate_args.budget_decay_fraction,
         muon=plate_args.muon,
         muon_newton_schulz_steps=plate_args.muon_newton_schulz_steps,
         decoded_train_dataset=decoded_train_dataset,
-        train_sample_weights=train_sample_weights,
         training_clock=training_clock,
     )
     logger.warning(
@@ -173,14 +142,7 @@ def main(argv=None):
     )
 
     if ablation is None or ablation.trains:
-        resume_from = resume_checkpoint(training_args.resume_from_checkpoint)
-        if plate_args.ema_decay:
-            if resume_from is True:
-                resume_from = get_last_checkpoint(training_args.output_dir)
-                if resume_from is None:
-                    raise ValueError(f"--resume_from_checkpoint: no checkpoint in {training_args.output_dir}.")
-            trainer.add_callback(WeightAveragingCallback(plate_args.ema_decay, resume_from=resume_from))
-        trainer.train(resume_from_checkpoint=resume_from)
+        trainer.train(resume_from_checkpoint=resume_checkpoint(training_args.resume_from_checkpoint))
         trainer.save_model()  # the adapter (with CMRM) for LoRA runs, the whole model otherwise
         trainer.save_state()  # trainer_state.json: the logged loss and evaluation curve, with wall-clock minutes
     # The rest runs on the main process alone. Every rank leaves the process group first: a rank that exits while
@@ -190,27 +152,19 @@ def main(argv=None):
     if not trainer.is_world_process_zero():
         return None
 
-    final_model = trainer.model
-    evaluations = []
-    if plate_args.final_eval_split and plate_args.final_eval_split in dataset:
-        test_dataset = training_split(dataset, plate_args.final_eval_split, script_args.dataset_name)
-        predictions, labels = read_dataset(
-            final_model, processor, test_dataset, plate_args.generation_batch_size, plate_args.max_new_tokens,
-            training_args.device, description=f"reading {plate_args.final_eval_split}",
-        )
-        evaluations.append(evaluation_entry(f"{script_args.dataset_name} [{plate_args.final_eval_split}]",
-                                            predictions, labels))
-    if plate_args.realdata_dir:
-        evaluations.extend(
-            realdata_evaluations(final_model, processor, plate_args.realdata_dir, plate_args.generation_batch_size,
-                                 plate_args.max_new_tokens, training_args.device)
-        )
-
+    fields = card_fields(script_args, training_args, model_args, plate_args, trainer)
     destination = export_final_model(
-        final_model, processor, training_args.output_dir,
-        card_fields=card_fields(script_args, training_args, model_args, plate_args, trainer),
-        card_template=plate_args.model_card_template, evaluations=evaluations,
+        trainer.model, processor, training_args.output_dir, card_fields=fields,
+        card_template=plate_args.model_card_template, evaluations=[],
     )
+    # The saved model is evaluated as eval.py evaluates it, into reports eval.py --compare reuses as they are.
+    final_split = plate_args.final_eval_split if plate_args.final_eval_split in dataset else None
+    evaluations = final_evaluations(
+        destination, training_args.output_dir, script_args.dataset_name, final_split, plate_args.realdata_dir,
+        training_args.device, command=["train_sft.py", *(sys.argv[1:] if argv is None else argv)],
+    )
+    if evaluations:
+        write_model_card(destination, fields, plate_args.model_card_template, evaluations)
     for evaluation in evaluations:
         logger.warning(
             f"{evaluation['name']}: exact match {100 * evaluation['accuracy']:.2f}%, CER {evaluation['cer']:.4f} "
@@ -228,23 +182,16 @@ def main(argv=None):
 
 def describe_augmentation(plate_args) -> str:
     parts = []
-    if plate_args.quad_jitter:
+    if plate_args.augment_quad_jitter:
         parts.append("random corner jitter of each crop, up to {:g} of its width and {:g} of its height".format(
-            *plate_args.quad_jitter
+            *plate_args.augment_quad_jitter
         ))
-    if plate_args.rotation:
-        parts.append(
-            "a random rotation of up to {:g} degrees for a fraction {:g} of the crops".format(*plate_args.rotation)
-        )
-    if plate_args.shadow:
+    if plate_args.augment_shadow:
         parts.append("a random cast shadow darkening by up to {1:g} on a fraction {0:g} of the crops".format(
-            *plate_args.shadow
+            *plate_args.augment_shadow
         ))
     if parts and plate_args.augment_warmup_epochs:
         parts.append(f"strength ramped from 0 (first epoch) to full at epoch {plate_args.augment_warmup_epochs}")
-    if plate_args.severity_weights:
-        weights = ", ".join(f"{level}: {weight:g}" for level, weight in sorted(plate_args.severity_weights.items()))
-        parts.append(f"rows drawn with weights by degradation severity ({weights}; other levels 1)")
     return "; ".join(parts) or "none"
 
 
@@ -256,7 +203,6 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
     cmrm = (
         f"K={config.cmrm_num_slots} slots, L={config.cmrm_num_layers} layers, {config.cmrm_num_heads} heads, "
         f"alpha={config.cmrm_alpha}{' (learnable)' if config.cmrm_learnable_alpha else ''}"
-        + (f", auxiliary slot loss weight {config.cmrm_slot_loss_weight}" if config.cmrm_slot_loss_weight else "")
         if config.cmrm_enabled else "off"
     )
     recipe = {
@@ -264,11 +210,6 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         "learning rate": training_args.learning_rate,
         "schedule": scheduler_name(training_args)
         + (f" over the {plate_args.max_train_minutes:g}-minute budget" if plate_args.cosine_over_budget else "")
-        + (
-            f" (peak rate held, the cosine over its last {plate_args.budget_decay_fraction:.0%})"
-            if plate_args.budget_decay_fraction < 1
-            else ""
-        )
         + f", warm-up {training_args.warmup_steps or training_args.warmup_ratio}",
         "optimizer": (
             f"Muon on the linear layers' weight matrices ({plate_args.muon_newton_schulz_steps} Newton-Schulz steps), "
@@ -291,14 +232,6 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
             f"each plate read from {num_views} views of its crop (the crop and {num_views - 1} fixed corner jitters, "
             "next-token log-probabilities averaged), at the evaluations and by default in the pipeline"
         )
-    if plate_args.ema_decay:
-        recipe["weights (beyond the paper)"] = (
-            f"moving average of the trainable weights, decay {plate_args.ema_decay:g}"
-        )
-    if config.visual_ctc_loss_weight:
-        recipe["auxiliary visual CTC loss (beyond the paper)"] = f"weight {config.visual_ctc_loss_weight}"
-    if config.vision_stem_channels:
-        recipe["convolutional vision stem (beyond the paper)"] = f"{config.vision_stem_channels} channels"
     if ablation and ablation.lora:
         recipe["LoRA"] = f"r={model_args.lora_r}, alpha={model_args.lora_alpha}, language-model attention + MLP"
     return {

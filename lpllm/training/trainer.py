@@ -10,12 +10,14 @@ from lpllm.evaluation.recognizers import VisionLanguageRecognizer
 from .clock import TrainingClock
 from .collator import completion_text
 from .optimizers import build_muon_with_adamw
-from .sampling import SeededWeightedSampler
 from .schedules import WallClockCosineSchedule
 
 
-def read_dataset(model, processor, dataset, batch_size: int, max_new_tokens: int, device, description="reading"):
-    """Greedy readings of every row of a plate dataset: returns `(predictions, labels)`."""
+def read_dataset(
+    model, processor, dataset, batch_size: int, device, max_new_tokens: int | None = None, description="reading"
+):
+    """Greedy readings of every row of a plate dataset (`images`, `completion`), by the evaluation's reader:
+    returns `(predictions, labels)`. `max_new_tokens` None reads with the model's generation config."""
     reader = VisionLanguageRecognizer(model, processor, name="training", device=device, max_new_tokens=max_new_tokens)
     predictions, labels = [], []
     for start in tqdm(range(0, len(dataset), batch_size), desc=description, leave=False):
@@ -25,26 +27,18 @@ def read_dataset(model, processor, dataset, batch_size: int, max_new_tokens: int
     return predictions, labels
 
 
-def evaluation_entry(name: str, predictions, labels) -> dict:
-    """`{name, num_samples, accuracy, cer}`: one line of a run's final evaluation (model card, eval_results.json)."""
-    summary = summary_metrics(predictions, labels)
-    return {"name": name, "num_samples": summary["num_samples"], "accuracy": summary["accuracy"], "cer": summary["cer"]}
-
-
 class PlateSFTTrainer(SFTTrainer):
     """Args beyond `SFTTrainer`'s:
     generation_eval_dataset: rows (`images`, `completion`) read with generation at each evaluation; None to skip.
-    generation_batch_size, max_new_tokens: of that generation.
+    generation_batch_size, max_new_tokens: of that generation; `max_new_tokens` None for the model's generation
+        config (which training sets from the recipe).
     lr_budget_minutes: when set, the learning rate follows `WallClockCosineSchedule` over these minutes of training
-        instead of `lr_scheduler_type` over `max_steps`, its cosine spanning the last `lr_budget_decay_fraction` of
-        them.
+        instead of `lr_scheduler_type` over `max_steps`.
     training_clock: the `TrainingClock` that counts training time: started by `train()`, standing still while
         `evaluate()` runs, read by that schedule and by the `minutes` logged beside every value (share it with a
         `TimeBudgetCallback`); None: a new one.
     decoded_train_dataset: the training rows, decoded in memory (`DecodedPlateSplit`), served in place of
         `train_dataset` (which TRL still inspects); None to read `train_dataset`.
-    train_sample_weights: one draw weight per training row (`SeededWeightedSampler`, seeded with `args.seed`); None
-        for the Trainer's own shuffling.
     muon: train the linear layers' weight matrices with Muon and the rest with `args.optim`'s AdamW
         (`MuonWithAdamW`), instead of `args.optim` for all.
     muon_newton_schulz_steps: iterations of Muon's orthogonalisation.
@@ -55,11 +49,9 @@ class PlateSFTTrainer(SFTTrainer):
         *args,
         generation_eval_dataset=None,
         generation_batch_size=32,
-        max_new_tokens=12,
+        max_new_tokens=None,
         lr_budget_minutes=None,
-        lr_budget_decay_fraction=1.0,
         decoded_train_dataset=None,
-        train_sample_weights=None,
         training_clock=None,
         muon=False,
         muon_newton_schulz_steps=5,
@@ -69,9 +61,7 @@ class PlateSFTTrainer(SFTTrainer):
         self.muon_newton_schulz_steps = muon_newton_schulz_steps
         super().__init__(*args, **kwargs)
         self.decoded_train_dataset = decoded_train_dataset
-        self.train_sample_weights = train_sample_weights
         self.lr_budget_minutes = lr_budget_minutes
-        self.lr_budget_decay_fraction = lr_budget_decay_fraction
         self.generation_eval_dataset = generation_eval_dataset
         self.generation_batch_size = generation_batch_size
         self.max_new_tokens = max_new_tokens
@@ -92,11 +82,6 @@ class PlateSFTTrainer(SFTTrainer):
             sampler_fn=self._get_train_sampler,
             is_training=True,
         )
-
-    def _get_train_sampler(self, train_dataset=None):
-        if self.train_sample_weights is None:
-            return super()._get_train_sampler(train_dataset)
-        return SeededWeightedSampler(self.train_sample_weights, seed=self.args.seed)
 
     def log(self, logs, *args, **kwargs):
         # Minutes of training beside every logged value, so runs compare at equal training time.
@@ -126,27 +111,9 @@ class PlateSFTTrainer(SFTTrainer):
             self.args.get_warmup_steps(num_training_steps),
             self.lr_budget_minutes,
             clock=self.training_clock.seconds,
-            decay_fraction=self.lr_budget_decay_fraction,
         )
         self._created_lr_scheduler = True
         return self.lr_scheduler
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        auxiliary = "slot_labels" in inputs or "plate_labels" in inputs
-        if self.label_smoother is not None and not auxiliary:
-            # TRL runs the model a second time under label smoothing, for its token-accuracy logs (a forward is about a
-            # third of a small model's step). One forward is enough for the loss.
-            labels = inputs["labels"]
-            outputs = model(**{key: value for key, value in inputs.items() if key != "labels"}, use_cache=False)
-            loss = self.label_smoother(outputs, labels, shift_labels=True, num_items_in_batch=num_items_in_batch)
-            return (loss, outputs) if return_outputs else loss
-        if not auxiliary:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        # TRL computes its loss from per-token log-probabilities and would drop the auxiliary losses; the model's own
-        # `loss` holds them all (next-token cross-entropy + the weighted slot and visual CTC losses).
-        inputs["use_cache"] = False
-        outputs = model(**inputs)
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         with self.training_clock.paused():
@@ -163,8 +130,8 @@ class PlateSFTTrainer(SFTTrainer):
                 self.processing_class,
                 self.generation_eval_dataset,
                 self.generation_batch_size,
-                self.max_new_tokens,
                 self.args.device,
+                max_new_tokens=self.max_new_tokens,
                 description="generation eval",
             )
             self.model.train(was_training)

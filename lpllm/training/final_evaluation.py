@@ -1,0 +1,81 @@
+"""The final evaluation of a training run: the saved model, loaded as `eval.py` loads it, reads the test split and
+every real crop set (e.g. `../shared/realdata`, evaluation only) with eval.py's defaults, into eval.py report
+directories under `OUT/final_eval/`. The model card takes its numbers from them, and `eval.py --compare` reuses them
+instead of reading the same plates again."""
+
+import os
+from pathlib import Path
+
+from transformers.utils import logging
+
+from lpllm.evaluation.data import LABELS_FILE, load_eval_data
+from lpllm.evaluation.evaluation import evaluate_to_report, load_plate_metric
+from lpllm.evaluation.normalization import PlateNormalizer
+from lpllm.evaluation.recognizers import load_vision_language_recognizer
+from modeling_lpllm import DEFAULT_PLATE_CHARSET
+
+
+logger = logging.get_logger(__name__)
+
+FINAL_EVAL_DIR = "final_eval"
+# A folder's crops are one split; eval.py passes its default split, which the folder ignores.
+FOLDER_SPLIT = "test"
+
+
+def final_evaluation_sets(
+    dataset_name: str, split: str | None, realdata_dir: str | None
+) -> list[tuple[str, str, str, str]]:
+    """`(card name, report directory name, dataset path, split)` of each set the run is evaluated on: `split` of
+    the local dataset `dataset_name` (when given), then each crop set (a sub-folder with a labels.csv) of
+    `realdata_dir` (when given and present)."""
+    sets = []
+    if split:
+        if os.path.isdir(dataset_name):
+            sets.append((f"{dataset_name} [{split}]", split, dataset_name, split))
+        else:
+            logger.warning(
+                f"{dataset_name} is not a local dataset directory: its {split!r} split is not evaluated after "
+                "training (save it with `save_to_disk` and run eval.py on it)."
+            )
+    if realdata_dir:
+        root = Path(realdata_dir)
+        if not root.is_dir():
+            logger.warning(f"No real crops at {root}; skipping the real-data evaluation.")
+        else:
+            for set_dir in sorted(path for path in root.iterdir() if (path / LABELS_FILE).is_file()):
+                sets.append((f"real crops: {set_dir.name}", f"realdata_{set_dir.name}", str(set_dir), FOLDER_SPLIT))
+    return sets
+
+
+def final_evaluations(
+    model_dir: str | Path,
+    output_dir: str | Path,
+    dataset_name: str,
+    split: str | None,
+    realdata_dir: str | None,
+    device,
+    command: list[str] | None = None,
+) -> list[dict]:
+    """Evaluates the saved model in `model_dir` on `final_evaluation_sets(...)` into
+    `output_dir/final_eval/<split>/` and `output_dir/final_eval/realdata_<set>/` (eval.py reports with
+    `results.json`; earlier ones replaced).
+
+    Returns:
+        One `{name, num_samples, accuracy, cer}` per set, for the model card and `eval_results.json`.
+    """
+    sets = final_evaluation_sets(dataset_name, split, realdata_dir)
+    if not sets:
+        return []
+    recognizer = load_vision_language_recognizer(str(model_dir), device)
+    metric, normalizer = load_plate_metric(), PlateNormalizer()
+    evaluations = []
+    for name, report_name, path, set_split in sets:
+        data = load_eval_data(path, set_split, normalizer, DEFAULT_PLATE_CHARSET)
+        if not data.samples:
+            logger.warning(f"{name}: no crop can be evaluated ({len(data.excluded)} excluded); skipped.")
+            continue
+        report_dir = Path(output_dir) / FINAL_EVAL_DIR / report_name
+        results = evaluate_to_report(recognizer, data, report_dir, metric, normalizer, command=command)
+        logger.info(f"{name}: report in {report_dir}")
+        evaluations.append({"name": name, **{key: results[key] for key in ("num_samples", "accuracy", "cer")}})
+    return evaluations

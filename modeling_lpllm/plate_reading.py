@@ -1,0 +1,130 @@
+"""Reading plates with a Qwen3-VL-family model (LP-LLM or stock): the one implementation behind
+`pipeline("image-to-text")` and the evaluation's reader.
+
+A batch holds samples, each a list of PIL images (one crop, or several frames of one plate). Each sample becomes one
+chat prompt with an image placeholder per frame; with `num_views` > 1 it is repeated once per view of its frames
+(`LPLLMProcessor.plate_views`), the views in consecutive rows. The rows are left-padded, so batched greedy decoding
+equals one-by-one decoding, and `ViewAveragingLogitsProcessor` gives all views of a sample the same tokens, so one
+row per sample is decoded.
+
+`max_new_tokens` is the caller's, else the model's `generation_config.max_new_tokens` (saved with the model by
+training), else `DEFAULT_MAX_NEW_TOKENS`.
+"""
+
+import torch
+from transformers import BatchFeature, LogitsProcessorList
+
+from .plate_views import ViewAveragingLogitsProcessor, check_num_views
+from .processing_lpllm import DEFAULT_PROMPT, plate_messages
+
+
+# Generation length cap for a model whose generation config sets none: a plate's characters and the end token, with
+# room for a stock model's tokenizer, which may spend several tokens on one character.
+DEFAULT_MAX_NEW_TOKENS = 16
+
+
+def resolve_num_views(processor, num_views: int | None = None) -> int:
+    """`num_views`, else the processor's (1 for a processor without views).
+
+    Raises:
+        ValueError: for a bad `num_views`, or `num_views` > 1 with a processor that cannot make views.
+    """
+    num_views = check_num_views(getattr(processor, "num_views", 1) if num_views is None else num_views)
+    if num_views > 1 and not hasattr(processor, "plate_views"):
+        raise ValueError(
+            f"num_views={num_views} needs an LP-LLM processor with `plate_views`; this {type(processor).__name__} "
+            "(a stock one, or LP-LLM code saved before views existed) has none. Read with num_views=1, or re-save "
+            "the checkpoint with this package."
+        )
+    return num_views
+
+
+def resolve_max_new_tokens(generation_config, max_new_tokens: int | None = None) -> int:
+    """`max_new_tokens`, else the generation config's, else `DEFAULT_MAX_NEW_TOKENS`."""
+    if max_new_tokens is not None:
+        return max_new_tokens
+    return getattr(generation_config, "max_new_tokens", None) or DEFAULT_MAX_NEW_TOKENS
+
+
+def plate_reading_inputs(processor, batch: list[list], prompts: list[str | None] | None = None, num_views: int = 1):
+    """The model inputs for reading `batch`: one left-padded row per sample and view, each sample's views in
+    consecutive rows.
+
+    Args:
+        processor: an `LPLLMProcessor`, or a stock Qwen3-VL processor when `num_views` is 1.
+        batch: samples, each a list of PIL images (several frames of one plate take one image placeholder each).
+        prompts: one instruction per sample; None (or a None entry) for `DEFAULT_PROMPT`.
+        num_views: views of each frame a sample is read from (`LPLLMProcessor.plate_views`).
+    """
+    prompts = prompts or [None] * len(batch)
+    texts = [
+        processor.apply_chat_template(
+            plate_messages(prompt or DEFAULT_PROMPT, num_images=len(images)), add_generation_prompt=True, tokenize=False
+        )
+        for images, prompt in zip(batch, prompts)
+    ]
+    if num_views > 1:
+        # `plate_views` puts each frame's views in consecutive places: view v of frame f is at f * num_views + v.
+        frame_views = [processor.plate_views(list(images), num_views) for images in batch]
+        batch = [views[view::num_views] for views in frame_views for view in range(num_views)]
+        texts = [text for text in texts for _ in range(num_views)]
+    images = [image for sample in batch for image in sample]
+    return processor(images=images, text=texts, padding=True, padding_side="left", return_tensors="pt")
+
+
+def generate_plate_ids(
+    model, processor, inputs: BatchFeature, num_views: int = 1, max_new_tokens: int | None = None, **generate_kwargs
+) -> torch.LongTensor:
+    """The tokens generated after each row's prompt: greedy unless `generate_kwargs` says otherwise, with the views
+    of each sample averaged (`ViewAveragingLogitsProcessor`) before any other `logits_processor`."""
+    generation_config = model.generation_config
+    generate_kwargs.setdefault("do_sample", False)
+    generate_kwargs["max_new_tokens"] = resolve_max_new_tokens(generation_config, max_new_tokens)
+    if generation_config.pad_token_id is None:
+        generate_kwargs.setdefault("pad_token_id", processor.tokenizer.pad_token_id)
+    if num_views > 1:
+        processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
+        averaging = ViewAveragingLogitsProcessor(num_views)
+        generate_kwargs["logits_processor"] = LogitsProcessorList([averaging, *processors])
+    generated = model.generate(**inputs, **generate_kwargs)
+    return generated[:, inputs["input_ids"].shape[1] :]
+
+
+def decode_plate_readings(processor, generated_ids: torch.LongTensor, num_views: int = 1) -> list[str]:
+    """One reading per sample: a sample's views all generated the same tokens, so its first row is decoded."""
+    texts = processor.batch_decode(generated_ids[::num_views], skip_special_tokens=True)
+    return [text.strip() for text in texts]
+
+
+@torch.inference_mode()
+def read_plates(
+    model,
+    processor,
+    batch: list[list],
+    prompts: list[str | None] | None = None,
+    num_views: int | None = None,
+    max_new_tokens: int | None = None,
+    **generate_kwargs,
+) -> list[str]:
+    """One reading per sample of `batch` (see `plate_reading_inputs`), on the model's device.
+
+    Args:
+        num_views: views of each crop a plate is read from; None for the processor's `num_views` (1 without one).
+        max_new_tokens: None for the model's `generation_config.max_new_tokens`, else `DEFAULT_MAX_NEW_TOKENS`.
+        generate_kwargs: passed to `model.generate`.
+    """
+    num_views = resolve_num_views(processor, num_views)
+    inputs = plate_reading_inputs(processor, batch, prompts, num_views).to(model.device)
+    generated_ids = generate_plate_ids(model, processor, inputs, num_views, max_new_tokens, **generate_kwargs)
+    return decode_plate_readings(processor, generated_ids, num_views)
+
+
+__all__ = [
+    "DEFAULT_MAX_NEW_TOKENS",
+    "decode_plate_readings",
+    "generate_plate_ids",
+    "plate_reading_inputs",
+    "read_plates",
+    "resolve_max_new_tokens",
+    "resolve_num_views",
+]
