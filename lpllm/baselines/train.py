@@ -41,7 +41,7 @@ from .ctc import CTCCodec
 from .training import TrainingSettings, sequence_accuracy, train_ctc
 
 
-logger = logging.getLogger("baselines.train")
+logger = logging.getLogger("lpllm.baselines.train")
 
 
 @dataclass
