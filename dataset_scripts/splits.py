@@ -36,7 +36,9 @@ def parse_ratios(text: str | tuple | list) -> tuple[float, float, float]:
     # NaN passes every comparison, and an infinity divides the others to 0 and itself to NaN: either would send
     # every item to one split without a word.
     if len(values) != 3 or not all(math.isfinite(value) and value >= 0 for value in values) or sum(values) <= 0:
-        raise ValueError(f"Split ratios must be three finite non-negative numbers train,validation,test, not all 0; got {text!r}.")
+        raise ValueError(
+            f"Split ratios must be three finite non-negative numbers train,validation,test, not all 0; got {text!r}."
+        )
     total = sum(values)
     return tuple(value / total for value in values)
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_dataset_fixtures import snapshot
+from test_dataset_fixtures import snapshot, write_ccpd_image
 
 from dataset_scripts import build
+from dataset_scripts.ccpd import build_ccpd
 from dataset_scripts.crops import build_crops
 from dataset_scripts.mdlp import build_mdlp
 from dataset_scripts.output import OutputExistsError
@@ -165,6 +166,17 @@ def test_hidden_files_and_folders_are_skipped_with_a_reason(tmp_path):
     assert [row["num_frames"] for split in result.dataset.values() for row in split] == [3]
     skipped = _skipped(tmp_path / "out_mdlp")
     assert set(skipped) == {"inputs/.g2/", "inputs/g1/._f_0.png"}
+
+
+def test_hidden_scene_folders_are_skipped_with_a_reason(tmp_path):
+    root = tmp_path / "CCPD2019"
+    write_ccpd_image(root / "ccpd_base", "皖A12345")
+    write_ccpd_image(root / ".Trash-1000" / "ccpd_base", "沪B7C8D9", seed=1)
+    result = build_ccpd(root, tmp_path / "out", options=OPTIONS)
+    assert [row["text"] for split in result.dataset.values() for row in split] == ["皖A12345"]
+    assert _skipped(tmp_path / "out") == {
+        ".Trash-1000/": "hidden_folder: hidden folder (its name starts with '.'); not read as input"
+    }
 
 
 def test_label_file_paths_leading_outside_its_folder_are_skipped(tmp_path):

@@ -223,9 +223,9 @@ class PlateTrainingArguments:
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Replace the earlier run in `output_dir` (its checkpoints, final model, final evaluations and "
-        "trainer state) instead of refusing to start. Only a folder a run of ours wrote is replaced; to continue the "
-        "earlier run instead, use `resume_from_checkpoint`."},
+        metadata={"help": "Replace the earlier run in `output_dir` (its checkpoints, final model, final evaluations "
+        "and trainer state) instead of refusing to start. Only a folder a run of ours wrote is replaced; to continue "
+        "the earlier run instead, use `resume_from_checkpoint`."},
     )
 
     def __post_init__(self):

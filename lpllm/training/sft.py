@@ -50,8 +50,9 @@ def parse_arguments(argv=None):
             "from scratch."
         )
     check_local_source(
-        model_args.model_name_or_path, "model_name_or_path", "a Qwen3-VL or LP-LLM checkpoint folder, or a model config "
-        ".json to start from scratch"
+        model_args.model_name_or_path,
+        "model_name_or_path",
+        "a Qwen3-VL or LP-LLM checkpoint folder, or a model config .json to start from scratch",
     )
     check_output_dir(
         training_args.output_dir, resume_checkpoint(training_args.resume_from_checkpoint),
