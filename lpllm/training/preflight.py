@@ -5,7 +5,8 @@ fail once the model and the data have loaded, deep inside torch or TRL and in th
 a `max_steps` of 2.5 from a recipe, a batch size of 0), or that do something else than asked (`max_steps: 0` trains
 a step and writes a model). Each is refused here, before any work, with the field named and what was expected.
 Names that cannot be Hub repo ids are local paths, so a missing one is reported as a missing path, not as a Hub
-lookup that failed.
+lookup that failed. Paths are taken as given, as every later reader takes them: a `~` in a recipe is not expanded
+(the shell expands it on a command line).
 """
 
 import math
@@ -63,7 +64,7 @@ def check_trainer_arguments(training_args) -> None:
 def is_local_path(name: str) -> bool:
     """Whether `name` is a local path: it exists, or it cannot be a Hub repo id (`./data`, `/data/plates`,
     `~/x`, `a/b/c`). A name like `data/plates` that could be either and does not exist is left to the Hub."""
-    if os.path.exists(os.path.expanduser(name)):
+    if os.path.exists(name):
         return True
     try:
         validate_repo_id(name)
@@ -80,7 +81,7 @@ def check_local_source(name: str, field: str, what: str) -> None:
         field: The argument, e.g. `"dataset_name"`, for the message.
         what: What the path should be, e.g. `"a dataset folder written by dataset_scripts.build"`.
     """
-    if is_local_path(name) and not os.path.exists(os.path.expanduser(name)):
+    if is_local_path(name) and not os.path.exists(name):
         raise ValueError(
             f"--{field} {name}: no such file or folder (it is a local path, not a Hub repo id); expected {what}."
         )
