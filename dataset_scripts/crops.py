@@ -15,9 +15,8 @@ Hidden files and folders are skipped in layouts 2 and 3 (see `listing`). Crops a
 normalised plate text, so the repeats of one plate never straddle splits.
 """
 
-import os
-
 import logging
+import os
 from pathlib import Path
 
 from .images import CROP_LIMITS, IMAGE_EXTENSIONS, describe, encode_png, load_image
