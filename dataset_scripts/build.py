@@ -112,6 +112,10 @@ class BuildArguments:
             raise ValueError(f"`num` must be >= 1 (None: every input), got {self.num}; a build of 0 samples is empty.")
         if self.frames is not None and self.frames < 1:
             raise ValueError(f"`frames` must be >= 1, got {self.frames}.")
+        if self.seed < 0:
+            raise ValueError(f"`seed` must be an integer >= 0 (numpy's seeds are), got {self.seed}.")
+        if not self.prompt.strip():
+            raise ValueError("`prompt` must be the instruction of the user turn; got an empty text.")
         if self.workers < 0:
             raise ValueError(f"`workers` must be >= 0 (0: work in this process), got {self.workers}.")
         if self.source == "synthetic":

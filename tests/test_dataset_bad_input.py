@@ -111,6 +111,8 @@ def test_repeats_of_one_plate_share_a_split_whatever_the_layout(tmp_path):
         (["--splits", "0", "0", "0"], "`splits`"),
         (["--splits", "-1", "1", "1"], "`splits`"),
         (["--frames", "0"], "`frames`"),
+        (["--seed", "-1"], "`seed`"),
+        (["--prompt", " "], "`prompt`"),
     ],
 )
 def test_arguments_that_would_build_nothing_or_guess_are_refused_before_work(tmp_path, capsys, arguments, field):

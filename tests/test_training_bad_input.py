@@ -87,6 +87,11 @@ def test_resuming_needs_a_checkpoint(dataset_dir, tmp_path, no_model_load):
         ([], "learning_rate: .nan", "learning_rate"),
         ([], "per_device_train_batch_size: 2.5", "per_device_train_batch_size"),
         ([], "max_length: 0", "max_length"),
+        (["--seed", "-1"], "", "seed"),
+        (["--save_strategy", "steps", "--save_steps", "0"], "", "save_steps"),
+        (["--eval_strategy", "steps", "--eval_steps", "-1"], "", "eval_steps"),
+        (["--max_grad_norm", "-1"], "", "max_grad_norm"),
+        (["--weight_decay", "-0.1"], "", "weight_decay"),
     ],
 )
 def test_bad_trainer_values_fail_before_any_work_naming_the_field(
@@ -98,6 +103,14 @@ def test_bad_trainer_values_fail_before_any_work_naming_the_field(
         train_sft.main(["--config", str(recipe), "--dataset_name", dataset_dir, "--output_dir", str(tmp_path / "o"),
                         *options])
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "option, value", [("lora_r", "0"), ("lora_alpha", "-16"), ("lora_dropout", "1.5")]
+)
+def test_bad_lora_values_fail_before_the_model_loads(dataset_dir, tmp_path, no_model_load, option, value):
+    with pytest.raises(ValueError, match=f"`{option}` must be"):
+        run(dataset_dir, tmp_path / "o", "--model_name_or_path", str(tmp_path), "--ablation", "D", f"--{option}", value)
 
 
 @pytest.mark.parametrize(

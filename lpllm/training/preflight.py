@@ -24,6 +24,10 @@ def _is_number(value) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _strategy(value) -> str:
+    return getattr(value, "value", value)
+
+
 def _require(ok: bool, name: str, expected: str, value) -> None:
     if not ok:
         raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
@@ -58,7 +62,27 @@ def check_trainer_arguments(training_args) -> None:
              "an integer >= 0", args.dataloader_num_workers)
     _require(args.max_length is None or (_is_integer(args.max_length) and args.max_length >= 1), "max_length",
              "an integer >= 1, or null for no truncation", args.max_length)
-    _require(_is_integer(args.seed), "seed", "an integer", args.seed)
+    _require(_is_integer(args.seed) and 0 <= args.seed < 2**32, "seed", "an integer in [0, 2**32) (numpy's seeds are)",
+             args.seed)
+    for strategy, steps in (("save_strategy", "save_steps"), ("eval_strategy", "eval_steps")):
+        if _strategy(getattr(args, strategy)) == "steps" and getattr(args, steps) is not None:
+            value = getattr(args, steps)
+            # A fraction below 1 is a share of the run's steps; 0 or less would save or evaluate never, in silence.
+            _require(_is_number(value) and value > 0, steps, f"a positive number of steps with `{strategy}: steps`",
+                     value)
+
+
+def check_lora_arguments(model_args) -> None:
+    """Refuses `ModelConfig` LoRA values PEFT would only reject once the model has loaded; for runs that add LoRA.
+
+    Raises:
+        ValueError: naming the field and what was expected.
+    """
+    _require(_is_integer(model_args.lora_r) and model_args.lora_r >= 1, "lora_r", "an integer >= 1", model_args.lora_r)
+    _require(_is_number(model_args.lora_alpha) and model_args.lora_alpha > 0, "lora_alpha", "a positive number",
+             model_args.lora_alpha)
+    _require(_is_number(model_args.lora_dropout) and 0 <= model_args.lora_dropout < 1, "lora_dropout",
+             "a probability in [0, 1)", model_args.lora_dropout)
 
 
 def is_local_path(name: str) -> bool:

@@ -27,7 +27,7 @@ from .model_setup import (
 )
 from .optimizers import MUON_PARTNERS
 from .precision import apply_bf16_if_native, has_native_bf16
-from .preflight import check_local_source, check_trainer_arguments
+from .preflight import check_local_source, check_lora_arguments, check_trainer_arguments
 from .run_folder import check_output_dir, clear_earlier_run
 from .trainer import PlateSFTTrainer
 
@@ -39,6 +39,8 @@ def parse_arguments(argv=None):
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, PlateTrainingArguments))
     script_args, training_args, model_args, plate_args = parser.parse_args_and_config(argv)
     check_trainer_arguments(training_args)
+    if plate_args.ablation_spec is not None and plate_args.ablation_spec.lora:
+        check_lora_arguments(model_args)
     if not script_args.dataset_name:
         raise ValueError("--dataset_name is required: a directory written by `python -m dataset_scripts.build`.")
     check_local_source(
