@@ -9,6 +9,7 @@ from test_dataset_fixtures import snapshot
 from test_train_sft import SMOKE, plate_split, run
 
 from lpllm.training import data as training_data
+from lpllm.training.arguments import PlateTrainingArguments
 from lpllm.training import sft as train_sft
 
 
@@ -150,3 +151,17 @@ def test_split_sizes_are_checked_against_a_split_without_rows():
     empty = DatasetDict({"train": plate_split(1, 1).select([])})
     with pytest.raises(ValueError, match="`dataset_train_split`: split 'train' of here has no rows"):
         training_data.training_split(empty, "train", "here")
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"max_train_minutes": float("nan")}, "`max_train_minutes` must be a positive finite number"),
+        ({"min_pixels": 4096, "max_pixels": 1024}, "`min_pixels` \\(4096\\) must not exceed `max_pixels`"),
+        ({"generation_batch_size": 2.5}, "`generation_batch_size` must be a positive integer"),
+        ({"generation_eval_samples": -1}, "`generation_eval_samples` must be an integer >= 0"),
+    ],
+)
+def test_bad_plate_training_values_name_the_field(values, message):
+    with pytest.raises(ValueError, match=message):
+        PlateTrainingArguments(**values)
