@@ -14,7 +14,8 @@ from .crops import build_crops
 from .mdlp import build_mdlp
 from .pipeline import BuildOptions, BuildResult
 from .regions import GENERIC_REGION, LAYOUTS, REGIONS, PlateLayout, Region, get_region, normalize_plate_text
-from .reports import InputProblem, StrictModeError
+from .output import OutputExistsError
+from .reports import InputProblem, NoSamplesError, StrictModeError
 from .rodosol import build_rodosol
 from .schema import FEATURES, Sample, conversation
 from .synthetic.generate import SyntheticConfig, build_synthetic
@@ -26,6 +27,8 @@ __all__ = [
     "GENERIC_REGION",
     "InputProblem",
     "LAYOUTS",
+    "NoSamplesError",
+    "OutputExistsError",
     "PlateLayout",
     "REGIONS",
     "Region",

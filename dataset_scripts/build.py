@@ -7,8 +7,8 @@
 `lpllm data ...` is the same command. `DIR` loads with `datasets.load_from_disk(DIR)`; beside the data it holds
 `skipped.csv` (`file,reason` for every input left out), `summary.json` (counts per split, region, degradation and skip
 reason), `README.md` (the dataset card) and `data/*.parquet`. Exit status: 0 when the build completed (bad inputs
-skipped and listed), 1 when it stopped (strict mode met a bad input, the output exists without --overwrite, an input
-is missing), 2 for wrong arguments.
+skipped and listed), 1 when it stopped (strict mode met a bad input, the output exists without --overwrite or is
+not a dataset we wrote, an input is missing, no input gave a sample), 2 for wrong arguments.
 """
 
 import logging
@@ -25,7 +25,7 @@ from modeling_lpllm.processing_lpllm import DEFAULT_PROMPT
 from .labels import LabelFileError
 from .output import OutputExistsError
 from .pipeline import BuildOptions, BuildResult
-from .reports import StrictModeError
+from .reports import NoSamplesError, StrictModeError
 from .splits import DEFAULT_RATIOS, parse_ratios
 from .synthetic.degrade import DEGRADATION_TYPES, SEVERITIES
 from .synthetic.fonts import FontNotFoundError
@@ -105,12 +105,17 @@ class BuildArguments:
             self.splits = list(parse_ratios(self.splits))
         except (TypeError, ValueError) as error:
             raise ValueError(
-                f"`splits` must be three non-negative train validation test fractions, got {self.splits!r}."
+                f"`splits` must be three finite non-negative train validation test fractions, not all 0, got "
+                f"{self.splits!r}."
             ) from error
-        if self.num is not None and self.num < 0:
-            raise ValueError(f"`num` must be >= 0, got {self.num}.")
+        if self.num is not None and self.num < 1:
+            raise ValueError(f"`num` must be >= 1 (None: every input), got {self.num}; a build of 0 samples is empty.")
         if self.frames is not None and self.frames < 1:
             raise ValueError(f"`frames` must be >= 1, got {self.frames}.")
+        if self.seed < 0:
+            raise ValueError(f"`seed` must be an integer >= 0 (numpy's seeds are), got {self.seed}.")
+        if not self.prompt.strip():
+            raise ValueError("`prompt` must be the instruction of the user turn; got an empty text.")
         if self.workers < 0:
             raise ValueError(f"`workers` must be >= 0 (0: work in this process), got {self.workers}.")
         if self.source == "synthetic":
@@ -121,7 +126,7 @@ class BuildArguments:
             num=1000 if self.num is None else self.num,
             regions=tuple(code.upper() for code in self.regions),
             layouts=None if self.layouts is None else tuple(self.layouts),
-            frames=self.frames or 1,
+            frames=1 if self.frames is None else self.frames,
             degradations=tuple(self.degradations),
             severities=tuple(self.severities),
             clean_fraction=self.clean_fraction,
@@ -169,7 +174,7 @@ def run(args: BuildArguments) -> BuildResult:
     if args.source == "mdlp":
         from .mdlp import DEFAULT_FRAMES, build_mdlp
 
-        frames = args.frames or DEFAULT_FRAMES
+        frames = DEFAULT_FRAMES if args.frames is None else args.frames
         return build_mdlp(source, output, frames, args.single_frames, args.region or "CN", options)
     from .crops import build_crops
 
@@ -192,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args)
     except (
         StrictModeError,
+        NoSamplesError,
         OutputExistsError,
         FileNotFoundError,
         LabelFileError,

@@ -19,6 +19,7 @@ from modeling_lpllm.tokenization_lpllm import CN_PROVINCES
 
 from .images import image_files
 from .labels import checked_label
+from .listing import skip_hidden
 from .pipeline import BuildOptions, BuildResult, Task, run_build
 from .reports import InputProblem, SkipLog
 from .scenes import scene_crop_sample
@@ -145,7 +146,7 @@ def list_ccpd_tasks(input_dir: Path, skip_log: SkipLog) -> list[Task]:
         FileNotFoundError: `input_dir` is not a folder.
     """
     input_dir = Path(input_dir)
-    paths = image_files(input_dir, "CCPD input")
+    paths = skip_hidden(image_files(input_dir, "CCPD input"), input_dir, skip_log)
     split_lists = _read_split_lists(input_dir)
     tasks = []
     for path in paths:

@@ -3,19 +3,25 @@
 Three layouts are recognised, in this order:
 
 1. `--input` is a label file, or `--labels FILE` is given, or the folder holds `labels.csv`/`labels.jsonl`:
-   each row names an image (relative to the label file's folder) and its text. fast-plate-ocr's
+   each row names an image (relative to the label file's folder, and inside it: absolute and `../` paths are
+   skipped, since a label file must not make the build read files from elsewhere) and its text. fast-plate-ocr's
    `image_path,plate_text[,plate_region]` CSV is read as is.
 2. The folder holds no label file but sub-folders that do (e.g. `../shared/realdata`): every sub-folder is read as
    in 1, its name becoming the `subset`.
 3. Otherwise every image under the folder is labelled by its file name, LPRNet style: `皖A12345.jpg`; a suffix
    after an underscore (`皖A12345_2.jpg`, for repeated plates) is not part of the label.
+
+Hidden files and folders are skipped in layouts 2 and 3 (see `listing`). Crops are grouped into splits by their
+normalised plate text, so the repeats of one plate never straddle splits.
 """
 
 import logging
+import os
 from pathlib import Path
 
 from .images import CROP_LIMITS, IMAGE_EXTENSIONS, describe, encode_png, load_image
 from .labels import LabelFileError, checked_label, find_label_file, read_label_file
+from .listing import hidden_entry, skip_hidden
 from .pipeline import BuildOptions, BuildResult, Task, run_build
 from .reports import InputProblem, SkipLog
 from .schema import Sample
@@ -32,7 +38,18 @@ def _tasks_from_label_file(label_file, root, subset, id_prefix, region, skip_log
     base = label_file.parent
     referenced = set()
     for row in rows:
-        path = Path(row.file) if Path(row.file).is_absolute() else base / row.file
+        outside = _outside_reason(row.file)
+        if outside:
+            skip_log.add(
+                InputProblem(
+                    row.where,
+                    "outside_input",
+                    f"file {row.file!r} {outside}; label files name images relative to their own folder "
+                    f"({describe(base, root)}) and inside it",
+                )
+            )
+            continue
+        path = base / os.path.normpath(row.file)
         name = describe(path, root)
         if not path.is_file():
             skip_log.add(InputProblem(name, "missing_file", f"file referenced by {row.where} does not exist"))
@@ -44,11 +61,24 @@ def _tasks_from_label_file(label_file, root, subset, id_prefix, region, skip_log
             continue
         referenced.add(path.resolve())
         sample_id = f"{id_prefix}{describe(path, base)}"
-        yield Task(id=sample_id, name=name, group=sample_id, payload=(str(path), text, code, subset))
-    images = [path for path in base.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS]
+        yield Task(id=sample_id, name=name, group=text, payload=(str(path), text, code, subset))
+    images = [
+        path
+        for path in base.rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS and hidden_entry(path, base) is None
+    ]
     unlabelled = sum(1 for path in images if path.resolve() not in referenced)
     if unlabelled:
         logger.info("%d image(s) under %s are not listed in %s and were not used.", unlabelled, base, label_file.name)
+
+
+def _outside_reason(file: str) -> str | None:
+    """Why a label file's path leads outside its folder, or None when it stays inside."""
+    if os.path.isabs(file) or Path(file).drive:
+        return "is an absolute path"
+    if Path(os.path.normpath(file)).parts[:1] == (os.pardir,):
+        return "leads out of the label file's folder ('..')"
+    return None
 
 
 def _label_from_file_name(path: Path) -> str:
@@ -56,7 +86,7 @@ def _label_from_file_name(path: Path) -> str:
 
 
 def _tasks_from_file_names(folder, root, subset, region, skip_log):
-    for path in sorted(path for path in folder.rglob("*") if path.is_file()):
+    for path in skip_hidden(sorted(path for path in folder.rglob("*") if path.is_file()), folder, skip_log):
         name = describe(path, root)
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             skip_log.add(
@@ -74,7 +104,7 @@ def _tasks_from_file_names(folder, root, subset, region, skip_log):
             skip_log.add(problem)
             continue
         sample_id = describe(path, folder)
-        yield Task(id=sample_id, name=name, group=sample_id, payload=(str(path), text, code, subset))
+        yield Task(id=sample_id, name=name, group=text, payload=(str(path), text, code, subset))
 
 
 def list_crop_tasks(
@@ -96,6 +126,8 @@ def list_crop_tasks(
     if label_file is not None:
         return list(_tasks_from_label_file(label_file, root, root.name, "", region, skip_log))
     sets = sorted(folder for folder in input_path.iterdir() if folder.is_dir() and find_label_file(folder))
+    if any(hidden_entry(folder, input_path) is None for folder in sets):
+        sets = skip_hidden(sets, input_path, skip_log)
     if sets:
         tasks = []
         for folder in sets:

@@ -9,7 +9,8 @@ a valid plate of the region is used.
 
 Every group becomes one multi-frame sample (its first `frames` degraded frames as `images`); with
 `single_frames=True` each degraded frame and the clear frame also become single-frame samples. All samples of a
-group share its split.
+group share its split, and so do all groups of one plate text, unless split folders assign one. Hidden groups and
+frames (a name starting with `.`) are skipped.
 """
 
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from .images import CROP_LIMITS, IMAGE_EXTENSIONS, encode_png, load_image
 from .labels import LabelFileError, checked_label, find_label_file, read_label_file
+from .listing import skip_hidden
 from .pipeline import BuildOptions, BuildResult, Task, run_build
 from .reports import InputProblem, SkipLog
 from .schema import Sample
@@ -102,12 +104,12 @@ def list_mdlp_tasks(
 
     tasks = []
     for split_root, split in roots:
-        for group_dir in sorted(folder for folder in (split_root / "inputs").iterdir() if folder.is_dir()):
+        group_dirs = sorted(folder for folder in (split_root / "inputs").iterdir() if folder.is_dir())
+        for group_dir in skip_hidden(group_dirs, input_dir, skip_log):
             group = group_dir.name
             name = group_dir.relative_to(input_dir).as_posix()
-            group_key = group_dir.relative_to(input_dir).as_posix()
-            degraded = _images_in(group_dir)
-            clear_frames = _images_in(split_root / "gt" / group)
+            degraded = skip_hidden(_images_in(group_dir), input_dir, skip_log)
+            clear_frames = skip_hidden(_images_in(split_root / "gt" / group), input_dir, skip_log)
             clear = clear_frames[0] if clear_frames else None
             try:
                 text, code = _group_label(group, clear, labels, region, name)
@@ -125,20 +127,20 @@ def list_mdlp_tasks(
                 )
                 continue
             chosen = degraded[:wanted]
-            multi_id = f"{group_key}"
+            multi_id = name
             tasks.append(
-                Task(multi_id, name, group_key, split, ([str(path) for path in chosen], text, code, "multi_frame"))
+                Task(multi_id, name, text, split, ([str(path) for path in chosen], text, code, "multi_frame"))
             )
             if single_frames:
                 for path in chosen:
                     frame_name = path.relative_to(input_dir).as_posix()
                     tasks.append(
-                        Task(frame_name, frame_name, group_key, split, ([str(path)], text, code, "single_frame"))
+                        Task(frame_name, frame_name, text, split, ([str(path)], text, code, "single_frame"))
                     )
                 if clear is not None:
                     clear_name = clear.relative_to(input_dir).as_posix()
                     tasks.append(
-                        Task(clear_name, clear_name, group_key, split, ([str(clear)], text, code, "clear_frame"))
+                        Task(clear_name, clear_name, text, split, ([str(clear)], text, code, "clear_frame"))
                     )
     return tasks
 

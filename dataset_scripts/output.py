@@ -1,6 +1,7 @@
 """Atomic output folders: a build is written to a temporary sibling folder and moved into place only when
 complete, so an interrupted or failed run never leaves a half-written dataset, and an existing one is only
-replaced with `overwrite=True`."""
+replaced with `overwrite=True`, and only when it is a dataset this builder wrote: `--overwrite` pointed at the
+wrong folder must not delete someone's files."""
 
 import logging
 import os
@@ -11,8 +12,19 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+# What every build leaves in its folder (`save_to_disk`'s index and our summary); a folder without both was not
+# written by this builder.
+BUILD_MARKERS = ("dataset_dict.json", "summary.json")
+
+
 class OutputExistsError(FileExistsError):
-    """The output folder exists and `overwrite` was not asked for."""
+    """The output folder exists and `overwrite` was not asked for, or it is not a dataset this builder wrote."""
+
+
+def _describe_contents(folder: Path, limit: int = 5) -> str:
+    names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in folder.iterdir())
+    shown = ", ".join(names[:limit])
+    return f"{shown}, ... ({len(names)} entries)" if len(names) > limit else shown
 
 
 def _is_within(path: Path, parent: Path) -> bool:
@@ -27,7 +39,8 @@ def check_output_dir(output_dir: Path, overwrite: bool, inputs: list[Path] = ())
     """Checks that the build may write `output_dir` and returns it resolved.
 
     Raises:
-        OutputExistsError: `output_dir` exists and `overwrite` is False.
+        OutputExistsError: `output_dir` exists (and is not empty) and `overwrite` is False, or it holds something
+            other than a dataset this builder wrote (`BUILD_MARKERS`), which `overwrite` never replaces.
         ValueError: `output_dir` is an existing file, lies inside an input folder (inputs are never written
             to) or contains an input (replacing it would delete the input). An input that is a file (a label
             file) only has to stay out of the output.
@@ -48,6 +61,15 @@ def check_output_dir(output_dir: Path, overwrite: bool, inputs: list[Path] = ())
     if output_dir.exists():
         if not output_dir.is_dir():
             raise ValueError(f"Output path {output_dir} exists and is not a folder.")
+        if not any(output_dir.iterdir()):
+            return output_dir
+        missing = [name for name in BUILD_MARKERS if not (output_dir / name).is_file()]
+        if missing:
+            raise OutputExistsError(
+                f"Output folder {output_dir} is not a dataset written by dataset_scripts.build (no "
+                f"{' or '.join(missing)}; it holds {_describe_contents(output_dir)}); a build never replaces it, "
+                "not even with --overwrite. Choose a new or empty --output folder."
+            )
         if not overwrite:
             raise OutputExistsError(
                 f"Output folder {output_dir} already exists; pass --overwrite (overwrite=True) to replace it."
@@ -73,6 +95,8 @@ class AtomicOutputDir:
 
     def commit(self) -> None:
         old = None
+        if self.output_dir.is_dir() and not any(self.output_dir.iterdir()):
+            self.output_dir.rmdir()  # an empty folder holds nothing to lose
         if self.output_dir.exists():
             if not self.overwrite:
                 raise OutputExistsError(
@@ -92,4 +116,4 @@ class AtomicOutputDir:
         return False
 
 
-__all__ = ["AtomicOutputDir", "OutputExistsError", "check_output_dir"]
+__all__ = ["AtomicOutputDir", "BUILD_MARKERS", "OutputExistsError", "check_output_dir"]

@@ -24,7 +24,7 @@ from modeling_lpllm.processing_lpllm import DEFAULT_PROMPT
 
 from .card import dataset_card
 from .output import AtomicOutputDir, check_output_dir
-from .reports import InputProblem, SkipLog, write_summary
+from .reports import InputProblem, NoSamplesError, SkipLog, write_summary
 from .schema import FEATURES, Sample
 from .splits import DEFAULT_RATIOS, SPLITS, assign_split
 
@@ -163,8 +163,12 @@ def run_build(
 
     Raises:
         StrictModeError: in strict mode, on the first bad input.
-        OutputExistsError: if `output_dir` exists and `options.overwrite` is False.
+        OutputExistsError: if `output_dir` exists and `options.overwrite` is False, or is not a dataset we wrote.
+        NoSamplesError: no input became a sample (found before any work when there is none to process).
+        ValueError: `options.limit` is below 1.
     """
+    if options.limit is not None and options.limit < 1:
+        raise ValueError(f"`limit` (--num) must be >= 1 (None: every input), got {options.limit}.")
     output_dir = check_output_dir(Path(output_dir), options.overwrite, list(inputs))
     skip_log = skip_log if skip_log is not None else SkipLog(strict=options.strict)
 
@@ -183,6 +187,8 @@ def run_build(
             continue
         seen.add(task.id)
         unique_tasks.append(task)
+    if not unique_tasks:
+        raise NoSamplesError(source, inputs, 0, skip_log)
 
     counts = {split: 0 for split in SPLITS}
     regions, subsets, degradations, severities, modes = Counter(), Counter(), Counter(), Counter(), Counter()
@@ -215,6 +221,8 @@ def run_build(
                 writer.finalize()
                 writer.close()
 
+        if not sum(counts.values()):
+            raise NoSamplesError(source, inputs, len(unique_tasks), skip_log)
         splits = DatasetDict({split: Dataset.from_file(str(arrow_dir / f"{split}.arrow")) for split in SPLITS})
         # An empty split saved with the default sharding gets zero shards, which load_from_disk cannot read.
         splits.save_to_disk(str(work_dir), num_shards={split: 1 for split, count in counts.items() if count == 0})

@@ -49,6 +49,20 @@ class StrictModeError(RuntimeError):
         )
 
 
+class NoSamplesError(ValueError):
+    """A build whose inputs gave no sample: nothing is written, and the message says what was found and skipped
+    instead of an empty dataset that a training run would only refuse later."""
+
+    def __init__(self, source: str, inputs, num_inputs: int, skip_log: "SkipLog"):
+        where = ", ".join(str(path) for path in inputs) or "the generator"
+        message = f"The {source} build of {where} has no sample: {num_inputs} input(s) to read"
+        if len(skip_log):
+            reasons = ", ".join(f"{code} {count}" for code, count in skip_log.counts().items())
+            examples = "; ".join(f"{problem.file}: {problem.reason}" for problem in skip_log.entries[:3])
+            message += f", {len(skip_log)} skipped ({reasons}; e.g. {examples})"
+        super().__init__(message + ". Nothing was written.")
+
+
 @dataclass
 class SkipLog:
     """Collects skipped inputs; in strict mode, raises on the first one instead."""
@@ -83,4 +97,4 @@ def write_summary(path: Path, summary: dict) -> None:
         handle.write("\n")
 
 
-__all__ = ["InputProblem", "SkipLog", "StrictModeError", "write_summary"]
+__all__ = ["InputProblem", "NoSamplesError", "SkipLog", "StrictModeError", "write_summary"]

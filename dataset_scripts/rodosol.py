@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .images import image_files
 from .labels import checked_label
+from .listing import skip_hidden
 from .pipeline import BuildOptions, BuildResult, Task, run_build
 from .reports import InputProblem, SkipLog
 from .scenes import scene_crop_sample
@@ -74,7 +75,7 @@ def list_rodosol_tasks(input_dir: Path, skip_log: SkipLog) -> list[Task]:
         FileNotFoundError: `input_dir` is not a folder.
     """
     input_dir = Path(input_dir)
-    paths = image_files(input_dir, "RodoSol input")
+    paths = skip_hidden(image_files(input_dir, "RodoSol input"), input_dir, skip_log)
     splits = _read_split_file(input_dir)
     tasks = []
     for path in paths:

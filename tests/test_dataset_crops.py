@@ -215,5 +215,5 @@ def test_split_assignment_is_deterministic_and_follows_the_ratios():
     shares = {split: first.count(split) / len(first) for split in ("train", "validation", "test")}
     assert abs(shares["train"] - 0.8) < 0.03 and abs(shares["validation"] - 0.1) < 0.02
     assert parse_ratios("8,1,1") == (0.8, 0.1, 0.1)
-    with pytest.raises(ValueError, match="three non-negative"):
+    with pytest.raises(ValueError, match="three finite non-negative"):
         parse_ratios("0.9,0.1")

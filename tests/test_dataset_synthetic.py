@@ -11,7 +11,7 @@ from dataset_scripts.regions import LAYOUTS, REGIONS
 from dataset_scripts.synthetic import fonts as font_module
 from dataset_scripts.synthetic.degrade import DEGRADATION_TYPES, SEVERITY_TABLE, degrade
 from dataset_scripts.synthetic.fonts import FontNotFoundError, find_fonts
-from dataset_scripts.synthetic.generate import SyntheticConfig, SyntheticSampleMaker, build_synthetic
+from dataset_scripts.synthetic.generate import SyntheticConfig, SyntheticSampleMaker, build_synthetic, synthetic_tasks
 from dataset_scripts.synthetic.render import render_plate
 from dataset_scripts.synthetic.styles import STYLES
 
@@ -156,3 +156,10 @@ def test_compound_degradations_combine_two_or_three_compatible_types():
         assert 2 <= len(parts) <= 3 and len(set(parts)) == len(parts)
         assert not {"dark", "overexposure"} <= set(parts)
         assert list(parts) == sorted(parts, key=order.index)
+
+
+def test_synthetic_samples_are_grouped_into_splits_by_their_plate_text(fonts):
+    config = SyntheticConfig(num=6, layouts=("br_old",), degradations=("noise",), severities=(1,))
+    maker = SyntheticSampleMaker(config, fonts, seed=3)
+    groups = [task.group for task in synthetic_tasks(maker, config.num)]
+    assert groups == [maker.make(index).text for index in range(config.num)]

@@ -97,12 +97,20 @@ class SyntheticSampleMaker:
     def __call__(self, task: Task) -> Sample:
         return self.make(task.payload)
 
-    def make(self, index: int) -> Sample:
-        config = self.config
+    def _draw_plate(self, index: int) -> tuple[np.random.Generator, str, str]:
+        """The random stream of sample `index`, after drawing its layout name and plate text from it."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, index]))
         layout_name = self.layouts[rng.integers(len(self.layouts))]
+        return rng, layout_name, LAYOUTS[layout_name].sample(rng)
+
+    def plate_text(self, index: int) -> str:
+        """The plate text sample `index` will read, without rendering it."""
+        return self._draw_plate(index)[2]
+
+    def make(self, index: int) -> Sample:
+        config = self.config
+        rng, layout_name, text = self._draw_plate(index)
         layout = LAYOUTS[layout_name]
-        text = layout.sample(rng)
         plate = add_surroundings(
             render_plate(text, layout_name, STYLES[layout_name], self.fonts, rng, config.height), rng
         )
@@ -140,9 +148,10 @@ class SyntheticSampleMaker:
         )
 
 
-def synthetic_tasks(num: int) -> list[Task]:
+def synthetic_tasks(maker: SyntheticSampleMaker, num: int) -> list[Task]:
+    """One task per sample, grouped by plate text: two draws of one plate share a split, as real crops do."""
     return [
-        Task(id=f"synthetic-{index:07d}", name=f"synthetic-{index:07d}", group=f"synthetic-{index:07d}", payload=index)
+        Task(id=f"synthetic-{index:07d}", name=f"synthetic-{index:07d}", group=maker.plate_text(index), payload=index)
         for index in range(num)
     ]
 
@@ -170,7 +179,7 @@ def build_synthetic(
     fonts = fonts or find_fonts(need_cjk=any(LAYOUTS[name].region == "CN" for name in layouts))
     maker = SyntheticSampleMaker(config, fonts, options.seed)
     summary = {"synthetic_config": {**asdict(config), "layouts": list(layouts)}, "fonts": asdict(fonts)}
-    return run_build(SOURCE, synthetic_tasks(config.num), maker, output_dir, options, extra_summary=summary)
+    return run_build(SOURCE, synthetic_tasks(maker, config.num), maker, output_dir, options, extra_summary=summary)
 
 
 __all__ = ["SyntheticConfig", "SyntheticSampleMaker", "build_synthetic", "synthetic_tasks"]

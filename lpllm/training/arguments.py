@@ -1,6 +1,7 @@
 """LP-LLM's own training arguments (next to TRL's `ScriptArguments`, `SFTConfig` and `ModelConfig`), and the paper's
 ablations as trainable-parameter sets."""
 
+import math
 from dataclasses import dataclass, field
 
 from modeling_lpllm.deskew import check_max_degrees
@@ -221,6 +222,12 @@ class PlateTrainingArguments:
     model_card_template: str = field(
         default="model_card.md", metadata={"help": "Template of the model card written beside the final model."}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace the earlier run in `output_dir` (its checkpoints, final model, final evaluations "
+        "and trainer state) instead of refusing to start. Only a folder a run of ours wrote is replaced; to continue "
+        "the earlier run instead, use `resume_from_checkpoint`."},
+    )
 
     def __post_init__(self):
         if self.ablation is not None:
@@ -234,12 +241,21 @@ class PlateTrainingArguments:
             self.num_views = check_num_views(self.num_views)
         for name in ("min_pixels", "max_pixels", "generation_batch_size", "max_new_tokens"):
             value = getattr(self, name)
-            if value is not None and value < 1:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if self.generation_eval_samples < 0:
-            raise ValueError(f"`generation_eval_samples` must be >= 0, got {self.generation_eval_samples}.")
-        if self.max_train_minutes is not None and self.max_train_minutes <= 0:
-            raise ValueError(f"`max_train_minutes` must be positive, got {self.max_train_minutes}.")
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise ValueError(
+                f"`min_pixels` ({self.min_pixels}) must not exceed `max_pixels` ({self.max_pixels}): they bound the "
+                "pixel budget of a resized crop."
+            )
+        if isinstance(self.generation_eval_samples, bool) or not (
+            isinstance(self.generation_eval_samples, int) and self.generation_eval_samples >= 0
+        ):
+            raise ValueError(
+                f"`generation_eval_samples` must be an integer >= 0, got {self.generation_eval_samples!r}."
+            )
+        if self.max_train_minutes is not None and not (0 < self.max_train_minutes < math.inf):
+            raise ValueError(f"`max_train_minutes` must be a positive finite number, got {self.max_train_minutes}.")
         if self.cosine_over_budget and self.max_train_minutes is None:
             raise ValueError("`cosine_over_budget` needs `max_train_minutes`: the budget the cosine spans.")
         if isinstance(self.muon_newton_schulz_steps, bool) or not (

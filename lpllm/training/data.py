@@ -30,16 +30,37 @@ def load_plate_dataset(dataset_name: str) -> datasets.DatasetDict:
     elif os.path.exists(dataset_name):
         raise ValueError(f"--dataset_name {dataset_name} is a file; it must be a dataset directory or a Hub id.")
     else:
-        loaded = datasets.load_dataset(dataset_name)
+        try:
+            loaded = datasets.load_dataset(dataset_name)
+        except OSError as error:  # ConnectionError offline, DatasetNotFoundError online
+            # A name like `data/plates` is a Hub id as well as a relative path: say that neither was found.
+            raise ValueError(
+                f"--dataset_name {dataset_name}: there is no local folder of that name (from {os.getcwd()}), and "
+                f"loading it from the Hub failed: {error}"
+            ) from error
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
 
 
-def training_split(dataset: datasets.DatasetDict, split: str, where: str) -> datasets.Dataset:
-    """The split with only the columns SFT reads, after checking it has them."""
+def training_split(
+    dataset: datasets.DatasetDict, split: str, where: str, field: str = "dataset_train_split"
+) -> datasets.Dataset:
+    """The split with only the columns SFT reads, after checking it has them and at least one row.
+
+    Args:
+        dataset: The loaded dataset.
+        split: The split's name.
+        where: The dataset's name or folder, for messages.
+        field: The argument that named `split`, for messages.
+    """
     if split not in dataset:
-        raise ValueError(f"{where} has no split {split!r}; it has {sorted(dataset)}.")
+        raise ValueError(f"`{field}`: {where} has no split {split!r}; it has {sorted(dataset)}.")
+    if len(dataset[split]) == 0:
+        raise ValueError(
+            f"`{field}`: split {split!r} of {where} has no rows; a run needs at least one (rebuild the dataset "
+            "with more inputs or other --splits fractions, or name another split)."
+        )
     missing = [column for column in TRAINING_COLUMNS if column not in dataset[split].column_names]
     if missing:
         raise ValueError(

@@ -27,6 +27,8 @@ from .model_setup import (
 )
 from .optimizers import MUON_PARTNERS
 from .precision import apply_bf16_if_native, has_native_bf16
+from .preflight import check_local_source, check_lora_arguments, check_trainer_arguments
+from .run_folder import check_output_dir, clear_earlier_run
 from .trainer import PlateSFTTrainer
 
 
@@ -36,13 +38,28 @@ logger = logging.get_logger(__name__)
 def parse_arguments(argv=None):
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, PlateTrainingArguments))
     script_args, training_args, model_args, plate_args = parser.parse_args_and_config(argv)
+    check_trainer_arguments(training_args)
+    if plate_args.ablation_spec is not None and plate_args.ablation_spec.lora:
+        check_lora_arguments(model_args)
     if not script_args.dataset_name:
         raise ValueError("--dataset_name is required: a directory written by `python -m dataset_scripts.build`.")
+    check_local_source(
+        script_args.dataset_name, "dataset_name", "a dataset folder written by `python -m dataset_scripts.build`"
+    )
     if not model_args.model_name_or_path:
         raise ValueError(
             "--model_name_or_path is required: a Qwen3-VL or LP-LLM checkpoint, or a model config .json to start "
             "from scratch."
         )
+    check_local_source(
+        model_args.model_name_or_path,
+        "model_name_or_path",
+        "a Qwen3-VL or LP-LLM checkpoint folder, or a model config .json to start from scratch",
+    )
+    check_output_dir(
+        training_args.output_dir, resume_checkpoint(training_args.resume_from_checkpoint),
+        plate_args.overwrite_output_dir,
+    )
     if is_from_scratch(model_args.model_name_or_path) and not os.path.isfile(model_args.model_name_or_path):
         raise ValueError(f"--model_name_or_path {model_args.model_name_or_path}: no such model config file.")
     if not os.path.isfile(plate_args.model_card_template):
@@ -81,14 +98,24 @@ def main(argv=None):
     ablation = plate_args.ablation_spec
 
     dataset = load_plate_dataset(script_args.dataset_name)
-    train_dataset = training_split(dataset, script_args.dataset_train_split, script_args.dataset_name)
+    train_dataset = training_split(
+        dataset, script_args.dataset_train_split, script_args.dataset_name, "dataset_train_split"
+    )
     eval_dataset = None
-    if plate_args.dataset_eval_split in dataset:
-        eval_dataset = training_split(dataset, plate_args.dataset_eval_split, script_args.dataset_name)
-    if training_args.eval_strategy != "no" and eval_dataset is None:
+    if training_args.eval_strategy != "no":
+        if plate_args.dataset_eval_split not in dataset:
+            raise ValueError(
+                f"eval_strategy={training_args.eval_strategy} needs a {plate_args.dataset_eval_split!r} split in "
+                f"{script_args.dataset_name}; it has {sorted(dataset)}."
+            )
+        eval_dataset = training_split(
+            dataset, plate_args.dataset_eval_split, script_args.dataset_name, "dataset_eval_split"
+        )
+    final_split = plate_args.final_eval_split if plate_args.final_eval_split in dataset else None
+    if final_split is not None and len(dataset[final_split]) == 0:
         raise ValueError(
-            f"eval_strategy={training_args.eval_strategy} needs a {plate_args.dataset_eval_split!r} split in "
-            f"{script_args.dataset_name}; it has {sorted(dataset)}."
+            f"`final_eval_split` {final_split!r} of {script_args.dataset_name} has no rows, so there is nothing to "
+            "evaluate the trained model on; name another split, or `--final_eval_split none` to skip that evaluation."
         )
 
     set_seed(training_args.seed)  # from-scratch and newly added CMRM weights are drawn from this seed
@@ -118,16 +145,18 @@ def main(argv=None):
         if augment is not None and plate_args.augment_warmup_epochs:
             callbacks = [*(callbacks or []), AugmentationWarmupCallback(augment, plate_args.augment_warmup_epochs)]
 
+    if plate_args.overwrite_output_dir and training_args.should_save:
+        clear_earlier_run(training_args.output_dir)
     trainer = PlateSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
-        eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
+        eval_dataset=eval_dataset,
         processing_class=processor,
         data_collator=collator,
         peft_config=peft_config,
         callbacks=callbacks,
-        generation_eval_dataset=generation_eval_dataset if training_args.eval_strategy != "no" else None,
+        generation_eval_dataset=generation_eval_dataset,
         generation_batch_size=plate_args.generation_batch_size,
         max_new_tokens=plate_args.max_new_tokens,
         lr_budget_minutes=plate_args.max_train_minutes if plate_args.cosine_over_budget else None,
@@ -158,7 +187,6 @@ def main(argv=None):
         card_template=plate_args.model_card_template, evaluations=[],
     )
     # The saved model is evaluated as eval.py evaluates it, into reports eval.py --compare reuses as they are.
-    final_split = plate_args.final_eval_split if plate_args.final_eval_split in dataset else None
     evaluations = final_evaluations(
         destination, training_args.output_dir, script_args.dataset_name, final_split, plate_args.realdata_dir,
         training_args.device, command=["train_sft.py", *(sys.argv[1:] if argv is None else argv)],
