@@ -150,3 +150,16 @@ def test_read_samples_asks_for_the_flag_and_checks_its_paths(tmp_path, tiny_chec
         read_samples.main(["--model", str(tiny_checkpoint), *common, "--split", "dev", "--output_dir", str(tmp_path / "x")])
     read_samples.main(["--model", str(tiny_checkpoint), *common, "--output_dir", str(tmp_path / "ours")])
     assert (tmp_path / "ours" / "pipeline_readings.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--prompt", "x" * 5000], r"`prompt` has 5000 characters; at most 2000"),
+        (["--max_new_tokens", "100000"], r"`max_new_tokens` must be a whole number in \[1, 1024\]"),
+        (["--split", " "], "`split` must name a split"),
+    ],
+)
+def test_reading_arguments_are_checked_when_parsed(plate_dataset, extra, message):
+    with pytest.raises(ValueError, match=message):
+        parse_arguments(eval_arguments("--model_name_or_path", "m", "--dataset_name", str(plate_dataset), *extra))

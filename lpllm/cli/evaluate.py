@@ -12,6 +12,7 @@ from typing import Literal
 from trl import TrlParser
 
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
+from modeling_lpllm.plate_reading import check_max_new_tokens, check_prompt
 
 from ..evaluation.model_sources import check_model_reference
 from ..evaluation.normalization import DEFAULT_SEPARATORS, PlateNormalizer, parse_region_maps
@@ -134,6 +135,9 @@ class EvalArguments:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        if self.max_new_tokens is not None:
+            check_max_new_tokens(self.max_new_tokens)
+        check_prompt(self.prompt)
         for name in ("latency_runs", "latency_warmup", "top_k_confusions"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
