@@ -39,9 +39,11 @@ class PlateRecognitionPipeline(Pipeline):
     such list per image. Images may be paths, PIL images or numpy arrays. Decoding is greedy with the checkpoint's
     `max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is `plate_reading.py`'s, the evaluation's.
 
-    Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`), `max_new_tokens`, `batch_size`
-    (images generated together, left-padded; default 8), `num_views` (views of each crop a plate is read from,
-    default: the processor's `num_views`; see `plate_views.py`), `generate_kwargs` (passed to `model.generate`).
+    Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`; at most `MAX_PROMPT_CHARS` characters),
+    `max_new_tokens` (1 to `MAX_NEW_TOKENS_LIMIT`), `batch_size` (images generated together, left-padded; default 8),
+    `num_views` (views of each crop a plate is read from, default: the processor's `num_views`; see
+    `plate_views.py`), `generate_kwargs` (a dict passed to `model.generate`). All are checked before the first image is
+    read; every image passes `image_checks.py`'s gate, and a refused one is named ("image #i", and its path).
     """
 
     _load_processor = True
