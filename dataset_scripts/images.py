@@ -1,20 +1,28 @@
 """Reading input images safely, cutting plates out by their corners, and encoding samples.
 
-Every reader goes through `load_image`, which turns each way an image file can be unusable (empty, not an image,
-truncated, a decompression bomb, 1x1, 10000x10) into an `InputProblem` with a clear reason, and normalises the
-rest (CMYK, 16-bit, RGBA, grayscale, palette) to 8-bit RGB with the processor's own `to_rgb`.
+Every reader goes through `load_image`, which passes each file through the model package's image gate
+(`modeling_lpllm.image_checks`, the pipeline's and the evaluation's too), turns each way an image file can be
+unusable (empty, not an image, truncated, a decompression bomb, 1x1, 10000x10) into an `InputProblem` with a clear
+reason, and normalises the rest (CMYK, 16-bit, RGBA, grayscale, palette) to 8-bit RGB with the processor's own
+`to_rgb`.
 """
 
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from modeling_lpllm.processing_lpllm import to_rgb
+from modeling_lpllm.image_checks import (
+    PLATE_IMAGE_LIMITS,
+    ImageInputError,
+    ImageLimits,
+    check_image_size,
+    open_image,
+    to_rgb,
+)
 
 from .reports import InputProblem
 
@@ -33,24 +41,8 @@ def image_files(folder: Path, source: str) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-@dataclass(frozen=True)
-class ImageLimits:
-    """Sizes an input image must have to be believable.
-
-    Args:
-        min_side: Smallest width or height, in pixels.
-        max_pixels: Largest width x height; checked from the header, before decoding, so a decompression bomb is
-            refused without allocating it.
-        max_aspect: Largest ratio of the longer to the shorter side.
-    """
-
-    min_side: int = 8
-    max_pixels: int = 40_000_000
-    max_aspect: float = 25.0
-
-
-#: Limits for plate crops (a plate is at most ~5:1; a wide margin still stays far below 25:1).
-CROP_LIMITS = ImageLimits()
+#: Limits for plate crops: the model package's, which the pipeline and the processor check too.
+CROP_LIMITS = PLATE_IMAGE_LIMITS
 #: Limits for whole scenes that plates are cut from (CCPD, RodoSol).
 SCENE_LIMITS = ImageLimits(min_side=16, max_aspect=10.0)
 
@@ -86,33 +78,8 @@ def load_image(
             `bad_aspect_ratio` or `corrupt_image`.
     """
     name = name or str(path)
-    path = Path(path)
-    if not path.is_file():
-        raise InputProblem(name, "missing_file", f"no such file: {path}")
-    if path.stat().st_size == 0:
-        raise InputProblem(name, "empty_file", "file is empty (0 bytes); expected an image")
-    with warnings.catch_warnings():
-        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; a bomb is an error here either way.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(path)
-        except UnidentifiedImageError:
-            raise InputProblem(
-                name, "not_an_image", "cannot identify image file; expected a JPEG, PNG, BMP, WebP, TIFF or GIF image"
-            ) from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise InputProblem(name, "too_large", f"refused as a possible decompression bomb ({error})") from None
-        except OSError as error:
-            raise InputProblem(name, "corrupt_image", f"cannot open image: {error}") from None
-        with image:
-            width, height = image.size
-            check_size(width, height, limits, name)
-            try:
-                image.load()
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as error:
-                raise InputProblem(
-                    name, "corrupt_image", f"cannot decode image ({error}); the file is truncated or damaged"
-                ) from None
+    try:
+        with open_image(Path(path), name, limits) as image:
             original_mode = image.mode
             if exif_transpose:
                 image = ImageOps.exif_transpose(image)
@@ -124,28 +91,17 @@ def load_image(
                 ) from None
             if rgb is image:
                 rgb = image.copy()
+    except ImageInputError as error:
+        raise InputProblem(error.name, error.code, error.message) from None
     return LoadedImage(rgb, original_mode)
 
 
 def check_size(width: int, height: int, limits: ImageLimits, name: str) -> None:
     """Raises an `InputProblem` when a `width` x `height` image is outside `limits`."""
-    if width * height > limits.max_pixels:
-        raise InputProblem(
-            name,
-            "too_large",
-            f"image is {width}x{height} = {width * height} pixels; at most {limits.max_pixels} accepted",
-        )
-    if min(width, height) < limits.min_side:
-        raise InputProblem(
-            name, "too_small", f"image is {width}x{height}; each side must be at least {limits.min_side} pixels"
-        )
-    if max(width, height) / min(width, height) > limits.max_aspect:
-        raise InputProblem(
-            name,
-            "bad_aspect_ratio",
-            f"image is {width}x{height} (aspect {max(width, height) / min(width, height):.0f}:1); "
-            f"at most {limits.max_aspect:g}:1 accepted",
-        )
+    try:
+        check_image_size(width, height, name, limits)
+    except ImageInputError as error:
+        raise InputProblem(error.name, error.code, error.message) from None
 
 
 def order_corners(points) -> np.ndarray:

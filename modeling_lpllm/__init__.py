@@ -2,6 +2,7 @@
 
 from .cmrm import CharacterAwareReasoningModule
 from .configuration_lpllm import QWEN3_VL_2B_TEXT_CONFIG, QWEN3_VL_2B_VISION_CONFIG, LPLLMConfig
+from .image_checks import PLATE_IMAGE_LIMITS, ImageInputError, ImageLimits, load_image_input
 from .modeling_lpllm import LPLLMModel, LPLLMPreTrainedModel, Qwen3VLForPlateRecognition
 from .pipeline_lpllm import PlateRecognitionPipeline, load_plate_image
 from .plate_reading import DEFAULT_MAX_NEW_TOKENS, read_plates
@@ -22,6 +23,10 @@ __all__ = [
     "QWEN3_VL_2B_TEXT_CONFIG",
     "QWEN3_VL_2B_VISION_CONFIG",
     "CharacterAwareReasoningModule",
+    "ImageInputError",
+    "ImageLimits",
+    "PLATE_IMAGE_LIMITS",
+    "load_image_input",
     "LPLLMConfig",
     "LPLLMModel",
     "LPLLMPreTrainedModel",

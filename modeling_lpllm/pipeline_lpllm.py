@@ -4,48 +4,34 @@ transformers 5 removed the "image-to-text" task; LP-LLM checkpoints register thi
 config (`custom_pipelines`), so the task name users know keeps working.
 """
 
-import os
-
-import numpy as np
 from PIL import Image
 from transformers import Pipeline
 
-from .plate_reading import decode_plate_readings, generate_plate_ids, plate_reading_inputs, resolve_num_views
+from .image_checks import PLATE_IMAGE_LIMITS, load_image_input
+from .plate_reading import (
+    check_batch_size,
+    check_max_new_tokens,
+    check_prompt,
+    decode_plate_readings,
+    generate_plate_ids,
+    plate_reading_inputs,
+    resolve_num_views,
+)
 from .plate_views import check_num_views
-from .processing_lpllm import DEFAULT_PROMPT, to_rgb
+from .processing_lpllm import DEFAULT_PROMPT
 
 
 DEFAULT_BATCH_SIZE = 8
 
 
-def load_plate_image(image) -> Image.Image:
-    """A path, a PIL image or an `(H, W)` / `(H, W, C)` uint8 array, as an RGB PIL image.
+def load_plate_image(image, name: str | None = None) -> Image.Image:
+    """A path, a PIL image or a numpy array, passed through the image gate (`image_checks.py`), as an RGB PIL
+    image. Arrays: `(H, W)` or `(H, W, 1, 3 or 4 channels)`, uint8 pixels or float fractions in [0, 1].
 
     Raises:
-        ValueError: naming the input and what was expected, for anything else or an unreadable file.
+        ValueError: naming the input (the file, else `name`, else "image") and what was expected.
     """
-    if isinstance(image, (str, os.PathLike)):
-        try:
-            with Image.open(image) as opened:
-                opened.load()
-                return to_rgb(opened)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"Cannot read the image file {os.fspath(image)!r}: {error}") from error
-    if isinstance(image, Image.Image):
-        return to_rgb(image)
-    if isinstance(image, np.ndarray):
-        if image.ndim == 3 and image.shape[-1] == 1:
-            image = image[..., 0]
-        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
-            raise ValueError(
-                f"An image array must be (height, width) or (height, width, 3 or 4 channels); got shape {image.shape}."
-            )
-        if image.dtype != np.uint8:
-            raise ValueError(f"An image array must be uint8 (0-255); got dtype {image.dtype}.")
-        return to_rgb(Image.fromarray(image))
-    raise ValueError(
-        f"An image must be a file path, a PIL.Image.Image or a numpy array; got {type(image).__name__}."
-    )
+    return load_image_input(image, name, PLATE_IMAGE_LIMITS)
 
 
 class PlateRecognitionPipeline(Pipeline):
@@ -53,9 +39,11 @@ class PlateRecognitionPipeline(Pipeline):
     such list per image. Images may be paths, PIL images or numpy arrays. Decoding is greedy with the checkpoint's
     `max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is `plate_reading.py`'s, the evaluation's.
 
-    Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`), `max_new_tokens`, `batch_size`
-    (images generated together, left-padded; default 8), `num_views` (views of each crop a plate is read from,
-    default: the processor's `num_views`; see `plate_views.py`), `generate_kwargs` (passed to `model.generate`).
+    Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`; at most `MAX_PROMPT_CHARS` characters),
+    `max_new_tokens` (1 to `MAX_NEW_TOKENS_LIMIT`), `batch_size` (images generated together, left-padded; default 8),
+    `num_views` (views of each crop a plate is read from, default: the processor's `num_views`; see
+    `plate_views.py`), `generate_kwargs` (a dict passed to `model.generate`). All are checked before the first image is
+    read; every image passes `image_checks.py`'s gate, and a refused one is named ("image #i", and its path).
     """
 
     _load_processor = True
@@ -64,11 +52,13 @@ class PlateRecognitionPipeline(Pipeline):
     _load_tokenizer = False
 
     def _sanitize_parameters(self, prompt=None, max_new_tokens=None, num_views=None, generate_kwargs=None, **kwargs):
-        preprocess_params = {} if prompt is None else {"prompt": prompt}
+        preprocess_params = {} if prompt is None else {"prompt": check_prompt(prompt)}
+        if generate_kwargs is not None and not isinstance(generate_kwargs, dict):
+            raise ValueError(f"`generate_kwargs` must be a dict of `model.generate` arguments; got {generate_kwargs!r}.")
         forward_params = dict(generate_kwargs or {})
         postprocess_params = {}
         if max_new_tokens is not None:
-            forward_params["max_new_tokens"] = max_new_tokens
+            forward_params["max_new_tokens"] = check_max_new_tokens(max_new_tokens)
         if num_views is not None:
             num_views = check_num_views(num_views)
             preprocess_params["num_views"] = forward_params["num_views"] = postprocess_params["num_views"] = num_views
@@ -79,7 +69,10 @@ class PlateRecognitionPipeline(Pipeline):
         items = [images] if single else list(images)
         if not items:
             raise ValueError("Got an empty list of images: give at least one image.")
-        batch_size = batch_size or self._batch_size or DEFAULT_BATCH_SIZE
+        if batch_size is None:
+            batch_size = self._batch_size or DEFAULT_BATCH_SIZE
+        batch_size = check_batch_size(batch_size)
+        # Every argument is checked before the first image is read.
         preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
         preprocess_params = {**self._preprocess_params, **preprocess_params}
         forward_params = {**self._forward_params, **forward_params}
@@ -87,11 +80,13 @@ class PlateRecognitionPipeline(Pipeline):
         results = []
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
-            results.extend(self.run_single(batch, preprocess_params, forward_params, postprocess_params))
+            batch_params = {**preprocess_params, "first_index": start}
+            results.extend(self.run_single(batch, batch_params, forward_params, postprocess_params))
         return results[0] if single else results
 
-    def preprocess(self, images, prompt=DEFAULT_PROMPT, num_views=None):
-        batch = [[load_plate_image(image)] for image in images]
+    def preprocess(self, images, prompt=DEFAULT_PROMPT, num_views=None, first_index=0):
+        # In-memory images are named by their place in the call, files by their path.
+        batch = [[load_plate_image(image, f"image #{first_index + offset}")] for offset, image in enumerate(images)]
         num_views = resolve_num_views(self.processor, num_views)
         return plate_reading_inputs(self.processor, batch, [prompt] * len(batch), num_views)
 

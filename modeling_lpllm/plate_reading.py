@@ -11,6 +11,7 @@ row per sample is decoded.
 training), else `DEFAULT_MAX_NEW_TOKENS`.
 """
 
+import numpy as np
 import torch
 from transformers import BatchFeature, LogitsProcessorList
 
@@ -21,6 +22,46 @@ from .processing_lpllm import DEFAULT_PROMPT, plate_messages
 # Generation length cap for a model whose generation config sets none: a plate's characters and the end token, with
 # room for a stock model's tokenizer, which may spend several tokens on one character.
 DEFAULT_MAX_NEW_TOKENS = 16
+# Upper bounds that keep one read from running for minutes: a plate instruction is a sentence (a 100k-character
+# prompt takes ~30 s a plate on a CPU), and a plate is a few dozen tokens even for a stock model answering in words.
+MAX_PROMPT_CHARS = 2000
+MAX_NEW_TOKENS_LIMIT = 1024
+
+
+def check_prompt(prompt, name: str = "prompt") -> str | None:
+    """`prompt` when it is None or a non-blank string of at most `MAX_PROMPT_CHARS` characters; ValueError naming
+    `name` otherwise."""
+    if prompt is None:
+        return None
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"`{name}` must be a non-blank string (the instruction) or None; got {prompt!r:.80}.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(
+            f"`{name}` has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} accepted (a plate instruction is a "
+            "sentence)."
+        )
+    return prompt
+
+
+def check_max_new_tokens(max_new_tokens, name: str = "max_new_tokens") -> int:
+    """`max_new_tokens` as an int in [1, `MAX_NEW_TOKENS_LIMIT`]; ValueError naming `name` otherwise."""
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, (int, np.integer))
+        or not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT
+    ):
+        raise ValueError(
+            f"`{name}` must be a whole number in [1, {MAX_NEW_TOKENS_LIMIT}] (tokens generated per plate); got "
+            f"{max_new_tokens!r}."
+        )
+    return int(max_new_tokens)
+
+
+def check_batch_size(batch_size, name: str = "batch_size") -> int:
+    """`batch_size` as a positive int; ValueError naming `name` otherwise."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"`{name}` must be a whole number >= 1 (images read together); got {batch_size!r}.")
+    return int(batch_size)
 
 
 def resolve_num_views(processor, num_views: int | None = None) -> int:
@@ -40,10 +81,15 @@ def resolve_num_views(processor, num_views: int | None = None) -> int:
 
 
 def resolve_max_new_tokens(generation_config, max_new_tokens: int | None = None) -> int:
-    """`max_new_tokens`, else the generation config's, else `DEFAULT_MAX_NEW_TOKENS`."""
+    """`max_new_tokens`, else the generation config's, else `DEFAULT_MAX_NEW_TOKENS`.
+
+    Raises:
+        ValueError: naming `max_new_tokens` when it is not a whole number in [1, `MAX_NEW_TOKENS_LIMIT`].
+    """
     if max_new_tokens is not None:
-        return max_new_tokens
-    return getattr(generation_config, "max_new_tokens", None) or DEFAULT_MAX_NEW_TOKENS
+        return check_max_new_tokens(max_new_tokens)
+    saved = getattr(generation_config, "max_new_tokens", None)
+    return check_max_new_tokens(saved, "generation_config.max_new_tokens") if saved else DEFAULT_MAX_NEW_TOKENS
 
 
 def plate_reading_inputs(processor, batch: list[list], prompts: list[str | None] | None = None, num_views: int = 1):
@@ -57,6 +103,9 @@ def plate_reading_inputs(processor, batch: list[list], prompts: list[str | None]
         num_views: views of each frame a sample is read from (`LPLLMProcessor.plate_views`).
     """
     prompts = prompts or [None] * len(batch)
+    if len(prompts) != len(batch):
+        raise ValueError(f"`prompts` has {len(prompts)} entries for {len(batch)} samples: give one per sample.")
+    prompts = [check_prompt(prompt, f"prompts[{index}]") for index, prompt in enumerate(prompts)]
     texts = [
         processor.apply_chat_template(
             plate_messages(prompt or DEFAULT_PROMPT, num_images=len(images)), add_generation_prompt=True, tokenize=False
@@ -121,6 +170,11 @@ def read_plates(
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
+    "MAX_NEW_TOKENS_LIMIT",
+    "MAX_PROMPT_CHARS",
+    "check_batch_size",
+    "check_max_new_tokens",
+    "check_prompt",
     "decode_plate_readings",
     "generate_plate_ids",
     "plate_reading_inputs",

@@ -1,6 +1,8 @@
 """The LP-LLM processor: Qwen3-VL's prompt format for still images, with no video processor (so no torchvision),
 left padding (batched generation equals one-by-one generation) and a pixel budget sized for plate crops."""
 
+import os
+
 import numpy as np
 import torch
 from PIL import Image
@@ -10,6 +12,7 @@ from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from .deskew import check_max_degrees, check_rectify, deskew
+from .image_checks import PLATE_IMAGE_LIMITS, check_image_size, load_image_input, pixel_array, to_rgb
 from .plate_views import DEFAULT_VIEW_SHIFT, check_num_views, check_view_shift, plate_views
 from .tokenization_lpllm import (
     DEFAULT_PLATE_CHARSET,
@@ -46,31 +49,6 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Returns an 8-bit RGB copy of a PIL image of any mode: transparency over white, 16-bit and float gray
-    rescaled to 8 bits, CMYK/palette/L converted.
-
-    Raises:
-        ValueError: for an image with a zero-sized side.
-    """
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"Image has an empty side: {image.width}x{image.height}.")
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        wide = image.convert("F")
-        low, high = wide.getextrema()
-        scale = 0.0 if high == low else 255.0 / (high - low)
-        return wide.point(lambda value: (value - low) * scale).convert("L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 class LPLLMProcessor(Qwen3VLProcessor):
@@ -189,20 +167,42 @@ class LPLLMProcessor(Qwen3VLProcessor):
         return super().__call__(images=images, text=text, **kwargs)
 
     def prepare_images(self, images, resize: bool = True):
-        """What the processor does to PIL images before the image processor: 8-bit RGB, levelled when
-        `deskew_max_degrees` is set, rectified when `rectify_plate` is, then resized to the fixed `image_size` when
-        set (and `resize`). Arrays and tensors pass through unchanged (they are taken as already prepared)."""
-        if isinstance(images, Image.Image):
-            # Unchanged when both are off.
-            image = deskew(to_rgb(images), self.deskew_max_degrees, rectify=self.rectify_plate)
-            if resize and self.image_size is not None and image.size != (self.image_size[1], self.image_size[0]):
-                image = image.resize((self.image_size[1], self.image_size[0]), Image.BICUBIC)
-            return image
+        """What the processor does to images before the image processor, each first checked by the image gate
+        (`image_checks.py`: sides within `PLATE_IMAGE_LIMITS`; arrays uint8 pixels or float fractions in [0, 1]).
+        PIL images become 8-bit RGB, levelled when `deskew_max_degrees` is set, rectified when `rectify_plate` is,
+        then resized to the fixed `image_size` when set (and `resize`). Arrays and tensors are taken as already
+        prepared: they come back as uint8 pixels in their own layout.
+
+        Raises:
+            ValueError: naming the image ("image #i" in a list) and what was expected.
+        """
         if isinstance(images, (list, tuple)):
             if len(images) == 0:
                 raise ValueError("`images` is an empty list: give at least one image, or `images=None` for text only.")
-            return [self.prepare_images(image, resize) for image in images]
-        return images
+            return [self._prepare_image(image, f"image #{index}", resize) for index, image in enumerate(images)]
+        return self._prepare_image(images, "image #0", resize)
+
+    def _prepare_image(self, image, name: str, resize: bool):
+        if isinstance(image, (list, tuple)):  # one sample's images in a nested batch
+            return [self._prepare_image(item, f"{name}.{index}", resize) for index, item in enumerate(image)]
+        if isinstance(image, (str, os.PathLike)):
+            image = load_image_input(image, limits=PLATE_IMAGE_LIMITS)
+        if isinstance(image, Image.Image):
+            check_image_size(image.width, image.height, name, PLATE_IMAGE_LIMITS)
+            # Unchanged when both are off.
+            image = deskew(to_rgb(image), self.deskew_max_degrees, rectify=self.rectify_plate)
+            if resize and self.image_size is not None and image.size != (self.image_size[1], self.image_size[0]):
+                image = image.resize((self.image_size[1], self.image_size[0]), Image.BICUBIC)
+            return image
+        if isinstance(image, torch.Tensor):
+            # The image processor would divide a float tensor by 255 whatever its range: the gate scales it once.
+            return torch.from_numpy(pixel_array(image.detach().cpu().numpy(), name, PLATE_IMAGE_LIMITS, channels_first=True))
+        if isinstance(image, np.ndarray):
+            return pixel_array(image, name, PLATE_IMAGE_LIMITS, channels_first=True)
+        raise ValueError(
+            f"{name}: got a {type(image).__name__}; expected a PIL.Image.Image, a file path, a numpy array or a torch "
+            "tensor."
+        )
 
     def plate_views(self, images: list[Image.Image], num_views: int | None = None) -> list[np.ndarray]:
         """`num_views` (default: the processor's) views of each PIL image as prepared 8-bit RGB arrays, each image's

@@ -12,6 +12,8 @@ from PIL import Image, ImageDraw
 from transformers import pipeline
 from trl import TrlParser
 
+from lpllm.evaluation.model_sources import check_model_reference, remote_code_allowed
+
 
 @dataclass
 class ReadSamplesArguments:
@@ -22,17 +24,33 @@ class ReadSamplesArguments:
     output_dir: str = field(metadata={"help": "Where the sheet of readings (PNG) is written."})
     split: str = field(default="test", metadata={"help": "Split the plates are taken from."})
     num: int = field(default=8, metadata={"help": "Plates read (the split's first ones)."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run the Python code a model ships with (e.g. a Hub LP-LLM). An LP-LLM folder this project "
+        "wrote loads without it."},
+    )
 
     def __post_init__(self):
         if isinstance(self.num, bool) or not isinstance(self.num, int) or self.num < 1:
             raise ValueError(f"`num` must be an integer >= 1, got {self.num!r}.")
+        check_model_reference(self.model, "model")
+        if not Path(self.dataset_name).expanduser().is_dir():
+            raise FileNotFoundError(
+                f"`dataset_name` {self.dataset_name!r}: no such folder; expected a dataset_scripts.build output folder."
+            )
 
 
 def main(argv=None):
     (args,) = TrlParser(ReadSamplesArguments, description=__doc__.split("\n\n")[0]).parse_args_and_config(argv)
-    rows = datasets.load_from_disk(args.dataset_name)[args.split]
+    trust_remote_code = remote_code_allowed(args.model, args.trust_remote_code)
+    splits = datasets.load_from_disk(args.dataset_name)
+    if args.split not in splits:
+        raise ValueError(f"`split` {args.split!r}: {args.dataset_name} has the splits {sorted(splits)}.")
+    rows = splits[args.split]
+    if len(rows) == 0:
+        raise ValueError(f"`split` {args.split!r} of {args.dataset_name} has no rows: there is no plate to read.")
     rows = rows.select(range(min(args.num, len(rows))))
-    reader = pipeline("image-to-text", model=args.model, trust_remote_code=True)
+    reader = pipeline("image-to-text", model=args.model, trust_remote_code=trust_remote_code)
     images = [row["images"][0] for row in rows]
     readings = [result[0]["generated_text"] for result in reader(images, batch_size=args.num)]
 

@@ -94,7 +94,7 @@ def test_eval_argument_errors_name_the_field_before_any_work(argv, message, tmp_
 
 def test_eval_modes_exclude_each_other_in_a_config_too(tmp_path):
     config = tmp_path / "eval.yaml"
-    config.write_text("model_name_or_path: m\ndataset_name: d\noutput_dir: out\n", encoding="utf-8")
+    config.write_text(f"model_name_or_path: m\ndataset_name: {tmp_path}\noutput_dir: out\n", encoding="utf-8")
     assert parse_arguments(["--config", str(config)]).model_name_or_path == "m"
     with pytest.raises(ValueError, match="got model_name_or_path, compare"):
         parse_arguments(["--config", str(config), "--compare", "a"])

@@ -68,10 +68,13 @@ def test_max_new_tokens_and_prompt_are_honoured(reader):
 @pytest.mark.parametrize(
     "bad_input, message",
     [
-        ("/nonexistent/plate.png", "Cannot read the image file '/nonexistent/plate.png'"),
-        (np.zeros((4, 4, 2), dtype=np.uint8), r"got shape \(4, 4, 2\)"),
-        (np.zeros((4, 4, 3), dtype=np.float32), "must be uint8"),
-        (42, "got int"),
+        ("/nonexistent/plate.png", "no such file: /nonexistent/plate.png"),
+        (np.zeros((24, 94, 2), dtype=np.uint8), r"image #0: array of shape \(24, 94, 2\) is not an image"),
+        (np.full((24, 94, 3), 2.0, dtype=np.float32), r"image #0: float array has values in \[2, 2\]; expected fractions"),
+        (np.zeros((24, 94, 3), dtype=np.int64), "image #0: array has dtype int64; expected uint8 pixels"),
+        (np.zeros((1, 1, 3), dtype=np.uint8), "image #0: image is 1x1; each side must be at least 8 pixels"),
+        (Image.new("RGB", (300, 8)), r"image #0: image is 300x8 \(aspect 38:1\); at most 25:1"),
+        (42, "image #0: got a int"),
         ([], "empty list"),
     ],
 )
@@ -105,3 +108,62 @@ def test_rgba_and_cmyk_images_are_read(reader):
     assert reader(image.convert("CMYK"))[0]["generated_text"] is not None
     rgba = image.convert("RGBA")
     assert reader(rgba) == reader(Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB"))
+
+
+def test_float_array_in_zero_one_is_scaled_once(reader):
+    # A float array holds fractions of full intensity: it must read as the uint8 image it came from, not be divided
+    # by 255 a second time (which made every float image black).
+    image = random_plate_image(7)
+    pixels = np.asarray(image)
+    assert reader(pixels.astype(np.float32) / 255.0) == reader(pixels)
+
+
+def test_in_memory_images_are_named_by_their_place_in_the_call(reader):
+    images = [random_plate_image(1), random_plate_image(2), np.zeros((2, 2, 3), dtype=np.uint8)]
+    with pytest.raises(ValueError, match="image #2: image is 2x2"):
+        reader(images, batch_size=2)
+
+
+def big_png_header_only(path, width, height):
+    """A valid PNG header of `width` x `height` pixels with one tiny IDAT: refusing it must not need decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b""))
+    return path
+
+
+def test_huge_images_are_refused_from_the_header_with_the_file_named(tmp_path, reader):
+    # 144 megapixels is past Pillow's bomb warning (89 MP): wrapped, the file named, nothing decoded.
+    bomb = big_png_header_only(tmp_path / "bomb.png", 12_000, 12_000)
+    with pytest.raises(ValueError, match=r"bomb.png.*decompression bomb"):
+        reader(str(bomb))
+    # 60 megapixels passes Pillow's check; the gate's own limit refuses it before decoding.
+    large = big_png_header_only(tmp_path / "large.png", 10_000, 6_000)
+    with pytest.raises(ValueError, match=r"large.png\): image is 10000x6000 = 60000000 pixels; at most"):
+        reader(str(large))
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"batch_size": -1}, r"`batch_size` must be a whole number >= 1"),
+        ({"batch_size": 0}, r"`batch_size` must be a whole number >= 1"),
+        ({"batch_size": 2.5}, r"`batch_size` must be a whole number >= 1"),
+        ({"prompt": "x" * 100_000}, r"`prompt` has 100000 characters; at most 2000"),
+        ({"prompt": "   "}, r"`prompt` must be a non-blank string"),
+        ({"max_new_tokens": 0}, r"`max_new_tokens` must be a whole number in \[1, 1024\]"),
+        ({"max_new_tokens": 10**6}, r"`max_new_tokens` must be a whole number in \[1, 1024\]"),
+        ({"max_new_tokens": "8"}, r"`max_new_tokens` must be a whole number"),
+        ({"num_views": 0}, r"`num_views` must be a whole number >= 1"),
+        ({"num_views": 1.5}, r"`num_views` must be a whole number >= 1"),
+        ({"generate_kwargs": "greedy"}, r"`generate_kwargs` must be a dict"),
+    ],
+)
+def test_bad_call_arguments_are_refused_before_reading(reader, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        reader([random_plate_image(1)], **arguments)

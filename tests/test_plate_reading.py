@@ -12,8 +12,8 @@ from transformers import LogitsProcessorList, pipeline
 
 from lpllm.evaluation.recognizers import VisionLanguageRecognizer, load_vision_language_recognizer
 from lpllm.training.trainer import read_dataset
-from modeling_lpllm import DEFAULT_MAX_NEW_TOKENS, plate_messages, read_plates
-from modeling_lpllm.plate_reading import resolve_max_new_tokens, resolve_num_views
+from modeling_lpllm import DEFAULT_MAX_NEW_TOKENS, build_offline_processor, plate_messages, read_plates
+from modeling_lpllm.plate_reading import plate_reading_inputs, resolve_max_new_tokens, resolve_num_views
 from modeling_lpllm.plate_views import ViewAveragingLogitsProcessor
 from tiny_lpllm import random_plate_image, run_without_the_package, save_tiny_checkpoint
 
@@ -126,3 +126,14 @@ def test_saved_checkpoint_reads_in_a_fresh_process_without_the_package(checkpoin
         script, directory, *(tmp_path / f"{index}.png" for index in range(2)), work_dir=tmp_path
     )
     assert completed.stdout.strip().splitlines()[-1] == "|".join(expected)
+
+
+def test_prompts_must_match_the_batch_and_be_short_sentences():
+    processor = build_offline_processor()
+    batch = [[random_plate_image(1)], [random_plate_image(2)]]
+    with pytest.raises(ValueError, match="`prompts` has 1 entries for 2 samples"):
+        plate_reading_inputs(processor, batch, ["Read the license plate."])
+    with pytest.raises(ValueError, match=r"`prompts\[1\]` has 3000 characters; at most 2000"):
+        plate_reading_inputs(processor, batch, [None, "x" * 3000])
+    with pytest.raises(ValueError, match=r"`generation_config.max_new_tokens` must be a whole number in \[1, 1024\]"):
+        resolve_max_new_tokens(SimpleNamespace(max_new_tokens=10**6))

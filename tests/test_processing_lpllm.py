@@ -230,3 +230,25 @@ def test_set_plate_options_sets_what_is_given_keeps_the_rest_and_names_a_bad_val
     with pytest.raises(ValueError, match="deskew_max_degrees"):
         processor.set_plate_options(deskew_max_degrees=90)
     assert processor.num_views == 1 and processor.deskew_max_degrees == 0
+
+
+def test_float_arrays_are_fractions_scaled_once_and_other_arrays_are_refused(processor):
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    pixels = np.asarray(random_plate_image(3))
+    as_uint8 = processor(images=[pixels], text=[prompt], return_tensors="pt")["pixel_values"]
+    as_fractions = processor(images=[pixels.astype(np.float32) / 255.0], text=[prompt], return_tensors="pt")
+    as_tensor = processor(images=[torch.from_numpy(pixels.astype(np.float64) / 255.0)], text=[prompt], return_tensors="pt")
+    assert torch.equal(as_fractions["pixel_values"], as_uint8)
+    assert torch.equal(as_tensor["pixel_values"], as_uint8)
+    with pytest.raises(ValueError, match=r"image #1: float array has values in \[0, 255\]; expected fractions"):
+        processor(images=[pixels, pixels.astype(np.float32)], text=[prompt, prompt])
+    with pytest.raises(ValueError, match="image #0: array has dtype int32"):
+        processor(images=[pixels.astype(np.int32)], text=[prompt])
+
+
+def test_images_outside_the_size_limits_are_refused_by_place(processor):
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    with pytest.raises(ValueError, match="image #1: image is 1x1; each side must be at least 8 pixels"):
+        processor(images=[random_plate_image(1), Image.new("RGB", (1, 1))], text=[prompt, prompt])
+    with pytest.raises(ValueError, match=r"image #0: image is 400x10 \(aspect 40:1\)"):
+        processor(images=[Image.new("RGB", (400, 10))], text=[prompt])

@@ -12,7 +12,9 @@ from typing import Literal
 from trl import TrlParser
 
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
+from modeling_lpllm.plate_reading import check_max_new_tokens, check_prompt
 
+from ..evaluation.model_sources import check_model_reference
 from ..evaluation.normalization import DEFAULT_SEPARATORS, PlateNormalizer, parse_region_maps
 from ..evaluation.outputs import prepare_output_dir
 from ..evaluation.tables import ablation_table, comparison_table
@@ -107,6 +109,11 @@ class EvalArguments:
     latency_runs: int = field(default=20, metadata={"help": "Timed batch-1 reads (0 = skip latency)."})
     latency_warmup: int = field(default=3, metadata={"help": "Untimed batch-1 reads before the timed ones."})
     top_k_confusions: int = field(default=20, metadata={"help": "Character confusions listed in the report."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run the Python code a model ships with (its config's auto_map), e.g. a Hub LP-LLM. An "
+        "LP-LLM folder this project wrote loads without it."},
+    )
     log_level: str = field(default="INFO", metadata={"help": "Logging level (DEBUG, INFO, WARNING, ...)."})
 
     def __post_init__(self):
@@ -128,10 +135,26 @@ class EvalArguments:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        if self.max_new_tokens is not None:
+            check_max_new_tokens(self.max_new_tokens)
+        check_prompt(self.prompt)
         for name in ("latency_runs", "latency_warmup", "top_k_confusions"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"`{name}` must be an integer >= 0, got {value!r}.")
+        if not isinstance(self.split, str) or not self.split.strip():
+            raise ValueError(f"`split` must name a split of the dataset (e.g. test); got {self.split!r}.")
+        # Local paths are checked as paths here, before any output is written or any Hub lookup is made.
+        if self.dataset_name is not None and not Path(self.dataset_name).expanduser().exists():
+            raise FileNotFoundError(
+                f"`dataset_name` {self.dataset_name!r}: no such file or folder ({Path(self.dataset_name).resolve()}); "
+                "expected a `dataset_scripts.build` output folder, a folder with labels.csv, or a CSV file."
+            )
+        if self.model_name_or_path:
+            check_model_reference(self.model_name_or_path, "model_name_or_path")
+        for name in ("compare", "ablation_table"):
+            for position, path in enumerate(getattr(self, name) or []):
+                check_model_reference(path, f"{name}[{position}]")
         if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
             raise ValueError(f"`log_level` must be a logging level such as INFO or WARNING, got {self.log_level!r}.")
         try:
@@ -229,6 +252,7 @@ class _Evaluator:
             answer_extraction=self.args.answer_extraction,
             charset=self.args.charset or DEFAULT_PLATE_CHARSET,
             num_views=self.args.num_views,
+            trust_remote_code=self.args.trust_remote_code,
         )
         return evaluate_to_report(
             recognizer, data, output_dir, self.metric, self.normalizer, self.settings, self.charset,

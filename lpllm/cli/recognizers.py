@@ -11,6 +11,7 @@ from ..baselines.fast_plate_ocr import PLATE_CONFIG_FILE as FAST_PLATE_OCR_CONFI
 from ..baselines.fast_plate_ocr import FastPlateOCRRecognizer
 from ..baselines.checkpoint import CONFIG_FILE as BASELINE_CONFIG_FILE
 from ..baselines.recognizer import BaselineRecognizer
+from ..evaluation.model_sources import check_model_reference
 from ..evaluation.recognizers import load_vision_language_recognizer, pick_device
 
 
@@ -19,9 +20,13 @@ def load_recognizer(path: str, device: torch.device | str | None = None, num_vie
     checkpoint dir / Hub id (LP-LLM or stock). `num_views`: views of each crop a plate is read from (None: the
     checkpoint's processor's for a Qwen3-VL model, else 1; a fast-plate-ocr export reads one view only).
 
+    `vlm_kwargs` go to `load_vision_language_recognizer` (`trust_remote_code` among them).
+
     Raises:
+        FileNotFoundError: for a local path that does not exist (not reported as a bad Hub repo id).
         ValueError: with what was expected, when the directory holds none of these.
     """
+    check_model_reference(path, "model_name_or_path")
     device = device if isinstance(device, torch.device) else pick_device(device)
     directory = Path(path)
     if directory.is_dir() and (directory / BASELINE_CONFIG_FILE).is_file():

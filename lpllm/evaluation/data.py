@@ -13,7 +13,7 @@ relative to the CSV's folder.
 """
 
 import csv
-import io
+import json
 import logging
 import math
 import os
@@ -25,7 +25,7 @@ import datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
-from modeling_lpllm import DEFAULT_PLATE_CHARSET, to_rgb
+from modeling_lpllm import DEFAULT_PLATE_CHARSET, PLATE_IMAGE_LIMITS, ImageInputError, load_image_input
 
 from .normalization import PlateNormalizer
 
@@ -116,25 +116,25 @@ def _message_text(messages) -> str | None:
 
 
 def _open_image(value, base_dir: Path | None = None) -> Image.Image:
-    """An RGB PIL image from a path, a `datasets.Image(decode=False)` dict or a PIL image; raises ValueError."""
+    """An RGB PIL image from a path, a `datasets.Image(decode=False)` dict or a PIL image, through the model
+    package's image gate (the pipeline's limits and rules); raises ValueError naming the file."""
     if isinstance(value, Image.Image):
-        return to_rgb(value)
+        source, name = value, "image"
+    elif isinstance(value, dict) and value.get("bytes"):
+        source, name = value["bytes"], value.get("path") or "image bytes"
+    else:
+        path = value.get("path") if isinstance(value, dict) else value
+        if not path:
+            raise ValueError("no image bytes and no path")
+        path = Path(path)
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        if not path.is_file():
+            raise ValueError(f"image file not found: {path}")
+        source, name = path, None
     try:
-        if isinstance(value, dict) and value.get("bytes"):
-            image = Image.open(io.BytesIO(value["bytes"]))
-        else:
-            path = value.get("path") if isinstance(value, dict) else value
-            if not path:
-                raise ValueError("no image bytes and no path")
-            path = Path(path)
-            if base_dir is not None and not path.is_absolute():
-                path = base_dir / path
-            if not path.is_file():
-                raise ValueError(f"image file not found: {path}")
-            image = Image.open(path)
-        image.load()
-        return to_rgb(image)
-    except (OSError, ValueError, SyntaxError) as error:
+        return load_image_input(source, name, PLATE_IMAGE_LIMITS)
+    except ImageInputError as error:
         raise ValueError(f"unreadable image ({error})") from error
 
 
@@ -199,7 +199,10 @@ def _load_csv(csv_path: Path, checker: _SampleChecker, max_samples: int | None) 
                 f"{csv_path} must have the columns 'file' and 'text' (optionally 'region', 'source', 'degradation',"
                 f" 'severity'); it lacks {sorted(missing)} (found {reader.fieldnames})."
             )
-        rows = list(reader)[:max_samples]
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{csv_path} has a header but no rows: there is no sample to evaluate.")
+    rows = rows[:max_samples]
     name = base_dir.name or str(base_dir)
 
     def items():
@@ -233,26 +236,43 @@ def _without_image_decoding(dataset: datasets.Dataset, column: str) -> datasets.
     return dataset
 
 
-def _load_saved_dataset(path: Path, split: str, checker: _SampleChecker, max_samples: int | None) -> EvalData:
+def _split_folder(path: Path, split: str) -> Path:
+    """The folder of `split` in a saved `DatasetDict` (only that split is loaded, so another split's problems do
+    not stop this one), or `path` itself for a saved single `Dataset`."""
+    dict_file = path / "dataset_dict.json"
+    if not dict_file.is_file():
+        return path
     try:
-        loaded = datasets.load_from_disk(str(path))
+        splits = json.loads(dict_file.read_text(encoding="utf-8"))["splits"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{dict_file} is not a datasets `DatasetDict` description: {error}") from error
+    if split not in splits:
+        raise ValueError(f"{path} has no split {split!r}; it has {sorted(splits)}. Pass --split with one of them.")
+    return path / split
+
+
+def _load_saved_dataset(path: Path, split: str, checker: _SampleChecker, max_samples: int | None) -> EvalData:
+    no_rows = f"{path} [{split}] has no rows: there is no sample to evaluate. Pass --split with another split."
+    folder = _split_folder(path, split)
+    try:
+        dataset = datasets.load_from_disk(str(folder))
+    except IndexError:  # datasets cannot concatenate the zero data files a split of no rows is saved as
+        raise ValueError(no_rows) from None
     except (FileNotFoundError, ValueError) as error:
         raise ValueError(
             f"{path} is neither a dataset saved by `dataset_scripts.build` (datasets.save_to_disk) nor a folder with"
             f" a {LABELS_FILE}: {error}"
         ) from error
-    if isinstance(loaded, datasets.DatasetDict):
-        if split not in loaded:
-            raise ValueError(f"{path} has no split {split!r}; it has {sorted(loaded)}. Pass --split with one of them.")
-        dataset = loaded[split]
-    else:
-        dataset = loaded
+    if isinstance(dataset, datasets.DatasetDict):
+        raise ValueError(f"{folder} holds several splits {sorted(dataset)}: expected the one split {split!r}.")
     image_column = next((name for name in ("images", "image") if name in dataset.column_names), None)
     if image_column is None or not ({"text", "completion"} & set(dataset.column_names)):
         raise ValueError(
             f"{path} [{split}] must have an 'images' (or 'image') column and a 'text' (or 'completion') column;"
             f" it has {dataset.column_names}."
         )
+    if len(dataset) == 0:
+        raise ValueError(no_rows)
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     dataset = _without_image_decoding(dataset, image_column)
@@ -302,8 +322,11 @@ def load_eval_data(
         max_samples: evaluate only the first N rows (for quick runs).
 
     Raises:
-        ValueError: naming the path and what was expected, when it is none of the accepted layouts.
+        ValueError: naming the path and what was expected, when it is none of the accepted layouts or holds no row;
+            naming `max_samples` when it is not a whole number >= 1.
     """
+    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1):
+        raise ValueError(f"`max_samples` must be a whole number >= 1 or None (all rows); got {max_samples!r}.")
     checker = _SampleChecker(normalizer or PlateNormalizer(), charset)
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".csv":

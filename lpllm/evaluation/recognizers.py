@@ -18,6 +18,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, LPLLMProcessor
 from modeling_lpllm.plate_reading import read_plates, resolve_max_new_tokens, resolve_num_views
 
+from .model_sources import check_model_reference, remote_code_allowed
+
 
 logger = logging.getLogger(__name__)
 
@@ -130,11 +132,11 @@ def _trainer_state_summary(path: str | None) -> dict | None:
     return {key: state.get(key) for key in ("global_step", "epoch", "max_steps", "train_batch_size") if key in state}
 
 
-def _load_processor(path: str):
+def _load_processor(path: str, trust_remote_code: bool = False):
     """AutoProcessor, else LPLLMProcessor (a stock Qwen3-VL processor needs torchvision for its video half)."""
     errors = []
     try:
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
         if (
             getattr(processor, "image_processor", None) is not None
             and getattr(processor, "tokenizer", None) is not None
@@ -162,16 +164,27 @@ def load_vision_language_recognizer(
     answer_extraction: str = "auto",
     charset: str = DEFAULT_PLATE_CHARSET,
     num_views: int | None = None,
+    trust_remote_code: bool = False,
 ) -> VisionLanguageRecognizer:
     """Loads an LP-LLM checkpoint (or Hub id) or a stock Qwen3-VL with its processor; `max_new_tokens` None reads
-    with the checkpoint's generation config."""
-    processor = _load_processor(path)
+    with the checkpoint's generation config.
+
+    `trust_remote_code`: run code the model ships (`model_sources.py`); an LP-LLM folder this project wrote loads
+    without it.
+
+    Raises:
+        FileNotFoundError: naming `model_name_or_path`, for a local path that does not exist.
+        ValueError: when the model ships code and `trust_remote_code` is off, saying why the flag is needed.
+    """
+    check_model_reference(path, "model_name_or_path")
+    trust_remote_code = remote_code_allowed(path, trust_remote_code)
+    processor = _load_processor(path, trust_remote_code)
     if dtype == "auto":
         # Half precision is slow or unsupported on many CPUs; on GPUs the checkpoint's own dtype is right.
         torch_dtype = torch.float32 if device.type == "cpu" else "auto"
     else:
         torch_dtype = getattr(torch, dtype)
-    model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=True, dtype=torch_dtype)
+    model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=torch_dtype)
     if answer_extraction == "auto":
         # Only a stock model answers in sentences; LP-LLM is trained to answer with the plate alone.
         extract = model.config.model_type != "lpllm"
