@@ -80,6 +80,12 @@ def test_missing_local_paths_are_reported_as_missing_not_as_hub_lookups(tmp_path
     assert check_model_reference("Qwen/Qwen3-VL-2B-Instruct", "model_name_or_path") == "Qwen/Qwen3-VL-2B-Instruct"
 
 
+def test_a_missing_relative_path_that_could_be_a_hub_id_says_neither_was_found(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `runs/b` exists neither here nor (offline) on the Hub
+    with pytest.raises(FileNotFoundError, match=r"`model_name_or_path` 'runs/b': no local folder of that name .* Hub"):
+        load_recognizer("runs/b", device="cpu")
+
+
 def test_empty_splits_and_header_only_csvs_are_refused(tmp_path):
     full = datasets.load_from_disk(str(save_plate_dataset(tmp_path / "full", {"test": [plate_row(0, "AB123")]})))
     empty = tmp_path / "data"

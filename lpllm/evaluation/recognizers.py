@@ -178,13 +178,25 @@ def load_vision_language_recognizer(
     """
     check_model_reference(path, "model_name_or_path")
     trust_remote_code = remote_code_allowed(path, trust_remote_code)
-    processor = _load_processor(path, trust_remote_code)
     if dtype == "auto":
         # Half precision is slow or unsupported on many CPUs; on GPUs the checkpoint's own dtype is right.
         torch_dtype = torch.float32 if device.type == "cpu" else "auto"
     else:
         torch_dtype = getattr(torch, dtype)
-    model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=trust_remote_code, dtype=torch_dtype)
+    try:
+        processor = _load_processor(path, trust_remote_code)
+        model = AutoModelForImageTextToText.from_pretrained(
+            path, trust_remote_code=trust_remote_code, dtype=torch_dtype
+        )
+    except (OSError, ValueError) as error:
+        if os.path.exists(os.path.expanduser(path)):
+            raise
+        # `runs/model` is both a relative path and a Hub id: say that neither was found, not only the Hub's failure.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FileNotFoundError(
+            f"`model_name_or_path` {path!r}: no local folder of that name ({os.path.abspath(path)}), and as a Hub "
+            f"repo id it could not be loaded ({first_line})."
+        ) from error
     if answer_extraction == "auto":
         # Only a stock model answers in sentences; LP-LLM is trained to answer with the plate alone.
         extract = model.config.model_type != "lpllm"
