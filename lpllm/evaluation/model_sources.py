@@ -8,20 +8,23 @@ asking. Any other model that brings code loads only when the user opts in with `
 
 import json
 import os
-import re
 from pathlib import Path
 
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoConfig
 
 
 LPLLM_MODEL_TYPE = "lpllm"
-# A Hub repo id: `name` or `owner/name`, letters, digits, `-`, `_` and `.`, not starting with `.` or `-`.
-HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 def looks_like_hub_repo_id(reference: str) -> bool:
-    """Whether `reference` has the form of a Hub repo id (`name` or `owner/name`) rather than of a local path."""
-    return bool(HUB_REPO_ID.match(reference)) and ".." not in reference
+    """Whether `reference` has the form of a Hub repo id (`name` or `owner/name`, by huggingface_hub's own rule)
+    rather than only of a local path (`./x`, `/x`, `~/x`, `a/b/c`)."""
+    try:
+        validate_repo_id(reference)
+    except HFValidationError:
+        return False
+    return True
 
 
 def check_model_reference(reference: str, field_name: str) -> str:

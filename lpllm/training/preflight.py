@@ -13,7 +13,7 @@ import math
 import os
 from numbers import Integral, Real
 
-from huggingface_hub.utils import HFValidationError, validate_repo_id
+from lpllm.evaluation.model_sources import looks_like_hub_repo_id
 
 
 def _is_integer(value) -> bool:
@@ -88,13 +88,7 @@ def check_lora_arguments(model_args) -> None:
 def is_local_path(name: str) -> bool:
     """Whether `name` is a local path: it exists, or it cannot be a Hub repo id (`./data`, `/data/plates`,
     `~/x`, `a/b/c`). A name like `data/plates` that could be either and does not exist is left to the Hub."""
-    if os.path.exists(name):
-        return True
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return True
-    return False
+    return os.path.exists(name) or not looks_like_hub_repo_id(name)
 
 
 def check_local_source(name: str, field: str, what: str) -> None:
