@@ -95,6 +95,13 @@ class BuildArguments:
         default_factory=lambda: list(SEVERITIES), metadata={"help": "synthetic: severity levels to draw from."}
     )
     clean_fraction: float = field(default=0.1, metadata={"help": "synthetic: share of undegraded plates."})
+    free_text_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "synthetic: share of one-row plates with 5-8 random letters and digits instead of their layout's "
+            "pattern (vanity, old and foreign formats)."
+        },
+    )
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -130,6 +137,7 @@ class BuildArguments:
             degradations=tuple(self.degradations),
             severities=tuple(self.severities),
             clean_fraction=self.clean_fraction,
+            free_text_fraction=self.free_text_fraction,
         )
 
 

@@ -68,11 +68,13 @@ class PlateLayout:
         return "".join(allowed[rng.integers(len(allowed))] for allowed in self.positions)
 
     def split_rows(self, text: str) -> list[str]:
-        """`text` cut into its printed rows."""
+        """`text` cut into its printed rows; the last row takes whatever is left, so a one-row layout prints a text
+        of any length whole."""
         rows, start = [], 0
-        for count in self.rows:
+        for count in self.rows[:-1]:
             rows.append(text[start : start + count])
             start += count
+        rows.append(text[start:])
         return rows
 
 

@@ -163,3 +163,35 @@ def test_synthetic_samples_are_grouped_into_splits_by_their_plate_text(fonts):
     maker = SyntheticSampleMaker(config, fonts, seed=3)
     groups = [task.group for task in synthetic_tasks(maker, config.num)]
     assert groups == [maker.make(index).text for index in range(config.num)]
+
+
+def test_free_texts_break_the_layout_pattern_and_keep_two_row_layouts(fonts):
+    layouts = ("br_old", "cn_blue", "cn_yellow_two_row")
+    config = SyntheticConfig(num=60, layouts=layouts, degradations=("noise",), severities=(1,), free_text_fraction=1.0)
+    maker = SyntheticSampleMaker(config, fonts, seed=0)
+    samples = [maker.make(index) for index in range(config.num)]
+    for sample in samples:
+        layout = LAYOUTS[sample.degradation_params["layout"]]
+        if len(layout.rows) > 1:
+            assert layout.matches(sample.text)  # two-row layouts keep their pattern: the rows need it
+            continue
+        core = sample.text[1:] if layout.region == "CN" else sample.text
+        assert 5 <= len(sample.text) <= 8 and core.isascii() and core.isalnum()
+        if layout.region == "CN":
+            assert sample.text[0] in layout.positions[0]
+        # a label its region cannot hold is filed under the generic region, never under a wrong rule
+        assert sample.region == layout.region or REGIONS[layout.region].validate(sample.text) is not None
+    assert any(not LAYOUTS[sample.subset].matches(sample.text) for sample in samples)
+    assert len({len(sample.text) for sample in samples}) >= 3
+
+
+def test_free_text_fraction_zero_draws_what_builds_without_it_drew(fonts):
+    plain = SyntheticSampleMaker(SyntheticConfig(num=5, layouts=("us_lllnnnn",)), fonts, seed=1)
+    zero = SyntheticSampleMaker(SyntheticConfig(num=5, layouts=("us_lllnnnn",), free_text_fraction=0.0), fonts, seed=1)
+    assert [plain.plate_text(index) for index in range(5)] == [zero.plate_text(index) for index in range(5)]
+    with pytest.raises(ValueError, match="free_text_fraction"):
+        SyntheticConfig(free_text_fraction=1.5).resolved_layouts()
+
+
+def test_a_one_row_layout_prints_a_longer_free_text_whole():
+    assert LAYOUTS["br_old"].split_rows("ABC12345") == ["ABC12345"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..images import encode_png
 from ..pipeline import BuildOptions, BuildResult, Task, run_build
-from ..regions import LAYOUTS
+from ..regions import ALNUM, GENERIC_REGION, LAYOUTS, REGIONS
 from ..schema import Sample
 from .degrade import DEGRADATION_TYPES, NONE, SEVERITIES, compound_parts, degrade, severity_params
 from .fonts import FontSet, find_fonts
@@ -38,6 +38,11 @@ class SyntheticConfig:
         degradations: Degradation types to draw from (see `degrade.DEGRADATION_TYPES`).
         severities: Severity levels to draw from (1-5).
         clean_fraction: Share of samples left undegraded (`degradation="none"`, severity 0).
+        free_text_fraction: Share of one-row plates whose text ignores the layout's pattern: 5 to 8 characters drawn
+            uniformly from the letters and digits (after the province character on Chinese layouts), printed in the
+            layout's style. Real plates include vanity, old and foreign formats; a reader trained on layout patterns
+            alone learns the pattern instead of the glyphs (it turns the 6-character US plate K17965 into the
+            7-character LLLNNNN it expects).
         height: Height in pixels of a one-row plate before degradation (x0.9-1.1).
     """
 
@@ -48,6 +53,7 @@ class SyntheticConfig:
     degradations: tuple[str, ...] = DEGRADATION_TYPES
     severities: tuple[int, ...] = SEVERITIES
     clean_fraction: float = 0.1
+    free_text_fraction: float = 0.0
     height: int = 56
 
     def resolved_layouts(self) -> tuple[str, ...]:
@@ -62,6 +68,8 @@ class SyntheticConfig:
             raise ValueError(f"frames must be >= 1, got {self.frames}.")
         if not 0.0 <= self.clean_fraction <= 1.0:
             raise ValueError(f"clean_fraction must be in [0, 1], got {self.clean_fraction}.")
+        if not 0.0 <= self.free_text_fraction <= 1.0:
+            raise ValueError(f"free_text_fraction must be in [0, 1], got {self.free_text_fraction}.")
         unknown = [kind for kind in self.degradations if kind not in DEGRADATION_TYPES]
         if unknown or not self.degradations:
             raise ValueError(f"Unknown degradation(s) {unknown}; choose from {DEGRADATION_TYPES}.")
@@ -85,6 +93,16 @@ def _shifted(image: np.ndarray, rng: np.random.Generator, max_shift: float = 2.0
     return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), borderMode=cv2.BORDER_REPLICATE)
 
 
+def _free_text(layout, rng: np.random.Generator) -> str:
+    """5 to 8 letters and digits with no pattern; a layout whose first position holds no letter or digit (the
+    Chinese province) keeps that first character, since a plate of that region always starts with one."""
+    prefix = ""
+    if not any(char in ALNUM for char in layout.positions[0]):
+        prefix = layout.positions[0][rng.integers(len(layout.positions[0]))]
+    length = int(rng.integers(5, 9)) - len(prefix)
+    return prefix + "".join(ALNUM[index] for index in rng.integers(len(ALNUM), size=length))
+
+
 class SyntheticSampleMaker:
     """Makes sample `i` of a synthetic build. Picklable, for worker processes."""
 
@@ -101,7 +119,11 @@ class SyntheticSampleMaker:
         """The random stream of sample `index`, after drawing its layout name and plate text from it."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, index]))
         layout_name = self.layouts[rng.integers(len(self.layouts))]
-        return rng, layout_name, LAYOUTS[layout_name].sample(rng)
+        layout = LAYOUTS[layout_name]
+        # Drawn only when asked for, so builds without free texts stay identical to those made before the option.
+        if self.config.free_text_fraction and len(layout.rows) == 1 and rng.random() < self.config.free_text_fraction:
+            return rng, layout_name, _free_text(layout, rng)
+        return rng, layout_name, layout.sample(rng)
 
     def plate_text(self, index: int) -> str:
         """The plate text sample `index` will read, without rendering it."""
@@ -128,8 +150,13 @@ class SyntheticSampleMaker:
             frame_seed = int(rng.integers(2**31 - 1))
             frame_seeds.append(frame_seed)
             images.append(encode_png(degrade(frame, kinds, severity, frame_seed)))
+        free_text = not layout.matches(text)
+        region = layout.region
+        if free_text and REGIONS[region].validate(text) is not None:
+            region = GENERIC_REGION.code
         params = {
             "layout": layout_name,
+            "free_text": free_text,
             "types": list(kinds),
             "severity": severity,
             "strength": {name: severity_params(name, severity) for name in kinds},
@@ -139,7 +166,7 @@ class SyntheticSampleMaker:
             id=f"synthetic-{index:07d}",
             images=images,
             text=text,
-            region=layout.region,
+            region=region,
             source=SOURCE,
             subset=layout_name,
             degradation=kind,

@@ -172,6 +172,8 @@ def render_plate(
     (x0.9-1.1 at random) for a one-row plate and proportionally more for taller layouts."""
     layout = LAYOUTS[layout_name]
     rows_text = layout.split_rows(text)
+    # A text that does not follow the layout (a free text) is spaced evenly: the layout's gaps belong to its pattern.
+    follows_layout = layout.matches(text)
     plate_height = round(height * rng.uniform(0.9, 1.1) * (1.6 if len(style.rows) > 1 else 1.0))
     plate_width = round(plate_height * style.aspect)
     canvas = _background(style, plate_width, plate_height, rng)
@@ -189,7 +191,7 @@ def render_plate(
             color,
             _box(row.box, plate_width, plate_height),
             style.condense,
-            row.gap_after,
+            row.gap_after if follows_layout else (),
             row.separator,
         )
     if style.border is not None:
