@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from datasets import DatasetDict
 
 from lpllm.cli import evaluate as eval_cli
 from lpllm.cli import recognizers as cli_recognizers
 from lpllm.evaluation import recognizers as evaluation_recognizers
 from lpllm.training import sft as train_sft
+from lpllm.training.data import PlateSource
 from lpllm.training.final_evaluation import final_evaluation_sets, final_evaluations
 from test_eval_helpers import save_plate_dataset, standard_splits, write_crop_folder
 from tiny_lpllm import save_tiny_checkpoint
@@ -110,25 +112,38 @@ def test_compare_reuses_the_training_reports_without_loading_the_model(trained_r
     assert not (tmp_path / "table" / "LP-LLM").exists() and not (tmp_path / "table" / "test").exists()
 
 
+def source(name, label, local_dir):
+    return PlateSource(name=name, label=label, dataset=DatasetDict(), local_dir=local_dir)
+
+
 def test_sets_are_the_local_test_split_then_each_crop_set(tmp_path):
     realdata = crop_sets(tmp_path / "realdata")
     dataset = tmp_path / "data"
     dataset.mkdir()
-    assert [entry[:2] for entry in final_evaluation_sets(str(dataset), "test", str(realdata))] == [
+    local = source(str(dataset), "data", str(dataset))
+    assert [entry[:2] for entry in final_evaluation_sets([local], "test", str(realdata))] == [
         (f"{dataset} [test]", "test"),
         ("real crops: set_a", "realdata_set_a"),
         ("real crops: set_b", "realdata_set_b"),
     ]
-    assert final_evaluation_sets("org/hub-dataset", "test", None) == []
-    assert final_evaluation_sets(str(dataset), None, str(tmp_path / "absent")) == []
+    assert final_evaluation_sets([source("org/hub-dataset", "hub-dataset", None)], "test", None) == []
+    assert final_evaluation_sets([local], None, str(tmp_path / "absent")) == []
+
+
+def test_several_sources_each_get_a_report_named_after_them(tmp_path):
+    sources = [source("data/a", "a", "data/a"), source("crops/labels.csv", "crops", "cache/crops-0123")]
+    assert [entry[1:] for entry in final_evaluation_sets(sources, "test", None, name_by_source=True)] == [
+        ("a_test", "data/a", "test"),
+        ("crops_test", "cache/crops-0123", "test"),
+    ]
 
 
 def test_real_crop_sets_are_read_into_reports(tmp_path):
     model_dir = tmp_path / "final"
     save_tiny_checkpoint(model_dir)
     realdata = crop_sets(tmp_path / "realdata")
-    evaluations = final_evaluations(model_dir, tmp_path / "run", "unused", None, realdata, CPU)
+    evaluations = final_evaluations(model_dir, tmp_path / "run", [], None, realdata, CPU)
     assert [(e["name"], e["num_samples"]) for e in evaluations] == [("real crops: set_a", 2), ("real crops: set_b", 1)]
     assert all(0.0 <= e["accuracy"] <= 1.0 and e["cer"] >= 0 for e in evaluations)
     assert saved_results(tmp_path / "run" / "final_eval" / "realdata_set_a")["num_samples"] == 2
-    assert final_evaluations(model_dir, tmp_path / "run2", "unused", None, tmp_path / "absent", CPU) == []
+    assert final_evaluations(model_dir, tmp_path / "run2", [], None, tmp_path / "absent", CPU) == []

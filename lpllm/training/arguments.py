@@ -1,8 +1,10 @@
-"""LP-LLM's own training arguments (next to TRL's `ScriptArguments`, `SFTConfig` and `ModelConfig`), and the paper's
-ablations as trainable-parameter sets."""
+"""LP-LLM's own training arguments (next to TRL's `SFTConfig` and `ModelConfig`: TRL's `ScriptArguments` with several
+training sources, and `PlateTrainingArguments`), and the paper's ablations as trainable-parameter sets."""
 
 import math
 from dataclasses import dataclass, field
+
+from trl import ScriptArguments
 
 from modeling_lpllm.deskew import check_max_degrees
 from modeling_lpllm.plate_reading import DEFAULT_MAX_NEW_TOKENS
@@ -98,6 +100,70 @@ def check_augment_shadow(value) -> list[float] | None:
         check_shadow,
         "`P DARKENING`, a probability in [0, 1] and a largest darkening in (0, 1) (e.g. 0.3 0.6)",
     )
+
+
+def check_weights(weights, num_sources: int) -> list[float] | None:
+    """`weights` as floats, after checking there is one finite number >= 0 per source and their sum is positive;
+    None (concatenation) stays None.
+
+    Raises:
+        ValueError: naming `dataset_weights` and what was expected.
+    """
+    if weights is None:
+        return None
+    weights = list(weights)
+    if len(weights) != num_sources:
+        raise ValueError(
+            f"`dataset_weights` has {len(weights)} value(s) for {num_sources} `dataset_name` source(s): give one "
+            f"weight per source, in the same order (got {weights!r})."
+        )
+    if not all(
+        isinstance(weight, (int, float)) and not isinstance(weight, bool) and math.isfinite(weight) and weight >= 0
+        for weight in weights
+    ) or sum(weights) <= 0:
+        raise ValueError(
+            f"`dataset_weights` must be finite numbers >= 0 with a positive sum (relative shares of the training "
+            f"mixture, e.g. `0.6 0.3 0.1`); got {weights!r}."
+        )
+    return [float(weight) for weight in weights]
+
+
+@dataclass
+class PlateScriptArguments(ScriptArguments):
+    """TRL's `ScriptArguments`, with `dataset_name` a list of training sources mixed by `dataset_weights`
+    (`lpllm.training.mixture` says how an epoch draws on them)."""
+
+    dataset_name: list[str] | None = field(
+        default=None,
+        metadata={"help": "Training source(s), space separated (in a recipe, a list): a folder written by `lpllm data` "
+        "(save_to_disk), a Hub dataset id, a crops folder (holding labels.csv/labels.jsonl, or sub-folders that do) or "
+        "a label file (.csv/.jsonl), the last two built into a cached dataset on first use (`dataset_cache_dir`). "
+        "Several sources train together; their validation splits are read together during training, and each one's "
+        "`final_eval_split` into its own report, `final_eval/<name>_<split>/`."},
+    )
+    dataset_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Relative shares of the training mixture, one per `dataset_name` source, e.g. `0.6 0.3 0.1`. "
+        "An epoch has as many rows as the sources' training splits together; each source gives its share of them, "
+        "a smaller source repeated, a larger one subsampled, drawn anew every epoch from `seed`. Default: the "
+        "sources concatenated, each row once per epoch (shares proportional to their sizes)."},
+    )
+    dataset_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where crops folders and label files given as `dataset_name` are built into datasets, "
+        "once, keyed by their path, label files and folder listings. Default: `lpllm_crops` in the datasets cache "
+        "(`HF_DATASETS_CACHE`)."},
+    )
+
+    def __post_init__(self):
+        if isinstance(self.dataset_name, str):  # a recipe's `dataset_name: DIR`
+            self.dataset_name = [self.dataset_name]
+        if self.dataset_name is not None and len(set(self.dataset_name)) != len(self.dataset_name):
+            raise ValueError(f"`dataset_name` names a source twice ({self.dataset_name}); weight it instead.")
+        if self.dataset_weights is not None:
+            if not self.dataset_name:
+                raise ValueError("`dataset_weights` needs the `dataset_name` sources it weights.")
+            self.dataset_weights = check_weights(self.dataset_weights, len(self.dataset_name))
 
 
 @dataclass

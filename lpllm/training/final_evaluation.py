@@ -1,9 +1,10 @@
 """The final evaluation of a training run: the saved model, loaded as `eval.py` loads it, reads the test split and
 every real crop set (e.g. `../shared/realdata`, evaluation only) with eval.py's defaults, into eval.py report
-directories under `OUT/final_eval/`. The model card takes its numbers from them, and `eval.py --compare` reuses them
-instead of reading the same plates again."""
+directories under `OUT/final_eval/` (with several training sources, each one's test split into its own report). The
+model card takes its numbers from them, and `eval.py --compare` reuses them instead of reading the same plates
+again."""
 
-import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from transformers.utils import logging
@@ -14,6 +15,8 @@ from lpllm.evaluation.normalization import PlateNormalizer
 from lpllm.evaluation.recognizers import load_vision_language_recognizer
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
+from .data import PlateSource
+
 
 logger = logging.get_logger(__name__)
 
@@ -23,18 +26,24 @@ FOLDER_SPLIT = "test"
 
 
 def final_evaluation_sets(
-    dataset_name: str, split: str | None, realdata_dir: str | None
+    sources: Sequence[PlateSource], split: str | None, realdata_dir: str | None, name_by_source: bool = False
 ) -> list[tuple[str, str, str, str]]:
-    """`(card name, report directory name, dataset path, split)` of each set the run is evaluated on: `split` of
-    the local dataset `dataset_name` (when given), then each crop set (a sub-folder with a labels.csv) of
-    `realdata_dir` (when given and present)."""
+    """`(card name, report directory name, dataset path, split)` of each set the run is evaluated on: `split` of each
+    local dataset in `sources` (when given), then each crop set (a sub-folder with a labels.csv) of `realdata_dir`
+    (when given and present).
+
+    Args:
+        sources: The training sources whose `split` is read.
+        name_by_source: Name a source's report `<label>_<split>` (a run with several sources) instead of `<split>`.
+    """
     sets = []
-    if split:
-        if os.path.isdir(dataset_name):
-            sets.append((f"{dataset_name} [{split}]", split, dataset_name, split))
+    for source in sources if split else ():
+        if source.local_dir is not None:
+            report_name = f"{source.label}_{split}" if name_by_source else split
+            sets.append((f"{source.name} [{split}]", report_name, source.local_dir, split))
         else:
             logger.warning(
-                f"{dataset_name} is not a local dataset directory: its {split!r} split is not evaluated after "
+                f"{source.name} is not a local dataset directory: its {split!r} split is not evaluated after "
                 "training (save it with `save_to_disk` and run eval.py on it)."
             )
     if realdata_dir:
@@ -50,20 +59,21 @@ def final_evaluation_sets(
 def final_evaluations(
     model_dir: str | Path,
     output_dir: str | Path,
-    dataset_name: str,
+    sources: Sequence[PlateSource],
     split: str | None,
     realdata_dir: str | None,
     device,
     command: list[str] | None = None,
+    name_by_source: bool = False,
 ) -> list[dict]:
     """Evaluates the saved model in `model_dir` on `final_evaluation_sets(...)` into
-    `output_dir/final_eval/<split>/` and `output_dir/final_eval/realdata_<set>/` (eval.py reports with
-    `results.json`; earlier ones replaced).
+    `output_dir/final_eval/<split>/` (`<label>_<split>/` with `name_by_source`) and
+    `output_dir/final_eval/realdata_<set>/` (eval.py reports with `results.json`; earlier ones replaced).
 
     Returns:
         One `{name, num_samples, accuracy, cer}` per set, for the model card and `eval_results.json`.
     """
-    sets = final_evaluation_sets(dataset_name, split, realdata_dir)
+    sets = final_evaluation_sets(sources, split, realdata_dir, name_by_source)
     if not sets:
         return []
     recognizer = load_vision_language_recognizer(str(model_dir), device)

@@ -14,6 +14,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from .final_evaluation import FINAL_EVAL_DIR
+from .mixture import MIXTURE_FILE
 
 
 logger = logging.get_logger(__name__)
@@ -38,7 +39,10 @@ def run_outputs(output_dir: str | Path) -> list[Path]:
     outputs = _checkpoints(output_dir)
     if (output_dir / FINAL_DIR / "config.json").is_file():
         outputs.append(output_dir / FINAL_DIR)
-    names = (FINAL_EVAL_DIR, f".{FINAL_DIR}.staging", f"{FINAL_DIR}.previous", "runs", TRAINER_STATE, TRAINING_ARGS)
+    names = (
+        FINAL_EVAL_DIR, f".{FINAL_DIR}.staging", f"{FINAL_DIR}.previous", "runs", TRAINER_STATE, TRAINING_ARGS,
+        MIXTURE_FILE,
+    )
     for name in names:
         if (output_dir / name).exists():
             outputs.append(output_dir / name)

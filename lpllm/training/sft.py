@@ -6,18 +6,19 @@ import os
 import sys
 from pathlib import Path
 
-from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
+from trl import ModelConfig, SFTConfig, TrlParser
 from transformers import set_seed
 from transformers.utils import logging
 
-from .arguments import PlateTrainingArguments
+from .arguments import PlateScriptArguments, PlateTrainingArguments
 from .augmentation import plate_augmentation
 from .callbacks import AugmentationWarmupCallback, TimeBudgetCallback
 from .clock import TrainingClock
 from .collator import PlateCollator
-from .data import DecodedPlateSplit, load_plate_dataset, training_split
+from .data import DecodedPlateSplit, load_training_sources
 from .export import export_final_model, write_model_card
 from .final_evaluation import final_evaluations
+from .mixture import TrainingMixture
 from .model_setup import (
     describe_trainable,
     is_from_scratch,
@@ -36,16 +37,18 @@ logger = logging.get_logger(__name__)
 
 
 def parse_arguments(argv=None):
-    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, PlateTrainingArguments))
+    parser = TrlParser((PlateScriptArguments, SFTConfig, ModelConfig, PlateTrainingArguments))
     script_args, training_args, model_args, plate_args = parser.parse_args_and_config(argv)
     check_trainer_arguments(training_args)
     if plate_args.ablation_spec is not None and plate_args.ablation_spec.lora:
         check_lora_arguments(model_args)
     if not script_args.dataset_name:
         raise ValueError("--dataset_name is required: a directory written by `python -m dataset_scripts.build`.")
-    check_local_source(
-        script_args.dataset_name, "dataset_name", "a dataset folder written by `python -m dataset_scripts.build`"
-    )
+    for name in script_args.dataset_name:
+        check_local_source(
+            name, "dataset_name", "a dataset folder written by `python -m dataset_scripts.build`, a crops folder or "
+            "a label file"
+        )
     if not model_args.model_name_or_path:
         raise ValueError(
             "--model_name_or_path is required: a Qwen3-VL or LP-LLM checkpoint, or a model config .json to start "
@@ -86,6 +89,11 @@ def optimizer_name(training_args) -> str:
     return getattr(training_args.optim, "value", training_args.optim)
 
 
+def data_seed(training_args) -> int:
+    """The seed of the training data's order, as the Trainer's own sampler takes it."""
+    return training_args.seed if training_args.data_seed is None else training_args.data_seed
+
+
 def resume_checkpoint(value):
     """`--resume_from_checkpoint` as the Trainer wants it: a path, True for the last checkpoint, or None."""
     if value is None or str(value).lower() in ("", "false", "none"):
@@ -97,26 +105,18 @@ def main(argv=None):
     script_args, training_args, model_args, plate_args = parse_arguments(argv)
     ablation = plate_args.ablation_spec
 
-    dataset = load_plate_dataset(script_args.dataset_name)
-    train_dataset = training_split(
-        dataset, script_args.dataset_train_split, script_args.dataset_name, "dataset_train_split"
-    )
+    with training_args.main_process_first(desc="loading the training sources"):  # crops are built once
+        sources = load_training_sources(
+            script_args.dataset_name, script_args.dataset_train_split, script_args.dataset_cache_dir,
+            training_args.dataloader_num_workers,
+        )
+    mixture = TrainingMixture(sources, script_args.dataset_train_split, script_args.dataset_weights)
+    logger.warning(f"Training on {mixture.describe()}")
+    train_dataset = mixture.train_dataset
     eval_dataset = None
     if training_args.eval_strategy != "no":
-        if plate_args.dataset_eval_split not in dataset:
-            raise ValueError(
-                f"eval_strategy={training_args.eval_strategy} needs a {plate_args.dataset_eval_split!r} split in "
-                f"{script_args.dataset_name}; it has {sorted(dataset)}."
-            )
-        eval_dataset = training_split(
-            dataset, plate_args.dataset_eval_split, script_args.dataset_name, "dataset_eval_split"
-        )
-    final_split = plate_args.final_eval_split if plate_args.final_eval_split in dataset else None
-    if final_split is not None and len(dataset[final_split]) == 0:
-        raise ValueError(
-            f"`final_eval_split` {final_split!r} of {script_args.dataset_name} has no rows, so there is nothing to "
-            "evaluate the trained model on; name another split, or `--final_eval_split none` to skip that evaluation."
-        )
+        eval_dataset = mixture.eval_dataset(plate_args.dataset_eval_split)
+    final_sources = mixture.evaluated_sources(plate_args.final_eval_split)
 
     set_seed(training_args.seed)  # from-scratch and newly added CMRM weights are drawn from this seed
     model, processor = load_model_and_processor(
@@ -163,6 +163,7 @@ def main(argv=None):
         muon=plate_args.muon,
         muon_newton_schulz_steps=plate_args.muon_newton_schulz_steps,
         decoded_train_dataset=decoded_train_dataset,
+        train_sampler=mixture.sampler(data_seed(training_args)),
         training_clock=training_clock,
     )
     logger.warning(
@@ -181,15 +182,17 @@ def main(argv=None):
     if not trainer.is_world_process_zero():
         return None
 
-    fields = card_fields(script_args, training_args, model_args, plate_args, trainer)
+    mixture.save(training_args.output_dir, data_seed(training_args))
+    fields = card_fields(script_args, training_args, model_args, plate_args, trainer, mixture)
     destination = export_final_model(
         trainer.model, processor, training_args.output_dir, card_fields=fields,
         card_template=plate_args.model_card_template, evaluations=[],
     )
     # The saved model is evaluated as eval.py evaluates it, into reports eval.py --compare reuses as they are.
     evaluations = final_evaluations(
-        destination, training_args.output_dir, script_args.dataset_name, final_split, plate_args.realdata_dir,
+        destination, training_args.output_dir, final_sources, plate_args.final_eval_split, plate_args.realdata_dir,
         training_args.device, command=["train_sft.py", *(sys.argv[1:] if argv is None else argv)],
+        name_by_source=len(sources) > 1,
     )
     if evaluations:
         write_model_card(destination, fields, plate_args.model_card_template, evaluations)
@@ -223,7 +226,7 @@ def describe_augmentation(plate_args) -> str:
     return "; ".join(parts) or "none"
 
 
-def card_fields(script_args, training_args, model_args, plate_args, trainer) -> dict:
+def card_fields(script_args, training_args, model_args, plate_args, trainer, mixture) -> dict:
     model = trainer.model
     config = model.config
     from_scratch = is_from_scratch(model_args.model_name_or_path)
@@ -266,8 +269,8 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         "model_name": Path(training_args.hub_model_id or training_args.output_dir).name,
         "repo_or_path": training_args.hub_model_id or str(Path(training_args.output_dir) / "final"),
         "base_model": None if from_scratch else model_args.model_name_or_path,
-        # The card's metadata names Hub datasets only; a local folder is described in the text.
-        "dataset_name": None if os.path.exists(script_args.dataset_name) else script_args.dataset_name,
+        # The card's metadata names a Hub dataset only; local folders are described in the text.
+        "dataset_name": next((name for name in script_args.dataset_name if not os.path.exists(name)), None),
         "eval_split": plate_args.final_eval_split,
         "start_description": (
             f"trained from scratch (architecture {model_args.model_name_or_path}, character-level tokenizer)"
@@ -275,8 +278,12 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         ),
         "trainable_description": describe_trainable(model),
         "cmrm_description": cmrm,
-        "data_description": f"`{script_args.dataset_name}`, split `{script_args.dataset_train_split}` "
-        f"({len(trainer.train_dataset)} samples).",
+        "data_description": (
+            f"`{script_args.dataset_name[0]}`, split `{script_args.dataset_train_split}` "
+            f"({len(trainer.train_dataset)} samples)."
+            if len(mixture.sources) == 1 else
+            f"split `{script_args.dataset_train_split}` of {mixture.describe()}, {mixture.sampling}."
+        ),
         "recipe": recipe,
     }
 

@@ -39,6 +39,8 @@ class PlateSFTTrainer(SFTTrainer):
         `TimeBudgetCallback`); None: a new one.
     decoded_train_dataset: the training rows, decoded in memory (`DecodedPlateSplit`), served in place of
         `train_dataset` (which TRL still inspects); None to read `train_dataset`.
+    train_sampler: the order of the training rows (`MixtureSampler` of a weighted mixture); None for the Trainer's
+        own shuffling.
     muon: train the linear layers' weight matrices with Muon and the rest with `args.optim`'s AdamW
         (`MuonWithAdamW`), instead of `args.optim` for all.
     muon_newton_schulz_steps: iterations of Muon's orthogonalisation.
@@ -52,6 +54,7 @@ class PlateSFTTrainer(SFTTrainer):
         max_new_tokens=None,
         lr_budget_minutes=None,
         decoded_train_dataset=None,
+        train_sampler=None,
         training_clock=None,
         muon=False,
         muon_newton_schulz_steps=5,
@@ -59,6 +62,7 @@ class PlateSFTTrainer(SFTTrainer):
     ):
         self.muon = muon
         self.muon_newton_schulz_steps = muon_newton_schulz_steps
+        self.train_sampler = train_sampler
         super().__init__(*args, **kwargs)
         self.decoded_train_dataset = decoded_train_dataset
         self.lr_budget_minutes = lr_budget_minutes
@@ -70,6 +74,11 @@ class PlateSFTTrainer(SFTTrainer):
     def train(self, *args, **kwargs):
         self.training_clock.start()
         return super().train(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.train_sampler is None:
+            return super()._get_train_sampler(train_dataset)
+        return self.train_sampler
 
     def get_train_dataloader(self):
         if self.decoded_train_dataset is None:
