@@ -1,5 +1,5 @@
-"""Evaluate license-plate readers (LP-LLM, a stock Qwen3-VL zero-shot, the CRNN/LPRNet baselines, fast-plate-ocr)
-on the same data, with the paper's metrics and more, as JSON, Markdown tables and PNG plots.
+"""Evaluate license-plate readers (LP-LLM, a stock Qwen3-VL zero-shot, the CRNN/LPRNet baselines, fast-plate-ocr,
+RapidOCR off the shelf) on the same data, with the paper's metrics and more, as JSON, Markdown tables and PNG plots.
 
 One model:
 
@@ -18,6 +18,12 @@ Real crops evaluate out of the box (evaluation only, never train on them):
 
     python eval.py --model_name_or_path runs/lpllm --dataset_name ../shared/realdata/openalpr_us \
         --output_dir reports/openalpr_us
+
+The word `rapidocr` names RapidOCR's PP-OCR text recognizer, off the shelf (`pip install 'lpllm[baselines]'`), as
+a model to evaluate or compare:
+
+    python eval.py --compare rapidocr runs/lpllm --dataset_name ../shared/realdata/openalpr_us \
+        --output_dir reports/openalpr_us_vs_rapidocr
 
 DATASET is a directory written by `dataset_scripts.build`, a folder with `labels.csv` (`file,text[,region]`) or a
 CSV file. OUTPUT_DIR receives `results.json`, `predictions.csv`, `results.md`, `excluded.csv` (if any sample was

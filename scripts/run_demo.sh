@@ -2,7 +2,8 @@
 # The embedded default, for a machine with no GPU and no Hub:
 #   1. 20,000 synthetic degraded Latin plates (7 characters; BR, AR, EU, US layouts),
 #   2. a CRNN-CTC baseline and a small LP-LLM from scratch, each trained on the CPU for the same wall-clock budget,
-#   3. both evaluated side by side on the synthetic test split and on the real crops in ../shared/realdata,
+#   3. both evaluated side by side on the synthetic test split and on the real crops in ../shared/realdata (there
+#      next to RapidOCR off the shelf, when the `baselines` extra is installed),
 #   4. a few test plates read with pipeline("image-to-text").
 # Everything lands in runs/demo/ (tables: report_*/comparison.md, plots: report_*/*/*.png).
 # Knobs (environment): LPLLM_DEMO_MINUTES (training budget per model, default 15), LPLLM_DEMO_NUM (plates, 20000),
@@ -41,11 +42,19 @@ lpllm_report() {
 }
 python eval.py --compare "$(lpllm_report test)" "$out/crnn" --names LP-LLM CRNN-CTC --dataset_name "$data" \
     --split test --output_dir "$out/report_synthetic" --overwrite
+# A generic OCR a user could pick instead of training a plate reader joins the real-crop tables.
+off_the_shelf=() off_the_shelf_names=()
+if python -c "import rapidocr, onnxruntime" >/dev/null 2>&1; then
+    off_the_shelf=(rapidocr) off_the_shelf_names=(RapidOCR)
+else
+    echo "(RapidOCR not installed: pip install 'lpllm[baselines]' to add it to the real-crop tables)"
+fi
 if [ -d "$realdata" ]; then
     for set_dir in "$realdata"/*/; do
         [ -f "$set_dir/labels.csv" ] || continue
         name="$(basename "$set_dir")"
-        python eval.py --compare "$(lpllm_report "realdata_$name")" "$out/crnn" --names LP-LLM CRNN-CTC \
+        python eval.py --compare "$(lpllm_report "realdata_$name")" "$out/crnn" "${off_the_shelf[@]}" \
+            --names LP-LLM CRNN-CTC "${off_the_shelf_names[@]}" \
             --dataset_name "$set_dir" --output_dir "$out/report_real_$name" --overwrite
     done
 else

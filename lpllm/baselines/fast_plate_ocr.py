@@ -27,6 +27,8 @@ from lpllm.evaluation.normalization import PlateNormalizer
 from lpllm.evaluation.outputs import atomic_write_bytes, atomic_write_text, prepare_output_dir
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
+from .onnx_models import onnx_parameter_counts
+
 
 logger = logging.getLogger(__name__)
 
@@ -153,13 +155,7 @@ class FastPlateOCRRecognizer:
         return cls(recognizer, directory, onnx_files[0])
 
     def parameter_counts(self) -> dict | None:
-        """Weights of the ONNX graph (its initializers), when the `onnx` package is there to read them."""
-        try:
-            import onnx
-        except ImportError:
-            return None
-        total = sum(int(np.prod(tensor.dims)) for tensor in onnx.load(str(self.onnx_file)).graph.initializer)
-        return {"total": total, "trainable": total}
+        return onnx_parameter_counts(self.onnx_file)
 
     def read(self, batch: list[list], prompts=None) -> list[str]:
         frames = [

@@ -14,6 +14,7 @@ from trl import TrlParser
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 from modeling_lpllm.plate_reading import check_max_new_tokens, check_prompt
 
+from ..baselines.rapidocr import RAPIDOCR_READER, check_rapidocr_settings
 from ..evaluation.model_sources import check_model_reference
 from ..evaluation.normalization import DEFAULT_SEPARATORS, PlateNormalizer, parse_region_maps
 from ..evaluation.outputs import prepare_output_dir
@@ -37,11 +38,13 @@ class EvalArguments:
     )
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Evaluate one model: an LP-LLM / Qwen3-VL checkpoint dir or Hub id, or a baseline dir."},
+        metadata={"help": "Evaluate one model: an LP-LLM / Qwen3-VL checkpoint dir or Hub id, a baseline dir, or "
+        "`rapidocr` (RapidOCR off the shelf, with `pip install 'lpllm[baselines]'`)."},
     )
     compare: list[str] | None = field(
         default=None,
-        metadata={"help": "The paper's Table 1: models or report dirs (the results.json of a past run) side by side."},
+        metadata={"help": "The paper's Table 1: models (as for model_name_or_path) or report dirs (the results.json "
+        "of a past run) side by side."},
     )
     ablation_table: list[str] | None = field(
         default=None, metadata={"help": "The paper's Table 2: models or report dirs, one per ablation (A, B, ...)."}
@@ -150,6 +153,9 @@ class EvalArguments:
                 f"`dataset_name` {self.dataset_name!r}: no such file or folder ({Path(self.dataset_name).resolve()}); "
                 "expected a `dataset_scripts.build` output folder, a folder with labels.csv, or a CSV file."
             )
+        readers = [self.model_name_or_path] if self.model_name_or_path else self.compare or self.ablation_table
+        if RAPIDOCR_READER in readers:
+            check_rapidocr_settings(self.num_views)
         if self.model_name_or_path:
             check_model_reference(self.model_name_or_path, "model_name_or_path")
         for name in ("compare", "ablation_table"):
@@ -265,7 +271,7 @@ def _run_table(args, paths: list[str], output_dir: Path, render, table_file: str
 
     evaluator, taken, results_list = None, set(), []
     for path in paths:
-        saved = _saved_results(Path(path))
+        saved = None if path == RAPIDOCR_READER else _saved_results(Path(path))
         if saved is not None:
             logger.info("Using the saved results of %s", path)
             results_list.append(saved)

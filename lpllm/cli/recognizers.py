@@ -1,4 +1,5 @@
-"""Which reader a model path needs: a baseline checkpoint, a fast-plate-ocr export, or a Qwen3-VL-family model.
+"""Which reader a model path needs: a baseline checkpoint, a fast-plate-ocr export, RapidOCR off the shelf (the word
+`rapidocr`), or a Qwen3-VL-family model.
 
 This sits above evaluation and the baselines (it knows both), so neither has to import the other.
 """
@@ -10,22 +11,27 @@ import torch
 from ..baselines.fast_plate_ocr import PLATE_CONFIG_FILE as FAST_PLATE_OCR_CONFIG_FILE
 from ..baselines.fast_plate_ocr import FastPlateOCRRecognizer
 from ..baselines.checkpoint import CONFIG_FILE as BASELINE_CONFIG_FILE
+from ..baselines.rapidocr import RAPIDOCR_READER, RapidOCRRecognizer
 from ..baselines.recognizer import BaselineRecognizer
 from ..evaluation.model_sources import check_model_reference
 from ..evaluation.recognizers import load_vision_language_recognizer, pick_device
 
 
 def load_recognizer(path: str, device: torch.device | str | None = None, num_views: int | None = None, **vlm_kwargs):
-    """The reader for `path`: a `lpllm.baselines.train` checkpoint, an exported fast-plate-ocr model, or a Qwen3-VL-family
-    checkpoint dir / Hub id (LP-LLM or stock). `num_views`: views of each crop a plate is read from (None: the
-    checkpoint's processor's for a Qwen3-VL model, else 1; a fast-plate-ocr export reads one view only).
+    """The reader for `path`: a `lpllm.baselines.train` checkpoint, an exported fast-plate-ocr model, RapidOCR off the
+    shelf (`path` is the word `rapidocr`; a folder of that name is `./rapidocr`), or a Qwen3-VL-family checkpoint dir /
+    Hub id (LP-LLM or stock). `num_views`: views of each crop a plate is read from (None: the checkpoint's processor's
+    for a Qwen3-VL model, else 1; a fast-plate-ocr export and RapidOCR read one view only).
 
     `vlm_kwargs` go to `load_vision_language_recognizer` (`trust_remote_code` among them).
 
     Raises:
         FileNotFoundError: for a local path that does not exist (not reported as a bad Hub repo id).
         ValueError: with what was expected, when the directory holds none of these.
+        ImportError: for `rapidocr` without the `baselines` extra installed.
     """
+    if path == RAPIDOCR_READER:
+        return RapidOCRRecognizer.from_pretrained(num_views=num_views)
     check_model_reference(path, "model_name_or_path")
     device = device if isinstance(device, torch.device) else pick_device(device)
     directory = Path(path)
