@@ -127,7 +127,12 @@ def test_normalizer_is_explicit_and_configurable():
     assert normalizer("ab-12 o3", region="EU") == "AB12O3"
     assert normalizer(None) == ""
     assert PlateNormalizer(uppercase=False)("ab-1") == "ab1"
-    assert PlateNormalizer(separators="")("AB 1") == "AB 1"
+    assert PlateNormalizer(separators="", letters_and_digits_only=False)("AB 1") == "AB 1"
+    # emblems read as symbols are no part of a plate; letters and digits of every script are
+    assert normalizer("RK=576*AH'") == "RK576AH"
+    assert normalizer("皖a·12345") == "皖A12345"
+    assert normalizer("ак 123 в") == "АК123В"
+    assert PlateNormalizer(letters_and_digits_only=False)("RK=576") == "RK=576"
     cn = PlateNormalizer(region_maps=parse_region_maps(["CN:O=0,I=1"], use_defaults=False))
     assert cn("皖AOI23", region="cn") == "皖A0123"
     assert cn("AO1", region="US") == "AO1"

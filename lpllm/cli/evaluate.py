@@ -98,6 +98,11 @@ class EvalArguments:
         default=DEFAULT_SEPARATORS,
         metadata={"help": "Label normalisation: characters removed from labels and predictions before comparing."},
     )
+    keep_symbols: bool = field(
+        default=False,
+        metadata={"help": "Label normalisation: keep characters that are neither letters nor digits (emblems read as "
+        "'=' or '*'); by default they are removed, as they are no part of a registration."},
+    )
     region_map: list[str] | None = field(
         default=None,
         metadata={"help": "Label normalisation: extra region rules `REGION:A=B[,C=D]`, e.g. `CN:O=0,I=1 BR:O=0`."},
@@ -180,6 +185,7 @@ def _normalizer(args: EvalArguments) -> PlateNormalizer:
     return PlateNormalizer(
         uppercase=not args.case_sensitive,
         separators=args.separators,
+        letters_and_digits_only=not args.keep_symbols,
         region_maps=parse_region_maps(args.region_map, use_defaults=not args.no_default_region_maps),
     )
 

@@ -23,6 +23,9 @@ class PlateNormalizer:
     Args:
         uppercase: compare case-insensitively (plates have no lower case; readers sometimes emit it).
         separators: characters removed wherever they occur (spaces, dashes, dots...).
+        letters_and_digits_only: also remove every character that is neither a letter nor a digit, in any script:
+            plates print emblems, seals and hyphens between character groups that readers emit as `=`, `*` or `'`,
+            and none of them is part of a registration.
         region_maps: `{region: {character: replacement}}`, applied to every string of a sample of that region.
             Region keys are matched case-insensitively.
 
@@ -36,6 +39,7 @@ class PlateNormalizer:
 
     uppercase: bool = True
     separators: str = DEFAULT_SEPARATORS
+    letters_and_digits_only: bool = True
     region_maps: dict[str, dict[str, str]] = field(
         default_factory=lambda: {k: dict(v) for k, v in DEFAULT_REGION_MAPS.items()}
     )
@@ -60,6 +64,8 @@ class PlateNormalizer:
         if self.uppercase:
             text = text.upper()
         text = text.translate(self._drop)
+        if self.letters_and_digits_only:
+            text = "".join(char for char in text if char.isalnum())
         table = self._tables.get((region or "").upper())
         return text.translate(table) if table else text
 

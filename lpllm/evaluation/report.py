@@ -196,6 +196,8 @@ def _describe_normalization(results: dict) -> str:
         pieces.append("upper-cased")
     if settings.get("separators"):
         pieces.append(f"separators {settings['separators']!r} removed")
+    if settings.get("letters_and_digits_only"):
+        pieces.append("other symbols removed")
     for region, mapping in (settings.get("region_maps") or {}).items():
         rules = ", ".join(f"{source}→{target or '∅'}" for source, target in mapping.items())
         pieces.append(f"{region}: {rules}")
