@@ -12,6 +12,7 @@ from lpllm.baselines.fast_plate_ocr import ExportArguments
 from lpllm.baselines.train import BaselineTrainingArguments
 from lpllm.cli import main as lpllm
 from lpllm.cli.evaluate import EvalArguments, parse_arguments
+from lpllm.cli.read import ReadArguments
 from lpllm.training.arguments import PlateTrainingArguments
 
 
@@ -21,6 +22,7 @@ from lpllm.training.arguments import PlateTrainingArguments
         ("data", BuildArguments),
         ("train", PlateTrainingArguments),
         ("eval", EvalArguments),
+        ("read", ReadArguments),
         ("train-baseline", BaselineTrainingArguments),
         ("export-fast-plate-ocr", ExportArguments),
     ],

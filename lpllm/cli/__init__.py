@@ -3,12 +3,13 @@
     lpllm data ...                  # = python -m dataset_scripts.build ...
     lpllm train ...                 # = python train_sft.py ...
     lpllm eval ...                  # = python eval.py ...
+    lpllm read PATH... --model M    # the plates in image files, folders, glob patterns
     lpllm train-baseline ...        # = python -m lpllm.baselines.train ...
     lpllm export-fast-plate-ocr ... # = python -m lpllm.baselines.fast_plate_ocr ...
 
 `lpllm COMMAND --help` lists every option of COMMAND with its default. Every command parses its options the TRL way
 (argument dataclasses, `trl.TrlParser`), so `--config FILE.yaml` gives any of them as YAML keys; options given on
-the command line win.
+the command line win. `python -m lpllm.cli COMMAND ...` runs the same, e.g. under `accelerate launch -m`.
 """
 
 import importlib
@@ -20,6 +21,7 @@ COMMANDS = {
     "data": ("dataset_scripts.build", "build a plate dataset (datasets.DatasetDict) from any source"),
     "train": ("lpllm.training.sft", "fine-tune LP-LLM with TRL SFT + PEFT (YAML recipes in recipes/)"),
     "eval": ("lpllm.cli.evaluate", "evaluate readers on a dataset: reports, comparison tables, plots"),
+    "read": ("lpllm.cli.read", "read the plates in image files, folders and glob patterns (text, JSON or CSV)"),
     "train-baseline": ("lpllm.baselines.train", "train a CRNN-CTC or LPRNet reference reader"),
     "export-fast-plate-ocr": ("lpllm.baselines.fast_plate_ocr", "export a dataset for fast-plate-ocr's own CLI"),
 }

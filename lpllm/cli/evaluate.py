@@ -219,12 +219,14 @@ def _slug(path: str, taken: set) -> str:
 
 
 class _Evaluator:
-    """Loads the data and the metric once and evaluates any number of models with them."""
+    """Loads the data and the metric once and evaluates any number of models with them, the reading shared by the
+    processes of `state` (`lpllm.evaluation.sharding`)."""
 
-    def __init__(self, args):
+    def __init__(self, args, state):
         from lpllm.evaluation.evaluation import EvalSettings, load_plate_metric
 
         self.args = args
+        self.state = state
         self.normalizer = _normalizer(args)
         self.charset = args.charset or None
         self.metric = load_plate_metric()
@@ -252,12 +254,13 @@ class _Evaluator:
 
     def evaluate(self, model_path: str, output_dir: Path) -> dict:
         from lpllm.evaluation.evaluation import evaluate_to_report
+        from lpllm.evaluation.sharding import reading_device
         from .recognizers import load_recognizer
 
         data = self.data  # fail on a bad dataset before spending time loading a model
         recognizer = load_recognizer(
             model_path,
-            device=self.args.device,
+            device=reading_device(self.state, self.args.device),
             dtype=self.args.dtype,
             max_new_tokens=self.args.max_new_tokens,
             prompt=self.args.prompt,
@@ -268,11 +271,11 @@ class _Evaluator:
         )
         return evaluate_to_report(
             recognizer, data, output_dir, self.metric, self.normalizer, self.settings, self.charset,
-            command=self.args.command,
+            command=self.args.command, state=self.state,
         )
 
 
-def _run_table(args, paths: list[str], output_dir: Path, render, table_file: str) -> str:
+def _run_table(args, state, paths: list[str], output_dir: Path, render, table_file: str) -> str:
     from lpllm.evaluation.outputs import atomic_write_json, atomic_write_text
 
     evaluator, taken, results_list = None, set(), []
@@ -282,7 +285,7 @@ def _run_table(args, paths: list[str], output_dir: Path, render, table_file: str
             logger.info("Using the saved results of %s", path)
             results_list.append(saved)
             continue
-        evaluator = evaluator or _Evaluator(args)
+        evaluator = evaluator or _Evaluator(args, state)
         results_list.append(evaluator.evaluate(path, output_dir / _slug(path, taken)))
     evaluated_on = {
         ((r.get("dataset") or {}).get("path"), (r.get("dataset") or {}).get("split")) for r in results_list
@@ -293,6 +296,8 @@ def _run_table(args, paths: list[str], output_dir: Path, render, table_file: str
             sorted(map(str, evaluated_on)),
         )
     table = render(results_list, args.names)
+    if not state.is_main_process:
+        return table
     atomic_write_text(output_dir / table_file, table)
     atomic_write_json(
         output_dir / (Path(table_file).stem + ".json"),
@@ -305,21 +310,30 @@ def _run_table(args, paths: list[str], output_dir: Path, render, table_file: str
 
 
 def main(argv: list[str] | None = None) -> dict | str:
-    """Runs the command line; returns the results of a single evaluation, or the rendered table."""
+    """Runs the command line; returns the results of a single evaluation, or the rendered table. Under a launcher
+    (`accelerate launch -m lpllm.cli eval ...`) the processes share the reading and the main process writes."""
+    from lpllm.evaluation.sharding import end_processes, process_state
+
     args = parse_arguments(argv)
     args.command = ["eval.py", *(sys.argv[1:] if argv is None else argv)]
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    state = process_state(args.device)
     output_dir = prepare_output_dir(args.output_dir, overwrite=args.overwrite)
+    state.wait_for_everyone()  # every process has checked the output dir before the main process writes into it
     if args.model_name_or_path:
-        results = _Evaluator(args).evaluate(args.model_name_or_path, output_dir)
-        print(comparison_table([results]))
-        print(f"Report written to {output_dir}")
+        results = _Evaluator(args, state).evaluate(args.model_name_or_path, output_dir)
+        if state.is_main_process:
+            print(comparison_table([results]))
+            print(f"Report written to {output_dir}")
+        end_processes(state)
         return results
     if args.compare:
-        table = _run_table(args, args.compare, output_dir, comparison_table, COMPARISON_FILE)
+        table = _run_table(args, state, args.compare, output_dir, comparison_table, COMPARISON_FILE)
     else:
-        table = _run_table(args, args.ablation_table, output_dir, ablation_table, ABLATION_FILE)
-    print(table)
+        table = _run_table(args, state, args.ablation_table, output_dir, ablation_table, ABLATION_FILE)
+    if state.is_main_process:
+        print(table)
+    end_processes(state)
     return table
 
 

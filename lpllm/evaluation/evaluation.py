@@ -9,6 +9,7 @@ from pathlib import Path
 
 import evaluate
 import torch
+from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from . import PLATE_METRICS_SCRIPT
@@ -19,6 +20,7 @@ from .efficiency import count_parameters, describe_device, measure_latency, thro
 from .normalization import PlateNormalizer
 from .outputs import prepare_output_dir
 from .report import prediction_rows, write_report
+from .sharding import gather_shards, shard
 
 
 logger = logging.getLogger(__name__)
@@ -46,12 +48,21 @@ def load_plate_metric():
     return evaluate.load(str(PLATE_METRICS_SCRIPT))
 
 
-def read_all(recognizer, samples, batch_size: int) -> tuple[list[str], list[tuple[int, float]]]:
-    """Raw outputs for every sample, in order, and `(batch size, seconds)` for each batch."""
+def read_all(
+    recognizer, samples, batch_size: int, state: PartialState | None = None
+) -> tuple[list[str], list[tuple[int, float]]]:
+    """Raw outputs for every sample, in order, and `(batch size, seconds)` for each batch.
+
+    With `state` (an `accelerate.PartialState` of several processes, `sharding.py`), each process reads its shard
+    of `samples` and gets every output back in order, with every process's batch timings.
+    """
     outputs, batch_seconds = [], []
     device = getattr(recognizer, "device", torch.device("cpu"))
-    for start in tqdm(range(0, len(samples), batch_size), desc=f"Reading with {recognizer.name}", unit="batch"):
-        batch = samples[start : start + batch_size]
+    local = shard(samples, state) if state is not None else samples
+    progress = state is None or state.is_main_process
+    batches = range(0, len(local), batch_size)
+    for start in tqdm(batches, desc=f"Reading with {recognizer.name}", unit="batch", disable=not progress):
+        batch = local[start : start + batch_size]
         began = time.perf_counter()
         texts = recognizer.read([sample.images for sample in batch], [sample.prompt for sample in batch])
         if device.type == "cuda":
@@ -60,13 +71,24 @@ def read_all(recognizer, samples, batch_size: int) -> tuple[list[str], list[tupl
         if len(texts) != len(batch):
             raise RuntimeError(f"{recognizer.name} returned {len(texts)} outputs for a batch of {len(batch)} samples.")
         outputs.extend("" if text is None else str(text) for text in texts)
+    if state is not None:
+        outputs, batch_seconds = gather_shards(outputs, state), gather_shards(batch_seconds, state)
     return outputs, batch_seconds
 
 
 def evaluate_recognizer(
-    recognizer, data: EvalData, metric, normalizer: PlateNormalizer, settings: EvalSettings, charset: str | None
+    recognizer,
+    data: EvalData,
+    metric,
+    normalizer: PlateNormalizer,
+    settings: EvalSettings,
+    charset: str | None,
+    state: PartialState | None = None,
 ) -> tuple[dict, list[dict]]:
     """Reads `data` with `recognizer` and scores it with `metric` (the `plate_metrics.py` evaluate module).
+
+    With `state` (several processes, `sharding.py`), the processes share the reading and each gets the same
+    metrics; the main process alone measures latency, and the throughput is per process.
 
     Returns:
         `(results payload for results.json, rows for predictions.csv)`.
@@ -79,7 +101,7 @@ def evaluate_recognizer(
         reasons = "; ".join(f"{e.id}: {e.reason}" for e in data.excluded[:5])
         raise ValueError(f"No sample of {data.path} can be evaluated ({len(data.excluded)} excluded: {reasons}).")
     logger.info("Evaluating %s on %d samples of %s", recognizer.name, len(samples), data.name)
-    raw_predictions, batch_seconds = read_all(recognizer, samples, settings.batch_size)
+    raw_predictions, batch_seconds = read_all(recognizer, samples, settings.batch_size, state)
     # An empty or unreadable answer becomes "" and simply counts as wrong.
     predictions = [normalizer(raw, sample.region) for raw, sample in zip(raw_predictions, samples)]
     metrics = metric.compute(
@@ -94,7 +116,7 @@ def evaluate_recognizer(
         top_k_confusions=settings.top_k_confusions,
     )
     latency = None
-    if settings.latency_runs > 0:
+    if settings.latency_runs > 0 and (state is None or state.is_main_process):
         items = [(sample.images, sample.prompt) for sample in samples[: settings.latency_runs]]
         latency = measure_latency(
             recognizer.read, items, recognizer.device, warmup=settings.latency_warmup, runs=settings.latency_runs
@@ -125,6 +147,7 @@ def evaluate_recognizer(
         "excluded": [{"id": e.id, "file": e.file, "reason": e.reason} for e in data.excluded],
         "efficiency": {
             "device": describe_device(recognizer.device),
+            "processes": 1 if state is None else state.num_processes,
             "parameters": parameters,
             "latency": latency,
             "throughput": throughput_from_batches(batch_seconds, settings.batch_size),
@@ -147,6 +170,7 @@ def evaluate_to_report(
     charset: str | None = DEFAULT_PLATE_CHARSET,
     command: list[str] | None = None,
     overwrite: bool = True,
+    state: PartialState | None = None,
 ) -> dict:
     """`evaluate_recognizer`, then the report (`write_report`) in `output_dir`, which `eval.py --compare` reuses as
     it is. Defaults are eval.py's: the plate metric, `PlateNormalizer()`, `EvalSettings()`, `DEFAULT_PLATE_CHARSET`.
@@ -155,6 +179,7 @@ def evaluate_to_report(
         data: loaded with the same `normalizer` and `charset` (`load_eval_data`).
         command: the command line recorded in `results.json`.
         overwrite: replace the reports of an earlier run in `output_dir` (`prepare_output_dir`).
+        state: several processes share the reading (`evaluate_recognizer`); the main process writes the report.
 
     Returns:
         The results written to `results.json`.
@@ -167,9 +192,11 @@ def evaluate_to_report(
         normalizer if normalizer is not None else PlateNormalizer(),
         settings if settings is not None else EvalSettings(),
         charset,
+        state,
     )
     results["command"] = command
-    write_report(output_dir, results, rows)
+    if state is None or state.is_main_process:
+        write_report(output_dir, results, rows)
     return results
 
 
