@@ -3,7 +3,8 @@
 The synthetic generator draws plate texts from these layouts, the dataset builders validate labels against the
 region charsets, and constrained decoding can read the per-position character sets. Chinese province characters
 come from `modeling_lpllm.tokenization_lpllm` so that the tokenizer and the data agree on one table, and every
-region charset is a subset of `DEFAULT_PLATE_CHARSET` (the tokenizer's charset).
+region charset is a subset of `DEFAULT_PLATE_CHARSET` (the tokenizer's charset). Labels of a region not in this
+table (or of none) may hold letters and digits of any script: training adds the characters the tokenizer lacks.
 """
 
 import re
@@ -14,7 +15,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from modeling_lpllm.tokenization_lpllm import CN_PROVINCES, CN_SPECIAL_SUFFIXES, DEFAULT_PLATE_CHARSET
+from modeling_lpllm.tokenization_lpllm import CN_PROVINCES, CN_SPECIAL_SUFFIXES
 
 DIGITS = string.digits
 LETTERS = string.ascii_uppercase
@@ -83,26 +84,38 @@ def _layout(name, region, pattern, rows=None, description=""):
     return PlateLayout(name, region, positions, tuple(rows or (len(positions),)), description)
 
 
+def is_letter_or_digit(char: str) -> bool:
+    """Whether `char` is a letter, a combining mark (the vowel signs of Thai or Devanagari, Arabic diacritics) or a
+    decimal digit, of any script: what a plate of a region without a charset of its own may hold."""
+    category = unicodedata.category(char)
+    return category[0] in "LM" or category == "Nd"
+
+
 @dataclass(frozen=True)
 class Region:
     """A plate region: every character its plates may hold, their length range and their known layouts.
 
     Labels are validated against `charset` and the length range only, not against the layouts: real data holds
-    vanity, diplomatic and old plates that no layout list covers, and they are still correct labels.
+    vanity, diplomatic and old plates that no layout list covers, and they are still correct labels. A `charset`
+    of None accepts letters and digits of any script (`is_letter_or_digit`).
     """
 
     code: str
     name: str
-    charset: str
+    charset: str | None
     min_length: int
     max_length: int
     layouts: tuple[PlateLayout, ...] = ()
+
+    def allows(self, char: str) -> bool:
+        """Whether a plate of this region may hold `char`."""
+        return is_letter_or_digit(char) if self.charset is None else char in self.charset
 
     def validate(self, text: str) -> str | None:
         """Returns what is wrong with the normalised label `text` for this region, or None if it is acceptable."""
         if not text:
             return "label is empty"
-        outside = sorted({char for char in text if char not in self.charset})
+        outside = sorted({char for char in text if not self.allows(char)})
         if outside:
             return (
                 f"label {text!r} has character(s) {''.join(outside)!r} outside the {self.code} charset "
@@ -120,7 +133,9 @@ class Region:
         return next((layout for layout in self.layouts if layout.matches(text)), None)
 
 
-def _describe_charset(charset: str) -> str:
+def _describe_charset(charset: str | None) -> str:
+    if charset is None:
+        return "letters and digits of any script"
     parts = []
     if set(DIGITS) <= set(charset):
         parts.append("0-9")
@@ -196,8 +211,9 @@ _REGIONS = (
 #: Region code -> Region. Read-only.
 REGIONS = MappingProxyType({region.code: region for region in _REGIONS})
 
-#: The region of labels whose region is unknown: anything the tokenizer can spell, 1-12 characters.
-GENERIC_REGION = Region("XX", "unspecified", DEFAULT_PLATE_CHARSET, 1, 12)
+#: The region of labels whose region is unknown or not in the table: letters and digits of any script (a new
+#: region's alphabet; training grows the tokenizer to it), 1-12 characters.
+GENERIC_REGION = Region("XX", "unspecified", None, 1, 12)
 
 #: Layout name -> PlateLayout, over all regions. Read-only.
 LAYOUTS = MappingProxyType({layout.name: layout for region in _REGIONS for layout in region.layouts})
@@ -225,9 +241,16 @@ _REGION_ALIASES = MappingProxyType(
 
 
 def normalize_plate_text(text: str) -> str:
-    """The canonical form of a plate label: Unicode NFKC (full-width letters become ASCII), upper case, and no
-    spaces, dashes, dots or underscores. `" 皖a-12345 "` -> `"皖A12345"`."""
-    return _SEPARATORS.sub("", unicodedata.normalize("NFKC", text)).upper()
+    """The canonical form of a plate label: Unicode NFKC (full-width letters become ASCII, Arabic presentation
+    forms their letters), upper case, and no spaces, dashes, dots or underscores. `" 皖a-12345 "` -> `"皖A12345"`.
+
+    Letters and digits of every script are kept as written (Eastern Arabic digits stay Eastern Arabic digits: NFKC
+    does not map them) and in the order given, never reordered: the convention is the order seen on the plate, left
+    to right (top row first), right-to-left scripts included (dataset_scripts/README.md). Letters are upper-cased
+    one by one where that gives one letter (Latin, Cyrillic, Greek); scripts without case are unchanged.
+    """
+    text = _SEPARATORS.sub("", unicodedata.normalize("NFKC", text))
+    return "".join(upper if len(upper := char.upper()) == 1 else char for char in text)
 
 
 def resolve_region_code(name: str | None) -> str | None:
@@ -263,6 +286,7 @@ __all__ = [
     "Region",
     "get_region",
     "infer_region_code",
+    "is_letter_or_digit",
     "normalize_plate_text",
     "resolve_region_code",
 ]

@@ -16,7 +16,7 @@ from .processing_lpllm import (
     to_rgb,
 )
 from .registration import register_lpllm
-from .tokenization_lpllm import CN_PROVINCES, DEFAULT_PLATE_CHARSET, build_char_tokenizer
+from .tokenization_lpllm import CN_PROVINCES, DEFAULT_PLATE_CHARSET, add_plate_characters, build_char_tokenizer
 
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "build_offline_processor",
     "build_plate_image_processor",
     "build_char_tokenizer",
+    "add_plate_characters",
     "load_plate_image",
     "plate_messages",
     "register_lpllm",

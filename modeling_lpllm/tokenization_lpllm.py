@@ -91,4 +91,41 @@ def build_char_tokenizer(
     return tokenizer
 
 
-__all__ = ["build_char_tokenizer", "CN_PROVINCES", "DEFAULT_PLATE_CHARSET"]
+def missing_characters(tokenizer, text: str) -> list[str]:
+    """The characters of `text` that `tokenizer` cannot spell, in order of first appearance, without repeats.
+
+    A character is missing when the tokenizer encodes it as its unknown token. The character-level tokenizer knows
+    only its charset and printable ASCII; a byte-level BPE tokenizer (Qwen3-VL's) spells any character and has
+    nothing missing. Whitespace and control characters are never plate characters and are not reported.
+    """
+    unknown_id = tokenizer.unk_token_id
+    if unknown_id is None:
+        return []
+    candidates = [char for char in dict.fromkeys(text) if char.isprintable() and not char.isspace()]
+    return [char for char in candidates if unknown_id in tokenizer.encode(char, add_special_tokens=False)]
+
+
+def add_plate_characters(tokenizer, text: str) -> list[str]:
+    """Adds every character of `text` that `tokenizer` cannot spell (`missing_characters`) as one new token each, at
+    the end of the vocabulary, so the ids of the tokens it had stay as they were.
+
+    The new tokens are added tokens (`tokenizer.add_tokens`): they are matched before the text is split into
+    characters and saved with the tokenizer, so a saved processor spells and decodes them after loading.
+
+    Returns:
+        The characters added, in order of first appearance in `text`; their ids follow the old vocabulary in that
+        order.
+    """
+    added = missing_characters(tokenizer, text)
+    if added:
+        tokenizer.add_tokens(added)
+    return added
+
+
+__all__ = [
+    "add_plate_characters",
+    "build_char_tokenizer",
+    "missing_characters",
+    "CN_PROVINCES",
+    "DEFAULT_PLATE_CHARSET",
+]

@@ -11,7 +11,7 @@ from modeling_lpllm.tokenization_lpllm import CN_PROVINCES, DEFAULT_PLATE_CHARSE
 
 
 def test_every_region_charset_is_within_the_tokenizer_charset():
-    for region in list(REGIONS.values()) + [GENERIC_REGION]:
+    for region in REGIONS.values():
         outside = set(region.charset) - set(DEFAULT_PLATE_CHARSET)
         assert not outside, f"{region.code} charset has {outside} that the tokenizer cannot spell"
     for layout in LAYOUTS.values():
@@ -65,6 +65,10 @@ def test_validate_explains_the_problem():
 def test_normalize_and_region_lookup():
     assert normalize_plate_text(" 皖a-123·45 ") == "皖A12345"
     assert normalize_plate_text("ＡＢＣ１２３") == "ABC123"  # full-width
+    assert normalize_plate_text("а 123-вс") == "А123ВС"  # Cyrillic upper-cased
+    assert normalize_plate_text("٣٢١ ﺏ") == "٣٢١ب"  # Eastern Arabic digits kept, presentation form -> letter
+    assert normalize_plate_text("12가 3456") == "12가3456"
+    assert normalize_plate_text("ßa") == "ßA"  # no letter becomes two
     assert get_region("Brazil").code == "BR"
     assert get_region("br").code == "BR"
     assert get_region(None) is GENERIC_REGION
@@ -78,3 +82,12 @@ def test_real_labels_are_valid_for_their_region(name):
     assert rows
     for row in rows:
         assert REGIONS[row["region"]].validate(normalize_plate_text(row["text"])) is None, row
+
+
+def test_labels_of_regions_outside_the_table_may_use_any_script_and_known_regions_keep_their_charset():
+    for label in ("А123ВС", "٣٢١بجد", "۱۲۳ب", "12가3456", "กข1234", "AB12"):
+        assert GENERIC_REGION.validate(label) is None, label
+        assert get_region("RU").validate(label) is None, label  # a code not in the table: the generic region
+    assert "'#'" in GENERIC_REGION.validate("AB#1")  # symbols are not plate characters
+    assert "any script" in GENERIC_REGION.validate("AB#1")
+    assert "'Ж'" in REGIONS["EU"].validate("Ж123")

@@ -65,10 +65,13 @@ def final_evaluations(
     device,
     command: list[str] | None = None,
     name_by_source: bool = False,
+    charset: str = DEFAULT_PLATE_CHARSET,
 ) -> list[dict]:
     """Evaluates the saved model in `model_dir` on `final_evaluation_sets(...)` into
     `output_dir/final_eval/<split>/` (`<label>_<split>/` with `name_by_source`) and
-    `output_dir/final_eval/realdata_<set>/` (eval.py reports with `results.json`; earlier ones replaced).
+    `output_dir/final_eval/realdata_<set>/` (eval.py reports with `results.json`; earlier ones replaced). Labels with
+    characters outside `charset` are left out, as eval.py's `--charset` leaves them out (training widens eval.py's
+    default with the characters its labels write).
 
     Returns:
         One `{name, num_samples, accuracy, cer}` per set, for the model card and `eval_results.json`.
@@ -80,12 +83,12 @@ def final_evaluations(
     metric, normalizer = load_plate_metric(), PlateNormalizer()
     evaluations = []
     for name, report_name, path, set_split in sets:
-        data = load_eval_data(path, set_split, normalizer, DEFAULT_PLATE_CHARSET)
+        data = load_eval_data(path, set_split, normalizer, charset)
         if not data.samples:
             logger.warning(f"{name}: no crop can be evaluated ({len(data.excluded)} excluded); skipped.")
             continue
         report_dir = Path(output_dir) / FINAL_EVAL_DIR / report_name
-        results = evaluate_to_report(recognizer, data, report_dir, metric, normalizer, command=command)
+        results = evaluate_to_report(recognizer, data, report_dir, metric, normalizer, charset=charset, command=command)
         logger.info(f"{name}: report in {report_dir}")
         evaluations.append({"name": name, **{key: results[key] for key in ("num_samples", "accuracy", "cer")}})
     return evaluations

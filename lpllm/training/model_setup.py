@@ -146,17 +146,23 @@ def configure_generation(model, processor, max_new_tokens: int) -> None:
         setattr(generation_config, sampling_only, None)
 
 
-def lora_config(model_args, ablation: Ablation | None) -> LoraConfig | None:
+def lora_config(
+    model_args, ablation: Ablation | None, train_in_full: list[str] | None = None, tied_embeddings: bool = False
+) -> LoraConfig | None:
     """LoRA on the language model's attention and MLP projections; CMRM trains in full and is saved with the
-    adapter when the ablation trains it."""
+    adapter when the ablation trains it, and so do the modules of `train_in_full` (the embeddings and head of a
+    grown vocabulary, `vocabulary.embedding_modules`), a head tied to the embeddings (`tied_embeddings`) staying
+    tied to their trained copy."""
     if ablation is None or not ablation.lora:
         return None
+    modules_to_save = (["cmrm"] if ablation.cmrm else []) + list(train_in_full or [])
     return LoraConfig(
         r=model_args.lora_r,
         lora_alpha=model_args.lora_alpha,
         lora_dropout=model_args.lora_dropout,
         target_modules=model_args.lora_target_modules or LANGUAGE_MODEL_LORA_TARGETS,
-        modules_to_save=["cmrm"] if ablation.cmrm else None,
+        modules_to_save=modules_to_save or None,
+        ensure_weight_tying=bool(train_in_full) and tied_embeddings,
         task_type="CAUSAL_LM",
         bias="none",
     )

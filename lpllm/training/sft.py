@@ -31,6 +31,7 @@ from .precision import apply_bf16_if_native, has_native_bf16
 from .preflight import check_local_source, check_lora_arguments, check_trainer_arguments
 from .run_folder import check_output_dir, clear_earlier_run
 from .trainer import PlateSFTTrainer
+from .vocabulary import conversation_characters, embedding_modules, evaluation_charset, grow_vocabulary
 
 
 logger = logging.get_logger(__name__)
@@ -122,8 +123,12 @@ def main(argv=None):
     model, processor = load_model_and_processor(
         model_args.model_name_or_path, plate_args, model_args.dtype, model_args.attn_implementation
     )
+    # Characters the training rows write and the tokenizer lacks become tokens, with new embedding and head rows.
+    new_token_ids = grow_vocabulary(model, processor, conversation_characters(train_dataset), ablation)
     set_trainable_parameters(model, ablation)
-    peft_config = lora_config(model_args, ablation)
+    peft_config = lora_config(
+        model_args, ablation, embedding_modules(model, new_token_ids), model.config.tie_word_embeddings
+    )
     collator = PlateCollator(processor=processor, max_length=training_args.max_length, completion_only_loss=True)
     generation_eval_dataset = None
     if eval_dataset is not None and plate_args.generation_eval_samples > 0:
@@ -193,6 +198,7 @@ def main(argv=None):
         destination, training_args.output_dir, final_sources, plate_args.final_eval_split, plate_args.realdata_dir,
         training_args.device, command=["train_sft.py", *(sys.argv[1:] if argv is None else argv)],
         name_by_source=len(sources) > 1,
+        charset=evaluation_charset(train_dataset),
     )
     if evaluations:
         write_model_card(destination, fields, plate_args.model_card_template, evaluations)
