@@ -13,6 +13,7 @@ from lpllm.baselines.train import BaselineTrainingArguments
 from lpllm.cli import main as lpllm
 from lpllm.cli.evaluate import EvalArguments, parse_arguments
 from lpllm.training.arguments import PlateTrainingArguments
+from lpllm.training.ppocr_conversion import ConvertArguments
 
 
 @pytest.mark.parametrize(
@@ -23,6 +24,7 @@ from lpllm.training.arguments import PlateTrainingArguments
         ("eval", EvalArguments),
         ("train-baseline", BaselineTrainingArguments),
         ("export-fast-plate-ocr", ExportArguments),
+        ("convert-ppocr", ConvertArguments),
     ],
 )
 def test_every_command_lists_its_options_with_their_defaults(command, arguments, capsys):
