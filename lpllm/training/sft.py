@@ -122,7 +122,7 @@ def main(argv=None):
     model, processor = load_model_and_processor(
         model_args.model_name_or_path, plate_args, model_args.dtype, model_args.attn_implementation
     )
-    set_trainable_parameters(model, ablation)
+    set_trainable_parameters(model, ablation, plate_args.freeze_vision_encoder)
     peft_config = lora_config(model_args, ablation)
     collator = PlateCollator(processor=processor, max_length=training_args.max_length, completion_only_loss=True)
     generation_eval_dataset = None
@@ -223,6 +223,17 @@ def describe_augmentation(plate_args) -> str:
     return "; ".join(parts) or "none"
 
 
+def describe_vision_encoder(config, plate_args, from_scratch: bool) -> str:
+    if config.vision_encoder != "ppocr":
+        return "Qwen3-VL's"
+    if plate_args.vision_weights:
+        start = f"started from {plate_args.vision_weights}"
+    else:
+        start = "started from random weights" if from_scratch else "the checkpoint's"
+    frozen = ", frozen" if plate_args.freeze_vision_encoder else ""
+    return f"PP-OCRv6 small's backbone and neck (beyond the paper), {start}{frozen}"
+
+
 def card_fields(script_args, training_args, model_args, plate_args, trainer) -> dict:
     model = trainer.model
     config = model.config
@@ -252,6 +263,7 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer) -> 
         "batch size per device": training_args.per_device_train_batch_size,
         "steps trained": trainer.state.global_step,
         "images": plate_args.describe_image_size(),
+        "vision encoder": describe_vision_encoder(config, plate_args, from_scratch),
         "augmentation": describe_augmentation(plate_args),
     }
     num_views = getattr(trainer.processing_class, "num_views", 1)
