@@ -41,6 +41,9 @@ QWEN3_VL_2B_VISION_CONFIG = {
     "deepstack_visual_indexes": [5, 11, 17],
 }
 
+# The vision towers `vision_encoder` selects.
+VISION_ENCODERS = ("qwen3_vl", "ppocr")
+
 
 @strict
 class LPLLMConfig(Qwen3VLConfig):
@@ -70,6 +73,18 @@ class LPLLMConfig(Qwen3VLConfig):
         cmrm_apply_to_deepstack (`bool`, *optional*, defaults to `False`):
             Whether the character context is also added to the DeepStack visual features that Qwen3-VL injects
             into the first language-model layers (beyond the paper, which only changes the projected tokens).
+        vision_encoder (`str`, *optional*, defaults to `"qwen3_vl"`):
+            The vision tower. `"qwen3_vl"`: Qwen3-VL's, built from `vision_config` (every stock checkpoint).
+            `"ppocr"` (beyond the paper): the backbone and neck of PP-OCRv6 small's text recognizer, its width
+            sequence pooled to the processor's number of visual tokens and projected to the language model
+            (`ppocr_vision.py`), for from-scratch configs started from its pretrained weights; `vision_config` then
+            only gives the patching (`patch_size`, `temporal_patch_size`, `spatial_merge_size`) and
+            `out_hidden_size`, and the processor must normalise with mean and std 0.5.
+        ppocr_image_width (`int`, *optional*):
+            With `vision_encoder="ppocr"`: the width, a multiple of 8, every image is resized to at the encoder's
+            height of 48 pixels, whatever the processor's `image_size`. PP-OCR reads text at about its own aspect
+            ratio: a plate stretched into a 32x672 strip is almost unreadable to it, the same strip brought back to
+            48x192 reads about as well as the crop. None: the processor image's aspect ratio is kept.
 
     Example:
 
@@ -90,6 +105,8 @@ class LPLLMConfig(Qwen3VLConfig):
     cmrm_learnable_alpha: bool = False
     cmrm_enabled: bool = True
     cmrm_apply_to_deepstack: bool = False
+    vision_encoder: str = "qwen3_vl"
+    ppocr_image_width: int | None = None
 
     def __post_init__(self, **kwargs):
         if self.text_config is None:
@@ -98,6 +115,18 @@ class LPLLMConfig(Qwen3VLConfig):
             self.vision_config = copy.deepcopy(QWEN3_VL_2B_VISION_CONFIG)
         super().__post_init__(**kwargs)
         self.check_cmrm_settings()
+        self.check_vision_encoder()
+
+    def check_vision_encoder(self):
+        """Raises a `ValueError` naming `vision_encoder` or `ppocr_image_width` when its value cannot work (run at
+        construction and by the model)."""
+        if self.vision_encoder not in VISION_ENCODERS:
+            raise ValueError(
+                f"`vision_encoder` must be one of {', '.join(map(repr, VISION_ENCODERS))}; got {self.vision_encoder!r}."
+            )
+        width = self.ppocr_image_width
+        if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 8 or width % 8):
+            raise ValueError(f"`ppocr_image_width` must be a positive multiple of 8 (pixels), got {width!r}.")
 
     def check_cmrm_settings(self):
         """Raises a `ValueError` naming the first CMRM field whose value cannot work.
@@ -130,4 +159,4 @@ class LPLLMConfig(Qwen3VLConfig):
             )
 
 
-__all__ = ["LPLLMConfig", "QWEN3_VL_2B_TEXT_CONFIG", "QWEN3_VL_2B_VISION_CONFIG"]
+__all__ = ["LPLLMConfig", "VISION_ENCODERS", "QWEN3_VL_2B_TEXT_CONFIG", "QWEN3_VL_2B_VISION_CONFIG"]

@@ -6,9 +6,11 @@ they are scattered into the language model's input. Everything else (forward, lo
 the parent's code, and the attribute names (`model.visual`, `model.language_model`, `lm_head`) are the parent's, so
 a stock Qwen3-VL checkpoint loads with only the CMRM weights reported missing. A few of the parent's pieces are
 swapped for cheaper ones that compute the same values on CPU (`patch_embedding.py`, `vision_attention.py`,
-`rope_index.py`).
+`rope_index.py`). With `config.vision_encoder="ppocr"` (beyond the paper) the vision tower is PP-OCR's pretrained text
+encoder behind the same interface (`ppocr_vision.py`).
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +29,7 @@ from .cmrm import CharacterAwareReasoningModule
 from .configuration_lpllm import LPLLMConfig
 from .patch_embedding import LinearPatchEmbed
 from .pipeline_lpllm import PlateRecognitionPipeline
+from .ppocr_vision import PPOCRVisionModel
 from .rope_index import rope_index_per_distinct_row
 from .vision_attention import BatchedVisionAttention
 
@@ -69,16 +72,28 @@ class LPLLMPreTrainedModel(Qwen3VLPreTrainedModel):
             init.normal_(module.slot_queries, mean=0.0, std=self.config.text_config.initializer_range)
             if isinstance(module.alpha, nn.Parameter):
                 init.constant_(module.alpha, float(self.config.cmrm_alpha))
+        elif isinstance(module, nn.Conv2d):
+            # The PP-OCR encoder's (the only 2-D convolutions here) take PyTorch's default initialisation: that network
+            # has no normalisation between its convolutions, and `initializer_range` (0.2 in the from-scratch
+            # configs) would blow its activations up block after block.
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            init.zeros_(module.bias)
 
 
 class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
-    """Qwen3-VL base model whose image features pass through CMRM, one image at a time."""
+    """Qwen3-VL base model whose image features pass through CMRM, one image at a time. Its vision tower is Qwen3-VL's
+    or, with `config.vision_encoder="ppocr"`, PP-OCR's encoder behind the same interface (`ppocr_vision.py`)."""
 
     def __init__(self, config: LPLLMConfig):
+        config.check_vision_encoder()
         super().__init__(config)
-        self.visual.patch_embed = LinearPatchEmbed(config.vision_config)
-        for block in self.visual.blocks:
-            block.attn = BatchedVisionAttention(block.attn.config)
+        if config.vision_encoder == "ppocr":
+            # In place of the Qwen3-VL tower the parent built from `vision_config`, which keeps the patching.
+            self.visual = PPOCRVisionModel(config)
+        else:
+            self.visual.patch_embed = LinearPatchEmbed(config.vision_config)
+            for block in self.visual.blocks:
+                block.attn = BatchedVisionAttention(block.attn.config)
         self.cmrm = CharacterAwareReasoningModule(config) if config.cmrm_enabled else None
 
     @can_return_tuple

@@ -14,6 +14,7 @@ from lpllm.cli import main as lpllm
 from lpllm.cli.evaluate import EvalArguments, parse_arguments
 from lpllm.cli.read import ReadArguments
 from lpllm.training.arguments import PlateTrainingArguments
+from lpllm.training.ppocr_conversion import ConvertArguments
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,7 @@ from lpllm.training.arguments import PlateTrainingArguments
         ("read", ReadArguments),
         ("train-baseline", BaselineTrainingArguments),
         ("export-fast-plate-ocr", ExportArguments),
+        ("convert-ppocr", ConvertArguments),
     ],
 )
 def test_every_command_lists_its_options_with_their_defaults(command, arguments, capsys):

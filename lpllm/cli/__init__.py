@@ -6,6 +6,7 @@
     lpllm read PATH... --model M    # the plates in image files, folders, glob patterns
     lpllm train-baseline ...        # = python -m lpllm.baselines.train ...
     lpllm export-fast-plate-ocr ... # = python -m lpllm.baselines.fast_plate_ocr ...
+    lpllm convert-ppocr ...         # = python -m lpllm.training.ppocr_conversion ...
 
 `lpllm COMMAND --help` lists every option of COMMAND with its default. Every command parses its options the TRL way
 (argument dataclasses, `trl.TrlParser`), so `--config FILE.yaml` gives any of them as YAML keys; options given on
@@ -24,6 +25,7 @@ COMMANDS = {
     "read": ("lpllm.cli.read", "read the plates in image files, folders and glob patterns (text, JSON or CSV)"),
     "train-baseline": ("lpllm.baselines.train", "train a CRNN-CTC or LPRNet reference reader"),
     "export-fast-plate-ocr": ("lpllm.baselines.fast_plate_ocr", "export a dataset for fast-plate-ocr's own CLI"),
+    "convert-ppocr": ("lpllm.training.ppocr_conversion", "PP-OCR's pretrained recognizer as vision-encoder weights"),
 }
 
 

@@ -1,7 +1,9 @@
 """Builds the model and processor a training run starts from, and decides what trains.
 
 Three starts:
-- a from-scratch config (a `.json` file): random weights, the offline character-level processor, everything trains;
+- a from-scratch config (a `.json` file): random weights (a PP-OCR vision encoder may start from converted pretrained
+  weights, `--vision_weights`), the offline character-level processor, everything trains (`--freeze_vision_encoder`
+  keeps that encoder as it was given);
 - a stock Qwen3-VL checkpoint: CMRM newly initialised, LoRA and/or CMRM train as the ablation says;
 - a saved LP-LLM checkpoint: the same, continuing from its CMRM.
 """
@@ -10,6 +12,8 @@ import json
 
 import torch
 from peft import LoraConfig
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from transformers.utils import logging
 
 from modeling_lpllm import (
@@ -64,7 +68,44 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
     config_dict.pop("model_type", None)
     config = LPLLMConfig(**config_dict)
     model = Qwen3VLForPlateRecognition(config)
+    if args.vision_weights is not None:
+        load_vision_weights(model, args.vision_weights)
     return model, processor
+
+
+def load_vision_weights(model, path: str) -> None:
+    """Sets the PP-OCR vision encoder's weights (backbone and neck) from a recognizer file of `lpllm convert-ppocr`;
+    its CTC head is not part of LP-LLM and is left out.
+
+    Raises:
+        ValueError: naming `path`, when the model's encoder is not PP-OCR's or the file does not hold its weights.
+    """
+    if model.config.vision_encoder != "ppocr":
+        raise ValueError(
+            f"`vision_weights` {path}: the model's vision encoder is {model.config.vision_encoder!r}; PP-OCR weights "
+            "need `vision_encoder: ppocr` in the model config (recipes/models/lpllm_ppocr.json)."
+        )
+    try:
+        state = load_file(path)
+    except (OSError, SafetensorError) as error:
+        raise ValueError(f"`vision_weights` {path}: not a readable .safetensors file ({error}).") from error
+    encoder_state = {
+        name.removeprefix("encoder."): value for name, value in state.items() if name.startswith("encoder.")
+    }
+    encoder = model.model.visual.encoder
+    expected = encoder.state_dict()
+    missing = sorted(set(expected) - set(encoder_state))
+    wrong_shape = sorted(
+        name for name in expected.keys() & encoder_state.keys() if expected[name].shape != encoder_state[name].shape
+    )
+    if missing or wrong_shape:
+        raise ValueError(
+            f"`vision_weights` {path} does not hold the PP-OCRv6 small encoder written by `lpllm convert-ppocr`: "
+            f"{len(missing)} weights missing (e.g. {missing[:3]}), {len(wrong_shape)} of another shape (e.g. "
+            f"{wrong_shape[:3]})."
+        )
+    encoder.load_state_dict({name: encoder_state[name] for name in expected})
+    logger.warning(f"Vision encoder: PP-OCR weights from {path}")
 
 
 def load_model_and_processor(
@@ -75,6 +116,11 @@ def load_model_and_processor(
 ):
     """Returns `(model, processor)` for the run, with generation settings for plates. `attn_implementation`
     (`"eager"`, `"sdpa"`, ...; None keeps transformers' choice) applies to the language model and the vision tower."""
+    if args.vision_weights is not None and not is_from_scratch(model_name_or_path):
+        raise ValueError(
+            f"`vision_weights` starts the PP-OCR encoder of a from-scratch config (.json); {model_name_or_path} is a "
+            "checkpoint, which brings its own encoder weights. Drop `vision_weights`."
+        )
     if is_from_scratch(model_name_or_path):
         if args.ablation is not None:
             raise ValueError(
@@ -118,8 +164,19 @@ def set_plate_options(processor, args: PlateTrainingArguments) -> None:
 
 
 def check_processor_matches_model(processor, config, where: str) -> None:
-    """Raises a `ValueError` when the processor's patches or special tokens are not the model's."""
+    """Raises a `ValueError` when the processor's patches, special tokens or (for a PP-OCR encoder) normalisation are
+    not the model's."""
     image_processor, vision = processor.image_processor, config.vision_config
+    if config.vision_encoder == "ppocr" and not (
+        image_processor.do_rescale
+        and image_processor.do_normalize
+        and abs(image_processor.rescale_factor - 1 / 255) < 1e-9
+        and list(image_processor.image_mean) == list(image_processor.image_std) == [0.5, 0.5, 0.5]
+    ):
+        raise ValueError(
+            f"{where}: the PP-OCR vision encoder reads pixels as (value / 255 - 0.5) / 0.5; the processor normalises "
+            f"with mean {image_processor.image_mean} and std {image_processor.image_std}."
+        )
     for name, model_value in (("patch_size", vision.patch_size), ("merge_size", vision.spatial_merge_size)):
         if getattr(image_processor, name) != model_value:
             raise ValueError(
@@ -168,11 +225,18 @@ def lora_config(
     )
 
 
-def set_trainable_parameters(model, ablation: Ablation | None) -> None:
+def set_trainable_parameters(model, ablation: Ablation | None, freeze_vision_encoder: bool = False) -> None:
     """Everything trains from scratch; with an ablation only CMRM (C, D) trains here, and LoRA adds its adapters
-    (B, D) when the trainer wraps the model."""
+    (B, D) when the trainer wraps the model. `freeze_vision_encoder` keeps a PP-OCR encoder's backbone and neck."""
+    if freeze_vision_encoder and model.config.vision_encoder != "ppocr":
+        raise ValueError(
+            "`freeze_vision_encoder` keeps a pretrained PP-OCR encoder as it is; this model's vision encoder is "
+            f"{model.config.vision_encoder!r}."
+        )
     if ablation is None:
         model.requires_grad_(True)
+        if freeze_vision_encoder:
+            model.model.visual.encoder.requires_grad_(False)
         return
     model.requires_grad_(False)
     if ablation.cmrm and model.cmrm is not None:

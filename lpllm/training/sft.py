@@ -125,7 +125,7 @@ def main(argv=None):
     )
     # Characters the training rows write and the tokenizer lacks become tokens, with new embedding and head rows.
     new_token_ids = grow_vocabulary(model, processor, conversation_characters(train_dataset), ablation)
-    set_trainable_parameters(model, ablation)
+    set_trainable_parameters(model, ablation, plate_args.freeze_vision_encoder)
     peft_config = lora_config(
         model_args, ablation, embedding_modules(model, new_token_ids), model.config.tie_word_embeddings
     )
@@ -232,6 +232,17 @@ def describe_augmentation(plate_args) -> str:
     return "; ".join(parts) or "none"
 
 
+def describe_vision_encoder(config, plate_args, from_scratch: bool) -> str:
+    if config.vision_encoder != "ppocr":
+        return "Qwen3-VL's"
+    if plate_args.vision_weights:
+        start = f"started from {plate_args.vision_weights}"
+    else:
+        start = "started from random weights" if from_scratch else "the checkpoint's"
+    frozen = ", frozen" if plate_args.freeze_vision_encoder else ""
+    return f"PP-OCRv6 small's backbone and neck (beyond the paper), {start}{frozen}"
+
+
 def card_fields(script_args, training_args, model_args, plate_args, trainer, mixture) -> dict:
     model = trainer.model
     config = model.config
@@ -261,6 +272,7 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer, mix
         "batch size per device": training_args.per_device_train_batch_size,
         "steps trained": trainer.state.global_step,
         "images": plate_args.describe_image_size(),
+        "vision encoder": describe_vision_encoder(config, plate_args, from_scratch),
         "augmentation": describe_augmentation(plate_args),
     }
     num_views = getattr(trainer.processing_class, "num_views", 1)
