@@ -150,7 +150,7 @@ def test_bad_input_is_reported_per_file_and_excluded(tiny_checkpoint, tmp_path):
             ("images/b.png", "AB124", "missing"),
             ("images/c.png", "AB125", "corrupt"),
             ("images/d.png", "", "ok"),
-            ("images/e.png", "AB#12", "ok"),
+            ("images/e.png", "ABЖ12", "ok"),  # a letter outside the charset
             ("images/f.png", "O12", "ok"),  # a US plate: O is read as 0
         ],
     )
@@ -174,7 +174,7 @@ def test_bad_input_is_reported_per_file_and_excluded(tiny_checkpoint, tmp_path):
     assert "image file not found" in reasons["images/b.png"]
     assert "unreadable image" in reasons["images/c.png"]
     assert reasons["images/d.png"] == "empty label"
-    assert "outside the charset: '#'" in reasons["images/e.png"]
+    assert "outside the charset: 'Ж'" in reasons["images/e.png"]
     assert len(read_csv(output / "excluded.csv")) == 4
     rows = read_csv(output / "predictions.csv")
     assert [(row["id"], row["label"], row["raw_label"]) for row in rows] == [
