@@ -19,6 +19,7 @@ from ..evaluation.model_sources import check_model_reference
 from ..evaluation.normalization import DEFAULT_SEPARATORS, PlateNormalizer, parse_region_maps
 from ..evaluation.outputs import prepare_output_dir
 from ..evaluation.tables import ablation_table, comparison_table
+from .reader_arguments import ReaderArguments
 
 
 COMPARISON_FILE = "comparison.md"
@@ -29,7 +30,7 @@ logger = logging.getLogger("eval")
 
 
 @dataclass
-class EvalArguments:
+class EvalArguments(ReaderArguments):
     """Arguments of `lpllm eval` / `python eval.py`: one of `model_name_or_path`, `compare` and `ablation_table` says
     what to evaluate; the rest say on what data, how labels are compared and how the reports are written."""
 
@@ -64,18 +65,6 @@ class EvalArguments:
     )
     max_samples: int | None = field(
         default=None, metadata={"help": "Evaluate only the first N rows (None: all)."}
-    )
-    batch_size: int = field(default=8, metadata={"help": "Plates read per batch."})
-    device: str | None = field(
-        default=None, metadata={"help": "torch device (None: cuda if available, else cpu)."}
-    )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
-        default="auto", metadata={"help": "Weights' dtype of a Qwen3-VL-family model."}
-    )
-    max_new_tokens: int | None = field(
-        default=None,
-        metadata={"help": "Generation length cap of a Qwen3-VL-family model (None: the model's saved "
-        "generation_config value)."},
     )
     num_views: int | None = field(
         default=None,
@@ -117,11 +106,6 @@ class EvalArguments:
     latency_runs: int = field(default=20, metadata={"help": "Timed batch-1 reads (0 = skip latency)."})
     latency_warmup: int = field(default=3, metadata={"help": "Untimed batch-1 reads before the timed ones."})
     top_k_confusions: int = field(default=20, metadata={"help": "Character confusions listed in the report."})
-    trust_remote_code: bool = field(
-        default=False,
-        metadata={"help": "Run the Python code a model ships with (its config's auto_map), e.g. a Hub LP-LLM. An "
-        "LP-LLM folder this project wrote loads without it."},
-    )
     log_level: str = field(default="INFO", metadata={"help": "Logging level (DEBUG, INFO, WARNING, ...)."})
 
     def __post_init__(self):

@@ -39,6 +39,7 @@ from modeling_lpllm.plate_reading import check_max_new_tokens, check_prompt
 from ..evaluation.model_sources import check_model_reference
 from ..evaluation.outputs import atomic_write_text
 from ..evaluation.sharding import end_processes, gather_shards, process_state, reading_device, shard
+from .reader_arguments import ReaderArguments
 from .recognizers import load_recognizer
 
 
@@ -52,7 +53,7 @@ logger = logging.getLogger("read")
 
 
 @dataclass
-class ReadArguments:
+class ReadArguments(ReaderArguments):
     """Arguments of `lpllm read`: what to read (`paths`, also given positionally), with which model, and where the
     readings go."""
 
@@ -74,31 +75,13 @@ class ReadArguments:
         default=None, metadata={"help": "Write the readings to this file (atomically) instead of standard output."}
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing `output` file."})
-    batch_size: int = field(default=8, metadata={"help": "Plates read together."})
-    device: str | None = field(
-        default=None,
-        metadata={"help": "torch device (None: the launcher's device for each process, else cuda if available, "
-        "else cpu)."},
-    )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
-        default="auto", metadata={"help": "Weights' dtype of a Qwen3-VL-family model (auto: float32 on a CPU)."}
-    )
     num_views: int | None = field(
         default=None,
         metadata={"help": "Read each plate from this many views of its crop (None: the checkpoint's processor's "
         "num_views, else 1)."},
     )
-    max_new_tokens: int | None = field(
-        default=None,
-        metadata={"help": "Generation length cap of a Qwen3-VL-family model (None: the model's generation_config)."},
-    )
     prompt: str | None = field(
         default=None, metadata={"help": "Instruction for a Qwen3-VL-family model (None: DEFAULT_PROMPT)."}
-    )
-    trust_remote_code: bool = field(
-        default=False,
-        metadata={"help": "Run the Python code a model ships with (its config's auto_map), e.g. a Hub LP-LLM. An "
-        "LP-LLM folder this project wrote loads without it."},
     )
     log_level: str = field(default="WARNING", metadata={"help": "Logging level (DEBUG, INFO, WARNING, ...)."})
 
