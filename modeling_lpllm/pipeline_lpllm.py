@@ -12,11 +12,13 @@ from .plate_reading import (
     check_batch_size,
     check_max_new_tokens,
     check_prompt,
-    decode_plate_readings,
-    generate_plate_ids,
+    decode_plate_outputs,
+    end_token_ids,
+    generate_plate_outputs,
     plate_reading_inputs,
     resolve_num_views,
 )
+from .plate_scores import check_min_score, check_top_k
 from .plate_views import check_num_views
 from .processing_lpllm import DEFAULT_PROMPT
 
@@ -35,15 +37,24 @@ def load_plate_image(image, name: str | None = None) -> Image.Image:
 
 
 class PlateRecognitionPipeline(Pipeline):
-    """Reads license plates: `reader(image)` -> `[{"generated_text": "皖A12345"}]`; `reader([image, ...])` -> one
-    such list per image. Images may be paths, PIL images or numpy arrays. Decoding is greedy with the checkpoint's
-    `max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is `plate_reading.py`'s, the evaluation's.
+    """Reads license plates: `reader(image)` -> `[{"generated_text": "皖A12345", "score": 0.97, "char_scores":
+    [...]}]`; `reader([image, ...])` -> one such list per image. Images may be paths, PIL images or numpy arrays.
+    Decoding is greedy with the checkpoint's `max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is
+    `plate_reading.py`'s, the evaluation's.
+
+    Each reading has `score`, the probability that the whole plate is right (calibrated when the processor holds a
+    fitted `score_temperature`), and `char_scores`, one probability per character of `generated_text`
+    (`plate_scores.py`).
 
     Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`; at most `MAX_PROMPT_CHARS` characters),
     `max_new_tokens` (1 to `MAX_NEW_TOKENS_LIMIT`), `batch_size` (images generated together, left-padded; default 8),
     `num_views` (views of each crop a plate is read from, default: the processor's `num_views`; see
-    `plate_views.py`), `generate_kwargs` (a dict passed to `model.generate`). All are checked before the first image is
-    read; every image passes `image_checks.py`'s gate, and a refused one is named ("image #i", and its path).
+    `plate_views.py`), `top_k` (above 1: beam search with `top_k` beams, and a `candidates` list of the `top_k` best
+    readings `{"text", "score", "char_scores"}`, best first; `generated_text` is the first), `min_score` (a number in
+    [0, 1], or `"saved"` for the processor's `abstain_threshold`: a reading scored below it comes back with
+    `generated_text` "" and `unreadable` True, its text in `rejected_text`), `generate_kwargs` (a dict passed to
+    `model.generate`). All are checked before the first image is read; every image passes `image_checks.py`'s gate,
+    and a refused one is named ("image #i", and its path).
     """
 
     _load_processor = True
@@ -51,7 +62,10 @@ class PlateRecognitionPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, prompt=None, max_new_tokens=None, num_views=None, generate_kwargs=None, **kwargs):
+    def _sanitize_parameters(
+        self, prompt=None, max_new_tokens=None, num_views=None, top_k=None, min_score=None, generate_kwargs=None,
+        **kwargs,
+    ):
         preprocess_params = {} if prompt is None else {"prompt": check_prompt(prompt)}
         if generate_kwargs is not None and not isinstance(generate_kwargs, dict):
             raise ValueError(f"`generate_kwargs` must be a dict of `model.generate` arguments; got {generate_kwargs!r}.")
@@ -62,7 +76,22 @@ class PlateRecognitionPipeline(Pipeline):
         if num_views is not None:
             num_views = check_num_views(num_views)
             preprocess_params["num_views"] = forward_params["num_views"] = postprocess_params["num_views"] = num_views
+        if top_k is not None:
+            forward_params["top_k"] = postprocess_params["top_k"] = check_top_k(top_k)
+        if min_score is not None:
+            postprocess_params["min_score"] = self._resolve_min_score(min_score)
         return preprocess_params, forward_params, postprocess_params
+
+    def _resolve_min_score(self, min_score) -> float:
+        if min_score != "saved":
+            return check_min_score(min_score)
+        threshold = getattr(self.processor, "abstain_threshold", None)
+        if threshold is None:
+            raise ValueError(
+                'min_score="saved" takes the processor\'s `abstain_threshold`, and this model has none (it was not '
+                "calibrated: `lpllm calibrate`, or training's calibration at the end). Give a number in [0, 1]."
+            )
+        return threshold
 
     def __call__(self, images, batch_size=None, **kwargs):
         single = not isinstance(images, (list, tuple))
@@ -90,15 +119,22 @@ class PlateRecognitionPipeline(Pipeline):
         num_views = resolve_num_views(self.processor, num_views)
         return plate_reading_inputs(self.processor, batch, [prompt] * len(batch), num_views)
 
-    def _forward(self, model_inputs, num_views=None, **generate_kwargs):
+    def _forward(self, model_inputs, num_views=None, top_k=1, **generate_kwargs):
         num_views = resolve_num_views(self.processor, num_views)
-        generated_ids = generate_plate_ids(self.model, self.processor, model_inputs, num_views, **generate_kwargs)
-        return {"generated_ids": generated_ids}
+        return generate_plate_outputs(self.model, self.processor, model_inputs, num_views, top_k=top_k, **generate_kwargs)
 
-    def postprocess(self, model_outputs, num_views=None):
+    def postprocess(self, model_outputs, num_views=None, top_k=1, min_score=None):
         num_views = resolve_num_views(self.processor, num_views)
-        texts = decode_plate_readings(self.processor, model_outputs["generated_ids"], num_views)
-        return [[{"generated_text": text}] for text in texts]
+        eos_token_ids = end_token_ids(self.model, self.processor)
+        results = []
+        for reading in decode_plate_outputs(self.processor, model_outputs, num_views, top_k, eos_token_ids):
+            result = {"generated_text": reading.pop("text"), **reading}
+            if min_score is not None:
+                result["unreadable"] = result["score"] < min_score
+                if result["unreadable"]:
+                    result["rejected_text"], result["generated_text"] = result["generated_text"], ""
+            results.append([result])
+        return results
 
 
 __all__ = ["PlateRecognitionPipeline", "load_plate_image"]

@@ -11,10 +11,13 @@ row per sample is decoded.
 training), else `DEFAULT_MAX_NEW_TOKENS`.
 """
 
+import math
+
 import numpy as np
 import torch
 from transformers import BatchFeature, LogitsProcessorList
 
+from .plate_scores import CalibratedLogProbabilities, check_top_k, generated_token_log_probs, spell_with_scores
 from .plate_views import ViewAveragingLogitsProcessor, check_num_views
 from .processing_lpllm import DEFAULT_PROMPT, plate_messages
 
@@ -121,31 +124,108 @@ def plate_reading_inputs(processor, batch: list[list], prompts: list[str | None]
     return processor(images=images, text=texts, padding=True, padding_side="left", return_tensors="pt")
 
 
-def generate_plate_ids(
-    model, processor, inputs: BatchFeature, num_views: int = 1, max_new_tokens: int | None = None, **generate_kwargs
-) -> torch.LongTensor:
-    """The tokens generated after each row's prompt: greedy unless `generate_kwargs` says otherwise, with the views
-    of each sample averaged (`ViewAveragingLogitsProcessor`) before any other `logits_processor`."""
+def generation_settings(model, processor, num_views: int = 1, max_new_tokens: int | None = None, top_k: int = 1,
+                        **generate_kwargs) -> dict:
+    """`model.generate` arguments for reading: greedy (`top_k` 1) or beam search with `top_k` beams and as many
+    readings returned, no length penalty; scores returned. The logits processors, in order: the views' average
+    (`ViewAveragingLogitsProcessor`, when `num_views` > 1), the processor's `score_temperature`
+    (`CalibratedLogProbabilities`), then any `logits_processor` of the caller (a plate pattern's constraint masks
+    tokens without renormalising, so a constrained reading keeps the score the model gives it)."""
     generation_config = model.generation_config
+    top_k = check_top_k(top_k)
     generate_kwargs.setdefault("do_sample", False)
     generate_kwargs["max_new_tokens"] = resolve_max_new_tokens(generation_config, max_new_tokens)
     if generation_config.pad_token_id is None:
         generate_kwargs.setdefault("pad_token_id", processor.tokenizer.pad_token_id)
+    if top_k > 1:
+        generate_kwargs.update(num_beams=top_k, num_return_sequences=top_k, length_penalty=0.0, early_stopping=False)
+    processors = [CalibratedLogProbabilities(getattr(processor, "score_temperature", 1.0))]
     if num_views > 1:
-        processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
-        averaging = ViewAveragingLogitsProcessor(num_views)
-        generate_kwargs["logits_processor"] = LogitsProcessorList([averaging, *processors])
-    generated = model.generate(**inputs, **generate_kwargs)
-    return generated[:, inputs["input_ids"].shape[1] :]
+        processors.insert(0, ViewAveragingLogitsProcessor(num_views, num_beams=top_k))
+    caller_processors = generate_kwargs.pop("logits_processor", None) or []
+    generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *caller_processors])
+    generate_kwargs.update(return_dict_in_generate=True, output_scores=True)
+    return generate_kwargs
 
 
-def decode_plate_readings(processor, generated_ids: torch.LongTensor, num_views: int = 1) -> list[str]:
-    """One reading per sample: a sample's views all generated the same tokens, so its first row is decoded."""
-    texts = processor.batch_decode(generated_ids[::num_views], skip_special_tokens=True)
-    return [text.strip() for text in texts]
+def end_token_ids(model, processor) -> list[int]:
+    """The tokens that end a reading: the generation config's `eos_token_id` (an id or a list), else the
+    tokenizer's end token."""
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = processor.tokenizer.eos_token_id
+    return [int(token) for token in (eos if isinstance(eos, (list, tuple)) else [eos]) if token is not None]
+
+
+def generate_plate_outputs(
+    model, processor, inputs: BatchFeature, num_views: int = 1, max_new_tokens: int | None = None, top_k: int = 1,
+    **generate_kwargs,
+) -> dict:
+    """Generates the readings of `inputs` (`plate_reading_inputs`): `sequences`, the tokens after each row's
+    prompt, `(samples * num_views * top_k, steps)` (input row by input row, each row's `top_k` readings best
+    first), and `token_log_probs`, their calibrated log-probabilities (0 past each reading's end token)."""
+    settings = generation_settings(model, processor, num_views, max_new_tokens, top_k, **generate_kwargs)
+    generated = model.generate(**inputs, **settings)
+    sequences = generated.sequences[:, inputs["input_ids"].shape[1] :]
+    log_probs = generated_token_log_probs(
+        sequences, generated.scores, end_token_ids(model, processor), getattr(generated, "beam_indices", None)
+    )
+    return {"sequences": sequences, "token_log_probs": log_probs}
+
+
+def decode_plate_outputs(
+    processor, outputs: dict, num_views: int = 1, top_k: int = 1, eos_token_ids: list[int] | None = None
+) -> list[dict]:
+    """One reading per sample of `generate_plate_outputs`' output: `{"text", "score", "char_scores"}`, plus, when
+    `top_k` > 1, `"candidates"`: the `top_k` readings `{"text", "score", "char_scores"}` best first, the first being
+    the reading itself. A sample's views all generated the same tokens, so its first view's rows are decoded."""
+    eos_token_ids = set(eos_token_ids or [processor.tokenizer.eos_token_id])
+    sequences, log_probs = outputs["sequences"].tolist(), outputs["token_log_probs"]
+    rows_per_sample = num_views * top_k
+    readings = []
+    for first in range(0, len(sequences), rows_per_sample):
+        candidates = []
+        for row in range(first, first + top_k):
+            tokens = sequences[row]
+            end = next((index + 1 for index, token in enumerate(tokens) if token in eos_token_ids), len(tokens))
+            text, char_scores = spell_with_scores(processor.tokenizer, tokens[:end], log_probs[row, :end].tolist())
+            score = math.exp(float(log_probs[row].sum()))
+            candidates.append({"text": text, "score": score, "char_scores": char_scores})
+        candidates.sort(key=lambda candidate: -candidate["score"])  # stable: generate's order among equals
+        reading = dict(candidates[0])
+        if top_k > 1:
+            reading["candidates"] = candidates
+        readings.append(reading)
+    return readings
 
 
 @torch.inference_mode()
+def read_plate_readings(
+    model,
+    processor,
+    batch: list[list],
+    prompts: list[str | None] | None = None,
+    num_views: int | None = None,
+    max_new_tokens: int | None = None,
+    top_k: int = 1,
+    **generate_kwargs,
+) -> list[dict]:
+    """One reading per sample of `batch` (see `plate_reading_inputs`), on the model's device, with its score and
+    per-character scores, and with `top_k` > 1 its candidates (`decode_plate_outputs`).
+
+    Args:
+        num_views: views of each crop a plate is read from; None for the processor's `num_views` (1 without one).
+        max_new_tokens: None for the model's `generation_config.max_new_tokens`, else `DEFAULT_MAX_NEW_TOKENS`.
+        top_k: readings per plate; above 1, beam search with that many beams.
+        generate_kwargs: passed to `model.generate`.
+    """
+    num_views = resolve_num_views(processor, num_views)
+    top_k = check_top_k(top_k)
+    inputs = plate_reading_inputs(processor, batch, prompts, num_views).to(model.device)
+    outputs = generate_plate_outputs(model, processor, inputs, num_views, max_new_tokens, top_k, **generate_kwargs)
+    return decode_plate_outputs(processor, outputs, num_views, top_k, end_token_ids(model, processor))
+
+
 def read_plates(
     model,
     processor,
@@ -155,17 +235,9 @@ def read_plates(
     max_new_tokens: int | None = None,
     **generate_kwargs,
 ) -> list[str]:
-    """One reading per sample of `batch` (see `plate_reading_inputs`), on the model's device.
-
-    Args:
-        num_views: views of each crop a plate is read from; None for the processor's `num_views` (1 without one).
-        max_new_tokens: None for the model's `generation_config.max_new_tokens`, else `DEFAULT_MAX_NEW_TOKENS`.
-        generate_kwargs: passed to `model.generate`.
-    """
-    num_views = resolve_num_views(processor, num_views)
-    inputs = plate_reading_inputs(processor, batch, prompts, num_views).to(model.device)
-    generated_ids = generate_plate_ids(model, processor, inputs, num_views, max_new_tokens, **generate_kwargs)
-    return decode_plate_readings(processor, generated_ids, num_views)
+    """The text of each sample's reading (`read_plate_readings`)."""
+    readings = read_plate_readings(model, processor, batch, prompts, num_views, max_new_tokens, **generate_kwargs)
+    return [reading["text"] for reading in readings]
 
 
 __all__ = [
@@ -175,9 +247,12 @@ __all__ = [
     "check_batch_size",
     "check_max_new_tokens",
     "check_prompt",
-    "decode_plate_readings",
-    "generate_plate_ids",
+    "decode_plate_outputs",
+    "end_token_ids",
+    "generate_plate_outputs",
+    "generation_settings",
     "plate_reading_inputs",
+    "read_plate_readings",
     "read_plates",
     "resolve_max_new_tokens",
     "resolve_num_views",

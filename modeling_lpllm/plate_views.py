@@ -7,7 +7,7 @@ plate (drawn once from a fixed seed), so a reading does not depend on the batch 
 
 The views are read together, one plate's views in consecutive rows of the batch; at every generated token
 `ViewAveragingLogitsProcessor` replaces each view's next-token scores with the mean log-probability over the plate's
-views, so greedy decoding takes the same token in all of them and the plate gets one reading. Averaging the
+views (renormalised), so greedy decoding takes the same token in all of them and the plate gets one reading. Averaging the
 distributions, not voting on finished strings, lets views that agree on most characters outvote one view's slip on
 one character. Reading costs `num_views` times the compute of one view.
 """
@@ -84,25 +84,33 @@ def plate_views(
 
 class ViewAveragingLogitsProcessor(LogitsProcessor):
     """For `generate` on a batch holding each plate's `num_views` views in consecutive rows: every row's scores
-    become the mean next-token log-probability of its plate's views, so greedy decoding (or any decoding that takes
-    the same token for equal scores) gives every view of a plate the same text.
+    become its plate's views' mean next-token log-probability, renormalised (a product of the views' distributions),
+    so greedy decoding (or any decoding that takes the same token for equal scores) gives every view of a plate the
+    same text, and the scores are a distribution a plate's reading can be scored with.
+
+    With beam search each input row holds `num_beams` consecutive rows; view `v`'s beam `b` is averaged with the
+    other views' beam `b`. The views' beams stay in step because every view sees the same scores.
 
     Args:
-        num_views: views per plate; the batch size must be a multiple of it.
+        num_views: views per plate; the batch size must be a multiple of `num_views * num_beams`.
+        num_beams: beams per input row (1 for greedy decoding).
     """
 
-    def __init__(self, num_views: int):
+    def __init__(self, num_views: int, num_beams: int = 1):
         self.num_views = check_num_views(num_views)
+        self.num_beams = check_num_views(num_beams)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if scores.shape[0] % self.num_views:
+        group = self.num_views * self.num_beams
+        if scores.shape[0] % group:
             raise ValueError(
-                f"The batch holds {scores.shape[0]} rows, not a multiple of num_views={self.num_views}: each plate "
-                "needs all its views in consecutive rows."
+                f"The batch holds {scores.shape[0]} rows, not a multiple of num_views={self.num_views} x "
+                f"num_beams={self.num_beams}: each plate needs all its views (and their beams) in consecutive rows."
             )
         log_probs = torch.log_softmax(scores.float(), dim=-1)
-        grouped = log_probs.view(-1, self.num_views, log_probs.shape[-1])
-        return grouped.mean(dim=1, keepdim=True).expand_as(grouped).reshape(log_probs.shape)
+        grouped = log_probs.view(-1, self.num_views, self.num_beams, log_probs.shape[-1])
+        averaged = torch.log_softmax(grouped.mean(dim=1, keepdim=True), dim=-1)
+        return averaged.expand_as(grouped).reshape(log_probs.shape)
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from .deskew import check_max_degrees, check_rectify, deskew
 from .image_checks import PLATE_IMAGE_LIMITS, check_image_size, load_image_input, pixel_array, to_rgb
+from .plate_scores import check_min_score, check_score_temperature
 from .plate_views import DEFAULT_VIEW_SHIFT, check_num_views, check_view_shift, plate_views
 from .tokenization_lpllm import (
     DEFAULT_PLATE_CHARSET,
@@ -80,6 +81,14 @@ class LPLLMProcessor(Qwen3VLProcessor):
             1: the crop alone. Saved with the processor; the pipeline's `num_views` argument overrides it.
         view_shift (`tuple[float, float]`, *optional*, defaults to `(0.05, 0.2)`):
             The views' largest corner shift as a share of the crop's width and height.
+        score_temperature (`float`, *optional*, defaults to 1.0):
+            Beyond the paper: the temperature a reading's log-probabilities are divided by before it is scored
+            (`plate_scores.py`), fitted on a validation split after training so that scores are calibrated
+            probabilities of a right plate. It changes no reading. 1.0: the model's own probabilities.
+        abstain_threshold (`float`, *optional*):
+            Beyond the paper: the lowest score at which the validation split's accepted plates were read right
+            99.5% of the time, saved with the calibration; `pipeline(..., min_score="saved")` abstains below it.
+            None: not calibrated.
     """
 
     _auto_class = "AutoProcessor"
@@ -95,6 +104,8 @@ class LPLLMProcessor(Qwen3VLProcessor):
         rectify_plate=False,
         num_views=1,
         view_shift=DEFAULT_VIEW_SHIFT,
+        score_temperature=1.0,
+        abstain_threshold=None,
         **kwargs,
     ):
         def token_and_id(name, default):
@@ -114,6 +125,8 @@ class LPLLMProcessor(Qwen3VLProcessor):
         self.rectify_plate = check_rectify(rectify_plate)
         self.num_views = check_num_views(num_views)
         self.view_shift = list(check_view_shift(view_shift))
+        self.score_temperature = check_score_temperature(score_temperature)
+        self.abstain_threshold = check_min_score(abstain_threshold, "abstain_threshold")
 
     def set_plate_options(self, image_size=None, deskew_max_degrees=None, rectify_plate=None, num_views=None):
         """Sets the plate options that are given (None keeps an option as it is), each checked as in `__init__`;
@@ -130,6 +143,17 @@ class LPLLMProcessor(Qwen3VLProcessor):
             self.rectify_plate = check_rectify(rectify_plate)
         if num_views is not None:
             self.num_views = check_num_views(num_views)
+
+    def set_score_calibration(self, score_temperature: float, abstain_threshold: float | None = None):
+        """Sets the calibration fitted on a validation split (see the `score_temperature` and `abstain_threshold`
+        arguments); saved with the processor.
+
+        Raises:
+            ValueError: naming the argument, for a temperature that is not a positive number or a threshold
+                outside [0, 1].
+        """
+        self.score_temperature = check_score_temperature(score_temperature)
+        self.abstain_threshold = check_min_score(abstain_threshold, "abstain_threshold")
 
     def set_image_size(self, image_size):
         """Resizes every image to `image_size = [height, width]` from now on (None: keep aspect ratios).

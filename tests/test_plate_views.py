@@ -7,7 +7,7 @@ from transformers import LogitsProcessorList, pipeline
 
 from modeling_lpllm import plate_messages
 from modeling_lpllm.plate_views import ViewAveragingLogitsProcessor, check_num_views, view_corner_shifts
-from tiny_lpllm import random_plate_image, save_tiny_checkpoint
+from tiny_lpllm import assert_same_readings, random_plate_image, save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,29 @@ def test_bad_num_views_is_a_clear_error(bad):
         check_num_views(bad)
 
 
-def test_averaging_gives_each_plate_the_mean_log_probability_of_its_views():
+def test_averaging_gives_each_plate_the_renormalised_mean_log_probability_of_its_views():
     scores = torch.randn(6, 11)
     averaged = ViewAveragingLogitsProcessor(3)(None, scores)
-    expected = torch.log_softmax(scores, -1).view(2, 3, 11).mean(1)
+    expected = torch.log_softmax(torch.log_softmax(scores, -1).view(2, 3, 11).mean(1), -1)
     torch.testing.assert_close(averaged[:3], expected[0].expand(3, -1))
     torch.testing.assert_close(averaged[3:], expected[1].expand(3, -1))
+    torch.testing.assert_close(averaged.exp().sum(-1), torch.ones(6))
     with pytest.raises(ValueError, match="multiple of num_views=4"):
         ViewAveragingLogitsProcessor(4)(None, scores)
+
+
+def test_averaging_with_beams_pairs_each_views_beam_with_the_same_beam_of_the_other_views():
+    # rows: (plate, view, beam) in that order, as generate lays out beams of consecutive input rows
+    scores = torch.randn(2 * 3 * 2, 11)
+    averaged = ViewAveragingLogitsProcessor(3, num_beams=2)(None, scores).view(2, 3, 2, 11)
+    grouped = torch.log_softmax(scores, -1).view(2, 3, 2, 11)
+    for plate in range(2):
+        for beam in range(2):
+            expected = torch.log_softmax(grouped[plate, :, beam].mean(0), -1)
+            for view in range(3):
+                torch.testing.assert_close(averaged[plate, view, beam], expected)
+    with pytest.raises(ValueError, match="num_beams=2"):
+        ViewAveragingLogitsProcessor(3, num_beams=2)(None, torch.randn(9, 11))
 
 
 def test_one_view_is_what_the_processor_prepares(checkpoint):
@@ -56,7 +71,7 @@ def test_pipeline_reads_from_views_like_averaged_generation(checkpoint):
     images = [random_plate_image(seed) for seed in (1, 2)]
     reader = pipeline("image-to-text", model=str(directory), trust_remote_code=True)
     plain = reader(images)
-    assert reader(images, num_views=1) == plain
+    assert_same_readings(reader(images, num_views=1), plain)
 
     prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
     views = processor.plate_views(images, 3)
@@ -65,8 +80,8 @@ def test_pipeline_reads_from_views_like_averaged_generation(checkpoint):
     generated = model.generate(**inputs, do_sample=False, max_new_tokens=8, logits_processor=averaging)
     texts = processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert texts[0] == texts[1] == texts[2] and texts[3] == texts[4] == texts[5]
-    expected = [[{"generated_text": texts[0].strip()}], [{"generated_text": texts[3].strip()}]]
-    assert reader(images, num_views=3) == expected
+    readings = reader(images, num_views=3)
+    assert [reading[0]["generated_text"] for reading in readings] == [texts[0].strip(), texts[3].strip()]
     with pytest.raises(ValueError, match="num_views"):
         reader(images, num_views=0)
 

@@ -1,6 +1,7 @@
 """Tiny LP-LLM models and processors for tests: random weights, offline processor, a few hundred KB."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -92,3 +93,23 @@ def run_without_the_package(script: str, *args: str, work_dir) -> subprocess.Com
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed
+
+
+def assert_same_readings(actual, expected, rtol: float = 1e-4):
+    """Readings (pipeline outputs, or lists/dicts of them) are equal: the same structure and texts, and the same
+    scores up to float rounding (a batch's padding changes the order of the sums behind them)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and sorted(actual) == sorted(expected), (actual, expected)
+        for key in expected:
+            assert_same_readings(actual[key], expected[key], rtol)
+    elif isinstance(expected, (list, tuple)):
+        assert isinstance(actual, (list, tuple)) and len(actual) == len(expected), (actual, expected)
+        for actual_item, expected_item in zip(actual, expected):
+            assert_same_readings(actual_item, expected_item, rtol)
+    elif isinstance(expected, float):
+        assert isinstance(actual, float) and math.isclose(actual, expected, rel_tol=rtol, abs_tol=1e-12), (
+            actual,
+            expected,
+        )
+    else:
+        assert actual == expected, (actual, expected)

@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, LPLLMProcessor
-from modeling_lpllm.plate_reading import read_plates, resolve_max_new_tokens, resolve_num_views
+from modeling_lpllm.plate_reading import read_plate_readings, resolve_max_new_tokens, resolve_num_views
 
 from .model_sources import check_model_reference, remote_code_allowed
 
@@ -83,14 +83,25 @@ class VisionLanguageRecognizer:
         else:
             self.paradigm = "VLM"
 
-    def read(self, batch: list[list], prompts: list[str | None] | None = None) -> list[str]:
+    @property
+    def abstain_threshold(self) -> float | None:
+        """The processor's saved abstain threshold (`LPLLMProcessor.abstain_threshold`), None when uncalibrated."""
+        return getattr(self.processor, "abstain_threshold", None)
+
+    def read_scored(self, batch: list[list], prompts: list[str | None] | None = None) -> list[dict]:
+        """One reading per sample, `{"text", "score", "char_scores"}` (`modeling_lpllm.read_plate_readings`); with
+        answer extraction, `text` is the plate inside the answer and `char_scores` is dropped (it spells the answer)."""
         prompts = [self.prompt or prompt for prompt in prompts or [None] * len(batch)]
-        outputs = read_plates(
+        readings = read_plate_readings(
             self.model, self.processor, batch, prompts, num_views=self.num_views, max_new_tokens=self.max_new_tokens
         )
         if self.extract_plate:
-            outputs = [extract_plate_text(text, self.charset) for text in outputs]
-        return outputs
+            readings = [{"text": extract_plate_text(reading["text"], self.charset), "score": reading["score"]}
+                        for reading in readings]
+        return readings
+
+    def read(self, batch: list[list], prompts: list[str | None] | None = None) -> list[str]:
+        return [reading["text"] for reading in self.read_scored(batch, prompts)]
 
     def describe(self) -> dict:
         config = self.model.config
