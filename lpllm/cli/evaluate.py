@@ -286,7 +286,10 @@ def _run_table(args, state, paths: list[str], output_dir: Path, render, table_fi
     atomic_write_json(
         output_dir / (Path(table_file).stem + ".json"),
         [
-            {key: results.get(key) for key in ("model", "dataset", "accuracy", "cer", "ned", "efficiency")}
+            {
+                key: results.get(key)
+                for key in ("model", "dataset", "accuracy", "cer", "ned", "calibration", "efficiency")
+            }
             for results in results_list
         ],
     )

@@ -10,6 +10,8 @@ Importing this package loads no model and touches no file; each submodule holds 
 - `data`: `load_eval_data` for `dataset_scripts.build` outputs and folders/CSVs of crops.
 - `recognizers`: `VisionLanguageRecognizer` (`modeling_lpllm.read_plates`, the pipeline's reader) and its loader
   for LP-LLM / Qwen3-VL checkpoints.
+- `calibration`: how far a reader's plate scores can be trusted: ECE, reliability bins, the risk-coverage curve, the
+  abstain threshold (numpy alone).
 - `evaluation`: `evaluate_recognizer`, one reader over one dataset -> the `results.json` payload;
   `evaluate_to_report` also writes the report directory (eval.py and a training run's final evaluation).
 - `efficiency`, `tables`, `plots`, `report`, `outputs`: measurements, Markdown tables, figures, report files,

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from . import PLATE_METRICS_SCRIPT
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
+from .calibration import calibration_summary
 from .data import EvalData
 from .efficiency import count_parameters, describe_device, measure_latency, throughput_from_batches
 from .normalization import PlateNormalizer
@@ -50,30 +51,85 @@ def load_plate_metric():
 
 def read_all(
     recognizer, samples, batch_size: int, state: PartialState | None = None
-) -> tuple[list[str], list[tuple[int, float]]]:
-    """Raw outputs for every sample, in order, and `(batch size, seconds)` for each batch.
+) -> tuple[list[str], list[float | None], list[tuple[int, float]]]:
+    """Raw outputs and plate-level scores for every sample, in order, and `(batch size, seconds)` for each batch.
+
+    A reader with `read_scored(batch, prompts)` (one dict per sample with `text` and `score`, the probability that
+    the whole plate is right) is read through it; its other keys are not used here. Any other reader is read with
+    `read`, and its scores are None.
 
     With `state` (an `accelerate.PartialState` of several processes, `sharding.py`), each process reads its shard
-    of `samples` and gets every output back in order, with every process's batch timings.
+    of `samples` and gets every output and score back in order, with every process's batch timings.
+
+    Raises:
+        RuntimeError: when the reader answers a batch with another number of outputs, or a score outside [0, 1].
     """
-    outputs, batch_seconds = [], []
+    outputs, scores, batch_seconds = [], [], []
     device = getattr(recognizer, "device", torch.device("cpu"))
+    read_scored = getattr(recognizer, "read_scored", None)
     local = shard(samples, state) if state is not None else samples
     progress = state is None or state.is_main_process
     batches = range(0, len(local), batch_size)
     for start in tqdm(batches, desc=f"Reading with {recognizer.name}", unit="batch", disable=not progress):
         batch = local[start : start + batch_size]
+        images, prompts = [sample.images for sample in batch], [sample.prompt for sample in batch]
         began = time.perf_counter()
-        texts = recognizer.read([sample.images for sample in batch], [sample.prompt for sample in batch])
+        if read_scored is not None:
+            readings = read_scored(images, prompts)
+        else:
+            readings = [{"text": text, "score": None} for text in recognizer.read(images, prompts)]
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         batch_seconds.append((len(batch), time.perf_counter() - began))
-        if len(texts) != len(batch):
-            raise RuntimeError(f"{recognizer.name} returned {len(texts)} outputs for a batch of {len(batch)} samples.")
-        outputs.extend("" if text is None else str(text) for text in texts)
+        if len(readings) != len(batch):
+            raise RuntimeError(
+                f"{recognizer.name} returned {len(readings)} outputs for a batch of {len(batch)} samples."
+            )
+        for sample, reading in zip(batch, readings):
+            text = reading.get("text")
+            outputs.append("" if text is None else str(text))
+            scores.append(_checked_score(reading.get("score"), recognizer.name, sample.id))
     if state is not None:
-        outputs, batch_seconds = gather_shards(outputs, state), gather_shards(batch_seconds, state)
-    return outputs, batch_seconds
+        outputs, scores = gather_shards(outputs, state), gather_shards(scores, state)
+        batch_seconds = gather_shards(batch_seconds, state)
+    return outputs, scores, batch_seconds
+
+
+def _checked_score(score, reader: str, sample_id: str) -> float | None:
+    if score is None:
+        return None
+    score = float(score)
+    if not 0.0 <= score <= 1.0:  # also refuses NaN
+        raise RuntimeError(f"{reader} scored sample {sample_id} {score}; a plate score must be in [0, 1].")
+    return score
+
+
+def _abstain_threshold(recognizer) -> float | None:
+    """The score below which the reader's model abstains (saved with it by training), None when it has none."""
+    threshold = getattr(recognizer, "abstain_threshold", None)
+    if threshold is None:
+        return None
+    if not 0.0 <= float(threshold) <= 1.0:  # also refuses NaN
+        raise ValueError(f"{recognizer.name} has abstain_threshold {threshold}; it must be in [0, 1].")
+    return float(threshold)
+
+
+def _calibration(
+    recognizer, scores: list[float | None], correct: list[bool], threshold: float | None
+) -> dict | None:
+    """The `calibration` block over the scored samples (`calibration_summary`), with `num_unscored`; None when the
+    reader scored none."""
+    scored = [(score, right) for score, right in zip(scores, correct) if score is not None]
+    if not scored:
+        if threshold is not None:
+            logger.warning("%s has an abstain threshold but scored no plate: no calibration report.", recognizer.name)
+        return None
+    if len(scored) < len(scores):
+        logger.warning(
+            "%s scored %d of %d plates; calibration covers the scored ones.", recognizer.name, len(scored), len(scores)
+        )
+    block = calibration_summary([score for score, _ in scored], [right for _, right in scored], threshold)
+    return {**block, "num_unscored": len(scores) - len(scored)}
 
 
 def evaluate_recognizer(
@@ -90,18 +146,23 @@ def evaluate_recognizer(
     With `state` (several processes, `sharding.py`), the processes share the reading and each gets the same
     metrics; the main process alone measures latency, and the throughput is per process.
 
+    A reader that scores its plates (`read_all`) also gets the `calibration` block (`calibration.calibration_summary`
+    over its scored samples, with its `abstain_threshold` when it has one); for any other reader it is None.
+
     Returns:
         `(results payload for results.json, rows for predictions.csv)`.
 
     Raises:
-        ValueError: when no sample of `data` can be evaluated (the reasons of the first few are in the message).
+        ValueError: when no sample of `data` can be evaluated (the reasons of the first few are in the message), or
+            the reader's `abstain_threshold` is outside [0, 1].
     """
     samples = data.samples
     if not samples:
         reasons = "; ".join(f"{e.id}: {e.reason}" for e in data.excluded[:5])
         raise ValueError(f"No sample of {data.path} can be evaluated ({len(data.excluded)} excluded: {reasons}).")
+    threshold = _abstain_threshold(recognizer)
     logger.info("Evaluating %s on %d samples of %s", recognizer.name, len(samples), data.name)
-    raw_predictions, batch_seconds = read_all(recognizer, samples, settings.batch_size, state)
+    raw_predictions, scores, batch_seconds = read_all(recognizer, samples, settings.batch_size, state)
     # An empty or unreadable answer becomes "" and simply counts as wrong.
     predictions = [normalizer(raw, sample.region) for raw, sample in zip(raw_predictions, samples)]
     metrics = metric.compute(
@@ -153,11 +214,17 @@ def evaluate_recognizer(
             "throughput": throughput_from_batches(batch_seconds, settings.batch_size),
             "total_read_seconds": sum(seconds for _, seconds in batch_seconds),
         },
+        "calibration": _calibration(
+            recognizer,
+            scores,
+            [prediction == sample.label for prediction, sample in zip(predictions, samples)],
+            threshold,
+        ),
         "normalization": normalizer.to_dict(),
         "charset": charset,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    return results, prediction_rows(samples, raw_predictions, predictions)
+    return results, prediction_rows(samples, raw_predictions, predictions, scores)
 
 
 def evaluate_to_report(

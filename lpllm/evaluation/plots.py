@@ -1,5 +1,6 @@
-"""The report's PNG figures: accuracy vs degradation severity per type, the character confusion heatmap and
-per-position accuracy. Figures are built with `matplotlib.figure.Figure` (Agg canvas), so no pyplot state or
+"""The report's PNG figures: accuracy vs degradation severity per type, the character confusion heatmap,
+per-position accuracy and, for readers that score their plates, the reliability diagram and the risk-coverage curve.
+Figures are built with `matplotlib.figure.Figure` (Agg canvas), so no pyplot state or
 backend switch leaks into the caller's process."""
 
 import math
@@ -19,6 +20,10 @@ SEVERITY_PLOT = "accuracy_vs_severity.png"
 CONFUSION_PLOT = "confusion_heatmap.png"
 POSITION_PLOT = "per_position_accuracy.png"
 PLOT_FILES = (SEVERITY_PLOT, CONFUSION_PLOT, POSITION_PLOT)
+RELIABILITY_PLOT = "reliability_diagram.png"
+RISK_COVERAGE_PLOT = "risk_coverage.png"
+# Written only when results.json has a `calibration` block.
+CALIBRATION_PLOT_FILES = (RELIABILITY_PLOT, RISK_COVERAGE_PLOT)
 
 # Degradation name of undegraded samples in the dataset contract.
 CLEAN = "none"
@@ -155,19 +160,107 @@ def position_figure(results: dict) -> Figure:
     return figure
 
 
+def reliability_figure(calibration: dict) -> Figure:
+    """Accuracy of each score bin against the diagonal a calibrated reader would follow, with the mean score of each
+    bin marked and its plate count above the bar (from the `calibration` block of results.json)."""
+    bins = [b for b in calibration["reliability"] if b["count"]]
+    width = calibration["reliability"][0]["upper"] - calibration["reliability"][0]["lower"]
+    figure = Figure(figsize=(5.5, 5))
+    axes = figure.subplots()
+    axes.plot([0, 100], [0, 100], color="gray", linestyle="--", linewidth=1, label="calibrated")
+    centres = [100.0 * (b["lower"] + b["upper"]) / 2 for b in bins]
+    bars = axes.bar(
+        centres,
+        [100.0 * b["accuracy"] for b in bins],
+        width=100.0 * width * 0.9,
+        color="tab:blue",
+        edgecolor="black",
+        linewidth=0.5,
+        label="accuracy of the bin",
+    )
+    axes.scatter(
+        centres, [100.0 * b["mean_score"] for b in bins], color="tab:red", marker="_", s=200, label="mean score"
+    )
+    for bar, b in zip(bars, bins):
+        axes.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1, f"{b['count']}", ha="center", fontsize=7)
+    axes.set_xlim(0, 100)
+    axes.set_ylim(0, 108)
+    axes.set_xlabel("plate score (%)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title(
+        f"Reliability (ECE {100.0 * calibration['ece']:.2f}%, n={calibration['num_scored']}, plates per bin on top)",
+        fontsize=9,
+    )
+    axes.legend(loc="upper left", fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def risk_coverage_figure(calibration: dict) -> Figure:
+    """Accuracy of the accepted plates against the share accepted (best-scored first), with the model's abstain
+    threshold marked when it has one (from the `calibration` block of results.json)."""
+    curve = calibration["risk_coverage"]
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
+    axes.plot(
+        [100.0 * value for value in curve["coverage"]],
+        [100.0 * value for value in curve["accuracy"]],
+        color="tab:blue",
+        marker="." if len(curve["coverage"]) < 30 else None,
+    )
+    abstain = calibration.get("abstain")
+    if abstain and abstain["accuracy"] is not None:
+        axes.plot(
+            100.0 * abstain["coverage"],
+            100.0 * abstain["accuracy"],
+            marker="o",
+            color="tab:red",
+            linestyle="none",
+            label=f"abstain threshold {abstain['threshold']:.3f}",
+        )
+        axes.legend(loc="lower left", fontsize=8)
+    axes.set_xlim(0, 101)
+    axes.set_xlabel("coverage: plates accepted, best-scored first (%)")
+    axes.set_ylabel("accuracy of accepted plates (%)")
+    axes.set_title(f"Risk-coverage (AURC {calibration['aurc']:.4f}, n={calibration['num_scored']})")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
 def write_plots(results: dict, output_dir: str | Path) -> list[str]:
-    """Writes the three PNG figures into `output_dir`; returns their file names."""
+    """Writes the PNG figures into `output_dir`: the three of every report, and the two of `CALIBRATION_PLOT_FILES`
+    when the results have a `calibration` block. Returns their file names."""
     output_dir = Path(output_dir)
+    figures = [
+        (SEVERITY_PLOT, severity_figure, results),
+        (CONFUSION_PLOT, confusion_figure, results),
+        (POSITION_PLOT, position_figure, results),
+    ]
+    calibration = results.get("calibration")
+    if calibration:
+        figures += [
+            (RELIABILITY_PLOT, reliability_figure, calibration),
+            (RISK_COVERAGE_PLOT, risk_coverage_figure, calibration),
+        ]
     with _font_context(), warnings.catch_warnings():
         # Without a CJK font installed, province characters render as boxes: one warning per glyph is only noise.
         warnings.filterwarnings("ignore", message="Glyph .* missing from")
-        for name, build in (
-            (SEVERITY_PLOT, severity_figure),
-            (CONFUSION_PLOT, confusion_figure),
-            (POSITION_PLOT, position_figure),
-        ):
-            atomic_save_figure(build(results), output_dir / name, dpi=120)
-    return list(PLOT_FILES)
+        for name, build, source in figures:
+            atomic_save_figure(build(source), output_dir / name, dpi=120)
+    return [name for name, _, _ in figures]
 
 
-__all__ = ["PLOT_FILES", "confusion_figure", "position_figure", "severity_figure", "write_plots"]
+__all__ = [
+    "CALIBRATION_PLOT_FILES",
+    "PLOT_FILES",
+    "RELIABILITY_PLOT",
+    "RISK_COVERAGE_PLOT",
+    "confusion_figure",
+    "position_figure",
+    "reliability_figure",
+    "risk_coverage_figure",
+    "severity_figure",
+    "write_plots",
+]

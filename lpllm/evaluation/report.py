@@ -6,7 +6,14 @@ from pathlib import Path
 
 from .metrics import edit_distance
 from .outputs import atomic_write_csv, atomic_write_json, atomic_write_text
-from .plots import CONFUSION_PLOT, POSITION_PLOT, SEVERITY_PLOT, write_plots
+from .plots import (
+    CONFUSION_PLOT,
+    POSITION_PLOT,
+    RELIABILITY_PLOT,
+    RISK_COVERAGE_PLOT,
+    SEVERITY_PLOT,
+    write_plots,
+)
 from .tables import comparison_table, format_count, format_number, format_percent
 
 
@@ -21,6 +28,7 @@ PREDICTION_COLUMNS = [
     "label",
     "prediction",
     "correct",
+    "score",
     "edit_distance",
     "raw_label",
     "raw_prediction",
@@ -36,14 +44,18 @@ PREDICTION_COLUMNS = [
 MAX_LISTED_EXCLUSIONS = 50
 
 
-def prediction_rows(samples, raw_predictions: list[str], predictions: list[str]) -> list[dict]:
-    """One `predictions.csv` row per evaluated sample."""
+def prediction_rows(
+    samples, raw_predictions: list[str], predictions: list[str], scores: list[float | None] | None = None
+) -> list[dict]:
+    """One `predictions.csv` row per evaluated sample; `score` is empty where the reader gave none."""
+    scores = scores if scores is not None else [None] * len(samples)
     return [
         {
             "id": sample.id,
             "label": sample.label,
             "prediction": prediction,
             "correct": int(prediction == sample.label),
+            "score": "" if score is None else score,
             "edit_distance": edit_distance(sample.label, prediction),
             "raw_label": sample.raw_label,
             "raw_prediction": raw,
@@ -55,7 +67,7 @@ def prediction_rows(samples, raw_predictions: list[str], predictions: list[str])
             "num_images": len(sample.images),
             "file": sample.file or "",
         }
-        for sample, raw, prediction in zip(samples, raw_predictions, predictions)
+        for sample, raw, prediction, score in zip(samples, raw_predictions, predictions, scores)
     ]
 
 
@@ -104,6 +116,36 @@ def _severity_tables(per_type: dict) -> str:
     return "\n".join(lines)
 
 
+def _confidence_section(calibration: dict) -> list[str]:
+    at_coverage = calibration["accuracy_at_coverage"]
+    rows = [
+        ("Plates scored", calibration["num_scored"]),
+        (f"ECE (%), {calibration['num_bins']} equal-width bins", format_percent(calibration["ece"])),
+        *((f"Accuracy at {key}% coverage (%)", format_percent(value)) for key, value in at_coverage.items()),
+        ("AURC (area under risk vs coverage)", format_number(calibration["aurc"], 4)),
+    ]
+    if calibration.get("num_unscored"):
+        rows.insert(1, ("Plates without a score (left out here)", calibration["num_unscored"]))
+    abstain = calibration.get("abstain")
+    if abstain:
+        rows += [
+            ("Abstain threshold (the model's)", format_number(abstain["threshold"], 4)),
+            ("Coverage at the threshold (%)", format_percent(abstain["coverage"])),
+            ("Accuracy of accepted plates at the threshold (%)", format_percent(abstain["accuracy"])),
+        ]
+    lines = [
+        "## Confidence",
+        "",
+        "How far the reader's plate scores (its probability that the whole plate is right) can be trusted; coverage"
+        " is the share of plates accepted when the best-scored ones are kept.",
+        "",
+        "| Measure | Value |",
+        "| --- | --- |",
+    ]
+    lines.extend(f"| {name} | {value} |" for name, value in rows)
+    return lines + [""]
+
+
 def render_markdown(results: dict) -> str:
     """The human-readable report."""
     model = results.get("model") or {}
@@ -128,6 +170,9 @@ def render_markdown(results: dict) -> str:
         "| Acc. (%) | " + " | ".join(format_percent(v, 1) for v in results.get("per_position_accuracy") or []) + " |",
         "",
     ]
+    calibration = results.get("calibration")
+    if calibration:
+        parts += _confidence_section(calibration)
     breakdowns = results.get("breakdowns") or {}
     if breakdowns:
         parts += ["## Breakdowns", ""]
@@ -184,8 +229,10 @@ def render_markdown(results: dict) -> str:
         f"![Accuracy vs severity]({SEVERITY_PLOT})",
         f"![Confusions]({CONFUSION_PLOT})",
         f"![Per-position accuracy]({POSITION_PLOT})",
-        "",
     ]
+    if calibration:
+        parts += [f"![Reliability diagram]({RELIABILITY_PLOT})", f"![Risk-coverage]({RISK_COVERAGE_PLOT})"]
+    parts.append("")
     return "\n".join(parts)
 
 

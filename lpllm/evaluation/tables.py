@@ -48,27 +48,39 @@ def _budget(results: dict) -> str | None:
     return ", ".join(f"{key}={value}" for key, value in training.items())
 
 
+def _calibration_cells(results: dict) -> list[str]:
+    calibration = results.get("calibration")
+    if not calibration:
+        return ["–", "–"]
+    return [format_percent(calibration.get("ece")), format_percent(calibration["accuracy_at_coverage"].get("90"))]
+
+
 def comparison_table(results_list: list[dict], names: list[str] | None = None) -> str:
     """Table 1: Method | Paradigm | Acc. (%) | CER (%) | NED | Params | Latency (ms), one row per result, followed by
-    the devices and training budgets the numbers come with."""
+    the devices and training budgets the numbers come with. When any reader scores its plates, ECE (%) and the
+    accuracy of its best-scored 90% of plates follow the accuracy ("–" for readers without scores)."""
+    scored = any(results.get("calibration") for results in results_list)
     header = ["Method", "Paradigm", "Acc. (%) ↑", "CER (%) ↓", "NED ↓", "Params", "Latency (ms) ↓"]
+    if scored:
+        header[3:3] = ["ECE (%) ↓", "Acc. @90% cov. (%) ↑"]
     rows, notes = [], []
     for index, results in enumerate(results_list):
         model = results.get("model") or {}
         name = names[index] if names else model.get("name", f"model {index + 1}")
         parameters = model.get("parameters") or {}
         latency = _latency(results)
-        rows.append(
-            [
-                name,
-                model.get("paradigm", "–"),
-                format_percent(results.get("accuracy")),
-                format_percent(results.get("cer")),
-                format_number(results.get("ned")),
-                format_count(parameters.get("total")),
-                "–" if latency is None else f"{latency:.1f}",
-            ]
-        )
+        row = [
+            name,
+            model.get("paradigm", "–"),
+            format_percent(results.get("accuracy")),
+            format_percent(results.get("cer")),
+            format_number(results.get("ned")),
+            format_count(parameters.get("total")),
+            "–" if latency is None else f"{latency:.1f}",
+        ]
+        if scored:
+            row[3:3] = _calibration_cells(results)
+        rows.append(row)
         device = (results.get("efficiency") or {}).get("device")
         budget = _budget(results)
         dataset = results.get("dataset") or {}
