@@ -95,7 +95,11 @@ def test_tiny_model_evaluates_end_to_end_and_writes_all_outputs(tiny_checkpoint,
     # The report's accuracy is the share of rows marked correct in predictions.csv.
     assert saved["accuracy"] == pytest.approx(sum(row["prediction"] == row["label"] for row in rows) / 4)
     markdown = (output / "results.md").read_text(encoding="utf-8")
-    assert "| Method | Paradigm | Acc. (%) ↑ | CER (%) ↓ | NED ↓ | Params | Latency (ms) ↓ |" in markdown
+    # LP-LLM readings are scored: the table has the calibration columns and the report its confidence section.
+    assert "| Method | Paradigm | Acc. (%) ↑ | ECE (%) ↓ | Acc. @90% cov. (%) ↑ | CER (%) ↓ | NED ↓ |" in markdown
+    assert "## Confidence" in markdown
+    assert all(0.0 <= float(row["score"]) <= 1.0 for row in rows)
+    assert saved["calibration"]["num_scored"] == 4
     assert "## Excluded samples: 0" in markdown
     for name in PLOTS:
         with Image.open(output / name) as image:

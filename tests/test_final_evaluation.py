@@ -108,7 +108,8 @@ def test_compare_reuses_the_training_reports_without_loading_the_model(trained_r
     ])  # fmt: skip
     (row,) = json.loads((tmp_path / "table" / "comparison.json").read_text(encoding="utf-8"))
     saved = saved_results(report)
-    assert row == {key: saved.get(key) for key in ("model", "dataset", "accuracy", "cer", "ned", "efficiency")}
+    keys = ("model", "dataset", "accuracy", "cer", "ned", "calibration", "efficiency")
+    assert row == {key: saved.get(key) for key in keys} and row["calibration"]["num_scored"] > 0
     assert not (tmp_path / "table" / "LP-LLM").exists() and not (tmp_path / "table" / "test").exists()
 
 

@@ -1,0 +1,198 @@
+"""Reading scores: plate and character scores are the model's probabilities (checked by teacher forcing), top-k
+candidates are the k most probable readings of a hand-made distribution, the temperature moves scores and not
+readings, and the pipeline abstains below `min_score`."""
+
+import math
+
+import pytest
+import torch
+from transformers import LogitsProcessor, pipeline
+
+from modeling_lpllm.plate_reading import plate_reading_inputs, read_plate_readings
+from modeling_lpllm.plate_scores import spell_with_scores
+from tiny_lpllm import assert_same_readings, random_plate_image, save_tiny_checkpoint, tiny_model, tiny_processor
+
+
+@pytest.fixture(scope="module")
+def model_and_processor():
+    processor = tiny_processor()
+    return tiny_model(processor, seed=5).eval(), processor
+
+
+def teacher_forced_log_probs(model, processor, image, tokens: list[int], temperature: float = 1.0) -> list[float]:
+    """The log-probability of each of `tokens` after the plate prompt, from one forward pass."""
+    inputs = plate_reading_inputs(processor, [[image]])
+    prompt_length = inputs["input_ids"].shape[1]
+    extended = torch.cat([inputs["input_ids"], torch.tensor([tokens])], dim=1)
+    with torch.no_grad():
+        logits = model(
+            input_ids=extended,
+            attention_mask=torch.ones_like(extended),
+            pixel_values=inputs["pixel_values"],
+            image_grid_thw=inputs["image_grid_thw"],
+            mm_token_type_ids=torch.cat(
+                [inputs["mm_token_type_ids"], torch.zeros(1, len(tokens), dtype=torch.long)], dim=1
+            ),
+        ).logits[0, prompt_length - 1 : -1]
+    log_probs = torch.log_softmax(torch.log_softmax(logits.float(), -1) / temperature, -1)
+    return log_probs.gather(1, torch.tensor(tokens).unsqueeze(1)).squeeze(1).tolist()
+
+
+def reading_tokens(processor, text: str) -> list[int]:
+    return processor.tokenizer.encode(text, add_special_tokens=False) + [processor.tokenizer.eos_token_id]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_score_and_char_scores_are_the_models_probabilities(model_and_processor, temperature):
+    model, processor = model_and_processor
+    processor.set_score_calibration(temperature)
+    try:
+        image = random_plate_image(3)
+        (reading,) = read_plate_readings(model, processor, [[image]], max_new_tokens=12)
+    finally:
+        processor.set_score_calibration(1.0)
+    tokens = reading_tokens(processor, reading["text"])
+    expected = teacher_forced_log_probs(model, processor, image, tokens, temperature)
+    assert reading["score"] == pytest.approx(math.exp(sum(expected)), rel=1e-4)
+    assert len(reading["char_scores"]) == len(reading["text"]) > 0
+    assert reading["char_scores"] == pytest.approx([math.exp(value) for value in expected[:-1]], rel=1e-4)
+    # The plate score is never above its weakest character.
+    assert reading["score"] <= min(reading["char_scores"])
+
+
+def test_temperature_changes_scores_not_readings(model_and_processor):
+    model, processor = model_and_processor
+    images = [[random_plate_image(seed)] for seed in range(4)]
+    plain = read_plate_readings(model, processor, images, max_new_tokens=10)
+    processor.set_score_calibration(3.0, abstain_threshold=0.5)
+    try:
+        softened = read_plate_readings(model, processor, images, max_new_tokens=10)
+    finally:
+        processor.set_score_calibration(1.0)
+    assert [reading["text"] for reading in softened] == [reading["text"] for reading in plain]
+    # A random model's readings are improbable: a higher temperature flattens its distributions and lowers them more.
+    assert all(soft["score"] < hard["score"] * 0.5 for soft, hard in zip(softened, plain))
+    with pytest.raises(ValueError, match="score_temperature"):
+        processor.set_score_calibration(0.0)
+    with pytest.raises(ValueError, match="abstain_threshold"):
+        processor.set_score_calibration(1.0, abstain_threshold=1.5)
+
+
+class HandMadeDistribution(LogitsProcessor):
+    """Replaces the model's next-token distribution with a fixed one over the tokens of "A", "B" and the end:
+    first A 0.6, B 0.3, end 0.1; after A: end; after B: A 0.6, end 0.4; after BA: end. The readings and their
+    probabilities are A 0.6, BA 0.18, B 0.12, "" 0.1: they sum to 1."""
+
+    def __init__(self, tokenizer):
+        self.a, self.b = tokenizer.convert_tokens_to_ids(["A", "B"])
+        self.end = tokenizer.eos_token_id
+        self.prompt_length = None
+
+    def __call__(self, input_ids, scores):
+        if self.prompt_length is None:
+            self.prompt_length = input_ids.shape[1]
+        table = {(): {self.a: 0.6, self.b: 0.3, self.end: 0.1}, (self.b,): {self.a: 0.6, self.end: 0.4}}
+        result = torch.full_like(scores, -math.inf)
+        for row, sequence in enumerate(input_ids[:, self.prompt_length :].tolist()):
+            for token, probability in table.get(tuple(sequence), {self.end: 1.0}).items():
+                result[row, token] = math.log(probability)
+        return result
+
+
+def test_top_k_candidates_are_the_most_probable_readings_with_their_probabilities(model_and_processor):
+    model, processor = model_and_processor
+    (reading,) = read_plate_readings(
+        model, processor, [[random_plate_image(1)]], max_new_tokens=4, top_k=4,
+        logits_processor=[HandMadeDistribution(processor.tokenizer)],
+    )  # fmt: skip
+    candidates = [(candidate["text"], candidate["score"]) for candidate in reading["candidates"]]
+    assert [text for text, _ in candidates] == ["A", "BA", "B", ""]
+    assert [score for _, score in candidates] == pytest.approx([0.6, 0.18, 0.12, 0.1], rel=1e-5)
+    assert sum(score for _, score in candidates) == pytest.approx(1.0, rel=1e-5)
+    assert reading["text"] == "A" and reading["score"] == pytest.approx(0.6, rel=1e-5)
+    assert reading["candidates"][1]["char_scores"] == pytest.approx([0.3, 0.6], rel=1e-5)
+
+
+def test_top_k_candidates_of_a_random_model_are_scored_by_teacher_forcing(model_and_processor):
+    model, processor = model_and_processor
+    image = random_plate_image(2)
+    (reading,) = read_plate_readings(model, processor, [[image]], max_new_tokens=6, top_k=3)
+    texts = [candidate["text"] for candidate in reading["candidates"]]
+    assert len(texts) == len(set(texts)) == 3 and reading["text"] == texts[0]
+    scores = [candidate["score"] for candidate in reading["candidates"]]
+    assert scores == sorted(scores, reverse=True) and sum(scores) <= 1.0
+    for candidate in reading["candidates"]:
+        tokens = processor.tokenizer.encode(candidate["text"], add_special_tokens=False)
+        if len(tokens) < 6:  # a reading cut by max_new_tokens has no end token to score
+            expected = teacher_forced_log_probs(model, processor, image, tokens + [processor.tokenizer.eos_token_id])
+            assert candidate["score"] == pytest.approx(math.exp(sum(expected)), rel=1e-4)
+
+
+def test_identical_views_read_and_score_like_one_view_with_beams(model_and_processor):
+    """Views and beams share the batch; with every view the same crop, they must not mix plates or beams."""
+    model, processor = model_and_processor
+    images = [[random_plate_image(seed)] for seed in (6, 7)]
+    one_view = read_plate_readings(model, processor, images, num_views=1, max_new_tokens=6, top_k=3)
+    shift = processor.view_shift
+    processor.view_shift = [0.0, 0.0]
+    try:
+        three_views = read_plate_readings(model, processor, images, num_views=3, max_new_tokens=6, top_k=3)
+    finally:
+        processor.view_shift = shift
+    assert_same_readings(three_views, one_view)
+
+
+def test_batched_readings_equal_one_by_one(model_and_processor):
+    model, processor = model_and_processor
+    images = [[random_plate_image(seed, size=size)] for seed, size in ((1, (94, 24)), (2, (160, 40)), (3, (40, 40)))]
+    batched = read_plate_readings(model, processor, images, num_views=2, max_new_tokens=6, top_k=2)
+    one_by_one = [read_plate_readings(model, processor, [image], num_views=2, max_new_tokens=6, top_k=2)[0]
+                  for image in images]  # fmt: skip
+    assert_same_readings(batched, one_by_one)
+
+
+class SplittingTokenizer:
+    """A byte-level tokenizer's behaviour in miniature: token 1 and 2 together write one character."""
+
+    eos_token_id = 0
+
+    def decode(self, tokens, skip_special_tokens=True):
+        pieces = {0: "", 1: "\ufffd", 2: "", 3: "A", 4: " "}
+        text = "".join(pieces[token] for token in tokens)
+        if 1 in tokens and 2 in tokens:
+            text = text.replace("\ufffd", "皖")
+        return text
+
+
+def test_a_character_written_by_several_tokens_gets_their_product_and_spaces_are_stripped():
+    tokenizer = SplittingTokenizer()
+    text, scores = spell_with_scores(tokenizer, [4, 1, 2, 3, 4, 0], [math.log(p) for p in (0.9, 0.5, 0.8, 0.7, 0.6, 1.0)])
+    assert text == "皖A"
+    assert scores == pytest.approx([0.4, 0.7])
+
+
+def test_pipeline_returns_scores_candidates_and_abstains_below_min_score(tmp_path):
+    model, processor = save_tiny_checkpoint(tmp_path, seed=2)
+    reader = pipeline("image-to-text", model=str(tmp_path), trust_remote_code=True)
+    image = random_plate_image(8)
+    (plain,) = reader(image)
+    (with_candidates,) = reader(image, top_k=3)
+    assert len(with_candidates["candidates"]) == 3
+    assert with_candidates["generated_text"] == with_candidates["candidates"][0]["text"]
+    (accepted,) = reader(image, min_score=0.0)
+    assert accepted["unreadable"] is False and accepted["generated_text"] == plain["generated_text"]
+    (refused,) = reader(image, min_score=1.0)
+    assert refused["unreadable"] is True and refused["generated_text"] == ""
+    assert refused["rejected_text"] == plain["generated_text"] and refused["score"] == pytest.approx(plain["score"])
+    with pytest.raises(ValueError, match="not calibrated"):
+        reader(image, min_score="saved")
+    with pytest.raises(ValueError, match="min_score"):
+        reader(image, min_score=1.5)
+    with pytest.raises(ValueError, match="top_k"):
+        reader(image, top_k=0)
+    # A saved threshold travels with the processor.
+    processor.set_score_calibration(1.0, abstain_threshold=1.0)
+    processor.save_pretrained(tmp_path)
+    reloaded = pipeline("image-to-text", model=str(tmp_path), trust_remote_code=True)
+    (saved_threshold,) = reloaded(image, min_score="saved")
+    assert saved_threshold["unreadable"] is True
