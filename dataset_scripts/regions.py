@@ -1,30 +1,22 @@
-"""The single definition of what a plate of each region may say: its charset and its layouts, position by position.
+"""What a plate of each region may say: its charset, its length range and its layouts, position by position.
 
-The synthetic generator draws plate texts from these layouts, the dataset builders validate labels against the
-region charsets, and constrained decoding can read the per-position character sets. Chinese province characters
-come from `modeling_lpllm.tokenization_lpllm` so that the tokenizer and the data agree on one table, and every
-region charset is a subset of `DEFAULT_PLATE_CHARSET` (the tokenizer's charset). Labels of a region not in this
-table (or of none) may hold letters and digits of any script: training adds the characters the tokenizer lacks.
+The layouts are built from `modeling_lpllm.plate_patterns.PLATE_LAYOUTS`, the one table of plate patterns that
+constrained decoding and pattern matching of readings also use. The synthetic generator draws plate texts from these
+layouts and the dataset builders validate labels against the region charsets. Chinese province characters come
+from `modeling_lpllm.tokenization_lpllm` so that the tokenizer and the data agree on one table, and every region
+charset is a subset of `DEFAULT_PLATE_CHARSET` (the tokenizer's charset). Labels of a region not in this table (or
+of none) may hold letters and digits of any script: training adds the characters the tokenizer lacks.
 """
 
 import re
-import string
 import unicodedata
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
 
+from modeling_lpllm.plate_patterns import ALNUM, CN_ALNUM, CN_LETTERS, DIGITS, LETTERS, PLATE_LAYOUTS
 from modeling_lpllm.tokenization_lpllm import CN_PROVINCES, CN_SPECIAL_SUFFIXES
-
-DIGITS = string.digits
-LETTERS = string.ascii_uppercase
-ALNUM = LETTERS + DIGITS
-# Chinese plates never use I or O after the province character (they read as 1 and 0).
-CN_LETTERS = "".join(char for char in LETTERS if char not in "IO")
-CN_ALNUM = CN_LETTERS + DIGITS
-# New-energy plates mark the energy type with D (battery electric) or F (other new energy).
-CN_ENERGY = "DF"
 
 # Characters a label may contain as decoration, dropped by `normalize_plate_text`: spaces, the dashes and dots
 # printed between character groups, and the middle dot of Chinese plates.
@@ -77,11 +69,6 @@ class PlateLayout:
             start += count
         rows.append(text[start:])
         return rows
-
-
-def _layout(name, region, pattern, rows=None, description=""):
-    positions = tuple(pattern)
-    return PlateLayout(name, region, positions, tuple(rows or (len(positions),)), description)
 
 
 def is_letter_or_digit(char: str) -> bool:
@@ -151,61 +138,26 @@ def _describe_charset(charset: str | None) -> str:
     return ", ".join(parts)
 
 
-_CN_LAYOUTS = (
-    _layout("cn_blue", "CN", [CN_PROVINCES, CN_LETTERS] + [CN_ALNUM] * 5, description="blue, 7 characters"),
-    _layout(
-        "cn_green_small",
-        "CN",
-        [CN_PROVINCES, CN_LETTERS, CN_ENERGY, CN_ALNUM] + [DIGITS] * 4,
-        description="green new-energy car, 8 characters, energy letter third",
-    ),
-    _layout(
-        "cn_green_large",
-        "CN",
-        [CN_PROVINCES, CN_LETTERS] + [DIGITS] * 5 + [CN_ENERGY],
-        description="green-yellow new-energy truck/bus, 8 characters, energy letter last",
-    ),
-    _layout(
-        "cn_yellow_two_row",
-        "CN",
-        [CN_PROVINCES, CN_LETTERS] + [CN_ALNUM] * 5,
-        rows=(2, 5),
-        description="yellow two-row large vehicle, province and letter on top",
-    ),
-    _layout(
-        "cn_special",
-        "CN",
-        [CN_PROVINCES, CN_LETTERS] + [CN_ALNUM] * 4 + [CN_SPECIAL_SUFFIXES],
-        description="coach/police/trailer/HK-Macau plates ending with a special character",
-    ),
+#: Layout name -> PlateLayout, over all regions, built from `modeling_lpllm.plate_patterns.PLATE_LAYOUTS`. Read-only.
+LAYOUTS = MappingProxyType(
+    {
+        name: PlateLayout(name, spec.region, spec.positions, spec.rows, spec.description)
+        for name, spec in PLATE_LAYOUTS.items()
+    }
 )
 
-_BR_LAYOUTS = (
-    _layout("br_old", "BR", [LETTERS] * 3 + [DIGITS] * 4, description="grey plate before Mercosur, LLLNNNN"),
-    _layout("br_mercosur", "BR", [LETTERS] * 3 + [DIGITS, LETTERS, DIGITS, DIGITS], description="Mercosur, LLLNLNN"),
-)
 
-_AR_LAYOUTS = (
-    _layout("ar_old", "AR", [LETTERS] * 3 + [DIGITS] * 3, description="black plate 1995-2016, LLLNNN"),
-    _layout("ar_mercosur", "AR", [LETTERS] * 2 + [DIGITS] * 3 + [LETTERS] * 2, description="Mercosur, LLNNNLL"),
-)
+def _layouts_of(code: str) -> tuple[PlateLayout, ...]:
+    return tuple(layout for layout in LAYOUTS.values() if layout.region == code)
 
-_EU_LAYOUTS = (
-    _layout("eu_llnnnll", "EU", [LETTERS] * 2 + [DIGITS] * 3 + [LETTERS] * 2, description="EU strip, LL NNN LL"),
-)
-
-_US_LAYOUTS = (
-    _layout("us_nlllnnn", "US", [DIGITS] + [LETTERS] * 3 + [DIGITS] * 3, description="NLLLNNN (e.g. California)"),
-    _layout("us_lllnnnn", "US", [LETTERS] * 3 + [DIGITS] * 4, description="LLLNNNN (e.g. New York)"),
-)
 
 _REGIONS = (
-    Region("CN", "China", CN_PROVINCES + CN_ALNUM + CN_SPECIAL_SUFFIXES, 7, 8, _CN_LAYOUTS),
-    Region("BR", "Brazil", ALNUM, 7, 7, _BR_LAYOUTS),
-    Region("AR", "Argentina", ALNUM, 6, 7, _AR_LAYOUTS),
+    Region("CN", "China", CN_PROVINCES + CN_ALNUM + CN_SPECIAL_SUFFIXES, 7, 8, _layouts_of("CN")),
+    Region("BR", "Brazil", ALNUM, 7, 7, _layouts_of("BR")),
+    Region("AR", "Argentina", ALNUM, 6, 7, _layouts_of("AR")),
     # EU and US labels vary by country/state and include vanity plates: any 1-10 letters and digits.
-    Region("EU", "European Union", ALNUM, 1, 10, _EU_LAYOUTS),
-    Region("US", "United States", ALNUM, 1, 8, _US_LAYOUTS),
+    Region("EU", "European Union", ALNUM, 1, 10, _layouts_of("EU")),
+    Region("US", "United States", ALNUM, 1, 8, _layouts_of("US")),
 )
 
 #: Region code -> Region. Read-only.
@@ -214,9 +166,6 @@ REGIONS = MappingProxyType({region.code: region for region in _REGIONS})
 #: The region of labels whose region is unknown or not in the table: letters and digits of any script (a new
 #: region's alphabet; training grows the tokenizer to it), 1-12 characters.
 GENERIC_REGION = Region("XX", "unspecified", None, 1, 12)
-
-#: Layout name -> PlateLayout, over all regions. Read-only.
-LAYOUTS = MappingProxyType({layout.name: layout for region in _REGIONS for layout in region.layouts})
 
 # Region names seen in the wild (fast-plate-ocr's `plate_region`, folder names) -> region code.
 _REGION_ALIASES = MappingProxyType(

@@ -5,6 +5,8 @@ from .configuration_lpllm import QWEN3_VL_2B_TEXT_CONFIG, QWEN3_VL_2B_VISION_CON
 from .image_checks import PLATE_IMAGE_LIMITS, ImageInputError, ImageLimits, load_image_input
 from .modeling_lpllm import LPLLMModel, LPLLMPreTrainedModel, Qwen3VLForPlateRecognition
 from .pipeline_lpllm import PlateRecognitionPipeline, load_plate_image
+from .plate_constraints import PlatePatternLogitsProcessor
+from .plate_patterns import REGION_PATTERNS, matching_regions, parse_plate_pattern, resolve_patterns
 from .plate_reading import DEFAULT_MAX_NEW_TOKENS, read_plates
 from .processing_lpllm import (
     CHAT_TEMPLATE,
@@ -32,6 +34,11 @@ __all__ = [
     "LPLLMPreTrainedModel",
     "Qwen3VLForPlateRecognition",
     "PlateRecognitionPipeline",
+    "PlatePatternLogitsProcessor",
+    "REGION_PATTERNS",
+    "matching_regions",
+    "parse_plate_pattern",
+    "resolve_patterns",
     "read_plates",
     "LPLLMProcessor",
     "build_offline_processor",
