@@ -12,10 +12,14 @@ from .plate_reading import (
     check_batch_size,
     check_max_new_tokens,
     check_prompt,
+    check_region,
     decode_plate_outputs,
     end_token_ids,
     generate_plate_outputs,
+    pattern_constraint,
     plate_reading_inputs,
+    rank_by_region,
+    region_pattern_table,
     resolve_num_views,
 )
 from .plate_scores import check_min_score, check_top_k
@@ -52,8 +56,10 @@ class PlateRecognitionPipeline(Pipeline):
     `plate_views.py`), `top_k` (above 1: beam search with `top_k` beams, and a `candidates` list of the `top_k` best
     readings `{"text", "score", "char_scores"}`, best first; `generated_text` is the first), `min_score` (a number in
     [0, 1], or `"saved"` for the processor's `abstain_threshold`: a reading scored below it comes back with
-    `generated_text` "" and `unreadable` True, its text in `rejected_text`), `generate_kwargs` (a dict passed to
-    `model.generate`). All are checked before the first image is read; every image passes `image_checks.py`'s gate,
+    `generated_text` "" and `unreadable` True, its text in `rejected_text`), `region` (`"auto"`, the default: candidates
+    that fit some region's plate pattern first; a region code such as `"BR"`: candidates that fit it first; None: the
+    model's order; every reading and candidate lists the `regions` it fits), `constrain` (True: generation writes only
+    texts that fit `region`'s patterns), `generate_kwargs` (a dict passed to `model.generate`). All are checked before the first image is read; every image passes `image_checks.py`'s gate,
     and a refused one is named ("image #i", and its path).
     """
 
@@ -62,9 +68,13 @@ class PlateRecognitionPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
+    def __init__(self, *args, **kwargs):
+        self._constraints = {}  # region -> its pattern constraint, built once: building one reads the vocabulary
+        super().__init__(*args, **kwargs)
+
     def _sanitize_parameters(
-        self, prompt=None, max_new_tokens=None, num_views=None, top_k=None, min_score=None, generate_kwargs=None,
-        **kwargs,
+        self, prompt=None, max_new_tokens=None, num_views=None, top_k=None, min_score=None, region="auto",
+        constrain=False, generate_kwargs=None, **kwargs,
     ):
         preprocess_params = {} if prompt is None else {"prompt": check_prompt(prompt)}
         if generate_kwargs is not None and not isinstance(generate_kwargs, dict):
@@ -80,6 +90,11 @@ class PlateRecognitionPipeline(Pipeline):
             forward_params["top_k"] = postprocess_params["top_k"] = check_top_k(top_k)
         if min_score is not None:
             postprocess_params["min_score"] = self._resolve_min_score(min_score)
+        if not isinstance(constrain, bool):
+            raise ValueError(f"`constrain` must be True or False; got {constrain!r}.")
+        postprocess_params["region"] = check_region(region, self.processor, constrain)
+        if constrain:
+            forward_params["constrain_region"] = postprocess_params["region"]
         return preprocess_params, forward_params, postprocess_params
 
     def _resolve_min_score(self, min_score) -> float:
@@ -119,15 +134,19 @@ class PlateRecognitionPipeline(Pipeline):
         num_views = resolve_num_views(self.processor, num_views)
         return plate_reading_inputs(self.processor, batch, [prompt] * len(batch), num_views)
 
-    def _forward(self, model_inputs, num_views=None, top_k=1, **generate_kwargs):
+    def _forward(self, model_inputs, num_views=None, top_k=1, constrain_region=None, **generate_kwargs):
         num_views = resolve_num_views(self.processor, num_views)
+        if constrain_region is not None:
+            constraint = pattern_constraint(self.model, self.processor, constrain_region, self._constraints)
+            generate_kwargs["logits_processor"] = [*(generate_kwargs.get("logits_processor") or []), constraint]
         return generate_plate_outputs(self.model, self.processor, model_inputs, num_views, top_k=top_k, **generate_kwargs)
 
-    def postprocess(self, model_outputs, num_views=None, top_k=1, min_score=None):
+    def postprocess(self, model_outputs, num_views=None, top_k=1, min_score=None, region="auto"):
         num_views = resolve_num_views(self.processor, num_views)
         eos_token_ids = end_token_ids(self.model, self.processor)
+        readings = decode_plate_outputs(self.processor, model_outputs, num_views, top_k, eos_token_ids)
         results = []
-        for reading in decode_plate_outputs(self.processor, model_outputs, num_views, top_k, eos_token_ids):
+        for reading in rank_by_region(readings, region, region_pattern_table(self.processor)):
             result = {"generated_text": reading.pop("text"), **reading}
             if min_score is not None:
                 result["unreadable"] = result["score"] < min_score

@@ -12,11 +12,14 @@ training), else `DEFAULT_MAX_NEW_TOKENS`.
 """
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from transformers import BatchFeature, LogitsProcessorList
 
+from .plate_constraints import PlatePatternLogitsProcessor
+from .plate_patterns import all_region_patterns, matching_regions, resolve_patterns
 from .plate_scores import CalibratedLogProbabilities, check_top_k, generated_token_log_probs, spell_with_scores
 from .plate_views import ViewAveragingLogitsProcessor, check_num_views
 from .processing_lpllm import DEFAULT_PROMPT, plate_messages
@@ -199,6 +202,68 @@ def decode_plate_outputs(
     return readings
 
 
+def region_pattern_table(processor) -> Mapping:
+    """Region code -> plate patterns: the built-in table with the processor's own `plate_patterns`."""
+    return all_region_patterns(getattr(processor, "plate_patterns", None))
+
+
+def check_region(region, processor, constrain: bool = False) -> str | None:
+    """`region` as the pipeline takes it: `"auto"` (candidates that fit any region's pattern first), a region code of
+    `region_pattern_table` (candidates that fit it first; upper-cased), or None (the model's order).
+
+    Raises:
+        ValueError: naming `region` for an unknown code, and for `constrain` without a region code.
+    """
+    if region is not None and not isinstance(region, str):
+        raise ValueError(f"`region` must be 'auto', a region code such as 'BR', or None; got {region!r}.")
+    if region is not None and region.strip().lower() != "auto":
+        resolve_patterns(region, getattr(processor, "plate_patterns", None))
+        region = region.strip().upper()
+    elif region is not None:
+        region = "auto"
+    if constrain and region in (None, "auto"):
+        raise ValueError(
+            "`constrain=True` writes only texts that fit one region's patterns: give `region` a region code, e.g. "
+            f"region='BR' (known: {', '.join(region_pattern_table(processor))})."
+        )
+    return region
+
+
+def pattern_constraint(model, processor, region: str, cache: dict | None = None) -> PlatePatternLogitsProcessor:
+    """The logits processor that lets generation write only texts fitting `region`'s patterns; taken from `cache`
+    (keyed by region, ready for a new `generate` call) when it holds one, since building one reads the vocabulary."""
+    if cache is not None and region in cache:
+        cache[region].reset()
+        return cache[region]
+    patterns = resolve_patterns(region, getattr(processor, "plate_patterns", None))
+    constraint = PlatePatternLogitsProcessor(processor.tokenizer, patterns, end_token_ids(model, processor))
+    if cache is not None:
+        cache[region] = constraint
+    return constraint
+
+
+def rank_by_region(readings: list[dict], region: str | None, table: Mapping) -> list[dict]:
+    """Adds `regions`, the codes whose patterns a text fits, to every reading and candidate, and with `region`
+    re-ranks each reading's candidates: those fitting `region` (any region for `"auto"`) first, by score otherwise;
+    the reading takes the first candidate's text and scores. Nothing is forced: a plate no candidate fits keeps the
+    model's order."""
+    ranked = []
+    for reading in readings:
+        candidates = [
+            {**candidate, "regions": matching_regions(candidate["text"], table)}
+            for candidate in reading.get("candidates", [reading])
+        ]
+        if region is not None:
+            candidates.sort(key=lambda candidate: not (
+                candidate["regions"] if region == "auto" else region in candidate["regions"]
+            ))  # fmt: skip
+        result = dict(candidates[0])
+        if "candidates" in reading:
+            result["candidates"] = candidates
+        ranked.append(result)
+    return ranked
+
+
 @torch.inference_mode()
 def read_plate_readings(
     model,
@@ -208,22 +273,33 @@ def read_plate_readings(
     num_views: int | None = None,
     max_new_tokens: int | None = None,
     top_k: int = 1,
+    region: str | None = "auto",
+    constrain: bool = False,
+    constraint_cache: dict | None = None,
     **generate_kwargs,
 ) -> list[dict]:
-    """One reading per sample of `batch` (see `plate_reading_inputs`), on the model's device, with its score and
-    per-character scores, and with `top_k` > 1 its candidates (`decode_plate_outputs`).
+    """One reading per sample of `batch` (see `plate_reading_inputs`), on the model's device: `{"text", "score",
+    "char_scores", "regions"}`, and with `top_k` > 1 its `candidates` (`decode_plate_outputs`, `rank_by_region`).
 
     Args:
         num_views: views of each crop a plate is read from; None for the processor's `num_views` (1 without one).
         max_new_tokens: None for the model's `generation_config.max_new_tokens`, else `DEFAULT_MAX_NEW_TOKENS`.
         top_k: readings per plate; above 1, beam search with that many beams.
+        region: `"auto"`, a region code or None (`check_region`): how candidates are ranked.
+        constrain: write only texts that fit `region`'s patterns (`PlatePatternLogitsProcessor`).
+        constraint_cache: a dict kept by the caller across calls, so the constraint is built once per region.
         generate_kwargs: passed to `model.generate`.
     """
     num_views = resolve_num_views(processor, num_views)
     top_k = check_top_k(top_k)
+    region = check_region(region, processor, constrain)
+    if constrain:
+        constraint = pattern_constraint(model, processor, region, constraint_cache)
+        generate_kwargs["logits_processor"] = [*(generate_kwargs.get("logits_processor") or []), constraint]
     inputs = plate_reading_inputs(processor, batch, prompts, num_views).to(model.device)
     outputs = generate_plate_outputs(model, processor, inputs, num_views, max_new_tokens, top_k, **generate_kwargs)
-    return decode_plate_outputs(processor, outputs, num_views, top_k, end_token_ids(model, processor))
+    readings = decode_plate_outputs(processor, outputs, num_views, top_k, end_token_ids(model, processor))
+    return rank_by_region(readings, region, region_pattern_table(processor))
 
 
 def read_plates(
@@ -247,11 +323,15 @@ __all__ = [
     "check_batch_size",
     "check_max_new_tokens",
     "check_prompt",
+    "check_region",
     "decode_plate_outputs",
     "end_token_ids",
     "generate_plate_outputs",
     "generation_settings",
+    "pattern_constraint",
     "plate_reading_inputs",
+    "rank_by_region",
+    "region_pattern_table",
     "read_plate_readings",
     "read_plates",
     "resolve_max_new_tokens",

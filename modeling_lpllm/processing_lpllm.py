@@ -13,6 +13,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from .deskew import check_max_degrees, check_rectify, deskew
 from .image_checks import PLATE_IMAGE_LIMITS, check_image_size, load_image_input, pixel_array, to_rgb
+from .plate_patterns import all_region_patterns
 from .plate_scores import check_min_score, check_score_temperature
 from .plate_views import DEFAULT_VIEW_SHIFT, check_num_views, check_view_shift, plate_views
 from .tokenization_lpllm import (
@@ -89,6 +90,10 @@ class LPLLMProcessor(Qwen3VLProcessor):
             Beyond the paper: the lowest score at which the validation split's accepted plates were read right
             99.5% of the time, saved with the calibration; `pipeline(..., min_score="saved")` abstains below it.
             None: not calibrated.
+        plate_patterns (`dict[str, list[str]]`, *optional*):
+            Beyond the paper: plate patterns of regions the built-in table (`plate_patterns.REGION_PATTERNS`) lacks
+            or that replace its own, region code -> patterns such as `{"UZ": ["##@###@@"]}` (`@` a letter, `#` a
+            digit, `*` either, `[...]` a class). Readings are matched against them and `region=` may name them.
     """
 
     _auto_class = "AutoProcessor"
@@ -106,6 +111,7 @@ class LPLLMProcessor(Qwen3VLProcessor):
         view_shift=DEFAULT_VIEW_SHIFT,
         score_temperature=1.0,
         abstain_threshold=None,
+        plate_patterns=None,
         **kwargs,
     ):
         def token_and_id(name, default):
@@ -127,6 +133,8 @@ class LPLLMProcessor(Qwen3VLProcessor):
         self.view_shift = list(check_view_shift(view_shift))
         self.score_temperature = check_score_temperature(score_temperature)
         self.abstain_threshold = check_min_score(abstain_threshold, "abstain_threshold")
+        all_region_patterns(plate_patterns)  # checked now, not at the first reading
+        self.plate_patterns = {code: list(patterns) for code, patterns in (plate_patterns or {}).items()} or None
 
     def set_plate_options(self, image_size=None, deskew_max_degrees=None, rectify_plate=None, num_views=None):
         """Sets the plate options that are given (None keeps an option as it is), each checked as in `__init__`;

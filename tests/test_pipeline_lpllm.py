@@ -33,7 +33,7 @@ def test_single_image_reads_like_direct_greedy_generation(checkpoint, reader):
     _, model, processor = checkpoint
     image = random_plate_image(1)
     result = reader(image)
-    assert isinstance(result, list) and sorted(result[0]) == ["char_scores", "generated_text", "score"]
+    assert isinstance(result, list) and sorted(result[0]) == ["char_scores", "generated_text", "regions", "score"]
     # The saved generation config says max_new_tokens=8; the pipeline must use it.
     assert result[0]["generated_text"] == generate_directly(model, processor, image, max_new_tokens=8)
 

@@ -196,3 +196,45 @@ def test_pipeline_returns_scores_candidates_and_abstains_below_min_score(tmp_pat
     reloaded = pipeline("image-to-text", model=str(tmp_path), trust_remote_code=True)
     (saved_threshold,) = reloaded(image, min_score="saved")
     assert saved_threshold["unreadable"] is True
+
+
+def test_candidates_fitting_the_region_come_first_and_nothing_is_forced(model_and_processor):
+    model, processor = model_and_processor
+    image = [[random_plate_image(1)]]
+    hand_made = lambda: [HandMadeDistribution(processor.tokenizer)]  # noqa: E731 (a fresh one per generate call)
+    processor.plate_patterns = {"XB": ["B"], "XA": ["@@"]}
+    try:
+        (by_model,) = read_plate_readings(model, processor, image, max_new_tokens=4, top_k=4, region=None,
+                                          logits_processor=hand_made())  # fmt: skip
+        (by_xb,) = read_plate_readings(model, processor, image, max_new_tokens=4, top_k=4, region="xb",
+                                       logits_processor=hand_made())  # fmt: skip
+        (by_any,) = read_plate_readings(model, processor, image, max_new_tokens=4, top_k=4, region="auto",
+                                        logits_processor=hand_made())  # fmt: skip
+    finally:
+        processor.plate_patterns = None
+    assert [candidate["text"] for candidate in by_model["candidates"]] == ["A", "BA", "B", ""]
+    assert [candidate["regions"] for candidate in by_model["candidates"]] == [[], ["XA"], ["XB"], []]
+    assert [candidate["text"] for candidate in by_xb["candidates"]] == ["B", "A", "BA", ""]
+    assert by_xb["text"] == "B" and by_xb["score"] == pytest.approx(0.12, rel=1e-5) and by_xb["regions"] == ["XB"]
+    assert [candidate["text"] for candidate in by_any["candidates"]] == ["BA", "B", "A", ""]
+    with pytest.raises(ValueError, match="No plate patterns for region 'ZZ'"):
+        read_plate_readings(model, processor, image, region="ZZ")
+    with pytest.raises(ValueError, match="constrain"):
+        read_plate_readings(model, processor, image, constrain=True)
+
+
+@pytest.mark.parametrize("region", ["BR", "CN"])
+def test_constrained_pipeline_readings_fit_the_region_with_views_and_beams(tmp_path, region):
+    from modeling_lpllm.plate_patterns import REGION_PATTERNS, fits_pattern
+
+    save_tiny_checkpoint(tmp_path, seed=4)
+    reader = pipeline("image-to-text", model=str(tmp_path), trust_remote_code=True)
+    images = [random_plate_image(seed) for seed in range(6)]
+    for readings in (
+        reader(images, region=region, constrain=True, max_new_tokens=10),
+        reader(images, region=region, constrain=True, max_new_tokens=10, top_k=2, num_views=2),
+    ):
+        for (reading,) in readings:
+            texts = [reading["generated_text"], *(c["text"] for c in reading.get("candidates", []))]
+            assert all(any(fits_pattern(text, p) for p in REGION_PATTERNS[region]) for text in texts), texts
+            assert region in reading["regions"]
