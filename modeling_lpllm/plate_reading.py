@@ -128,12 +128,13 @@ def plate_reading_inputs(processor, batch: list[list], prompts: list[str | None]
 
 
 def generation_settings(model, processor, num_views: int = 1, max_new_tokens: int | None = None, top_k: int = 1,
-                        **generate_kwargs) -> dict:
+                        score_temperature: float | None = None, **generate_kwargs) -> dict:
     """`model.generate` arguments for reading: greedy (`top_k` 1) or beam search with `top_k` beams and as many
     readings returned, no length penalty; scores returned. The logits processors, in order: the views' average
     (`ViewAveragingLogitsProcessor`, when `num_views` > 1), the processor's `score_temperature`
     (`CalibratedLogProbabilities`), then any `logits_processor` of the caller (a plate pattern's constraint masks
-    tokens without renormalising, so a constrained reading keeps the score the model gives it)."""
+    tokens without renormalising, so a constrained reading keeps the score the model gives it). `score_temperature`
+    None takes the processor's."""
     generation_config = model.generation_config
     top_k = check_top_k(top_k)
     generate_kwargs.setdefault("do_sample", False)
@@ -142,7 +143,9 @@ def generation_settings(model, processor, num_views: int = 1, max_new_tokens: in
         generate_kwargs.setdefault("pad_token_id", processor.tokenizer.pad_token_id)
     if top_k > 1:
         generate_kwargs.update(num_beams=top_k, num_return_sequences=top_k, length_penalty=0.0, early_stopping=False)
-    processors = [CalibratedLogProbabilities(getattr(processor, "score_temperature", 1.0))]
+    if score_temperature is None:
+        score_temperature = getattr(processor, "score_temperature", 1.0)
+    processors = [CalibratedLogProbabilities(score_temperature)]
     if num_views > 1:
         processors.insert(0, ViewAveragingLogitsProcessor(num_views, num_beams=top_k))
     caller_processors = generate_kwargs.pop("logits_processor", None) or []
@@ -162,18 +165,25 @@ def end_token_ids(model, processor) -> list[int]:
 
 def generate_plate_outputs(
     model, processor, inputs: BatchFeature, num_views: int = 1, max_new_tokens: int | None = None, top_k: int = 1,
-    **generate_kwargs,
+    score_temperature: float | None = None, return_step_scores: bool = False, **generate_kwargs,
 ) -> dict:
     """Generates the readings of `inputs` (`plate_reading_inputs`): `sequences`, the tokens after each row's
     prompt, `(samples * num_views * top_k, steps)` (input row by input row, each row's `top_k` readings best
-    first), and `token_log_probs`, their calibrated log-probabilities (0 past each reading's end token)."""
-    settings = generation_settings(model, processor, num_views, max_new_tokens, top_k, **generate_kwargs)
+    first), and `token_log_probs`, their calibrated log-probabilities (0 past each reading's end token). With
+    `return_step_scores`, `step_scores` too: `generate`'s processed scores, one `(rows, vocab)` tensor per step (what
+    a temperature is fitted on)."""
+    settings = generation_settings(
+        model, processor, num_views, max_new_tokens, top_k, score_temperature, **generate_kwargs
+    )
     generated = model.generate(**inputs, **settings)
     sequences = generated.sequences[:, inputs["input_ids"].shape[1] :]
     log_probs = generated_token_log_probs(
         sequences, generated.scores, end_token_ids(model, processor), getattr(generated, "beam_indices", None)
     )
-    return {"sequences": sequences, "token_log_probs": log_probs}
+    outputs = {"sequences": sequences, "token_log_probs": log_probs}
+    if return_step_scores:
+        outputs["step_scores"] = generated.scores
+    return outputs
 
 
 def decode_plate_outputs(

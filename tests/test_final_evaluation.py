@@ -65,7 +65,11 @@ def test_training_writes_eval_reports_and_the_card_takes_their_numbers(trained_r
 
     card_entries = json.loads((destination / "eval_results.json").read_text(encoding="utf-8"))
     expected = [
-        {"name": name, "num_samples": results["num_samples"], "accuracy": results["accuracy"], "cer": results["cer"]}
+        {
+            "name": name, "num_samples": results["num_samples"], "accuracy": results["accuracy"], "cer": results["cer"],
+            "ece": results["calibration"]["ece"], "abstain": results["calibration"]["abstain"],
+            "accuracy_at_coverage": results["calibration"]["accuracy_at_coverage"],
+        }
         for name, results in (
             (f"{dataset} [test]", test), ("real crops: set_a", set_a), ("real crops: set_b", set_b)
         )
@@ -74,6 +78,11 @@ def test_training_writes_eval_reports_and_the_card_takes_their_numbers(trained_r
     card = (destination / "README.md").read_text(encoding="utf-8")
     assert f"**{dataset} [test]** (4 plates): exact match {100 * test['accuracy']:.2f}%" in card
     assert "Not evaluated in this run." not in card
+    # The scores were calibrated on the validation split before the evaluation, and the card says so.
+    fit = json.loads((destination / "score_calibration.json").read_text(encoding="utf-8"))
+    assert fit["split"] == "validation" and fit["num_plates"] > 0
+    assert json.loads((destination / "processor_config.json").read_text())["score_temperature"] == fit["temperature"]
+    assert "Scores are calibrated: temperature" in card and "| set | ECE (%) |" in card
 
 
 def test_training_reports_hold_what_eval_py_writes_for_the_saved_model(trained_run, tmp_path):

@@ -237,6 +237,15 @@ class PlateTrainingArguments:
         default=256, metadata={"help": "Validation samples read with generation at each evaluation (0 = none)."}
     )
     generation_batch_size: int = field(default=32, metadata={"help": "Batch size of greedy generation."})
+    calibrate_scores: bool = field(
+        default=True,
+        metadata={"help": "Beyond the paper: after training, fit the saved model's score temperature and abstain "
+        "threshold (the lowest score at which 99.5% of accepted plates were right) on the `dataset_eval_split` plates, "
+        "and save them in its processor (score_calibration.json has the fit), before the final evaluation."},
+    )
+    calibration_samples: int = field(
+        default=500, metadata={"help": "Validation plates of each training source read to calibrate the scores."}
+    )
     max_new_tokens: int = field(
         default=DEFAULT_MAX_NEW_TOKENS,
         metadata={"help": "Generation length cap, saved with the model's generation config: every reader's default."},

@@ -4,6 +4,8 @@ directories under `OUT/final_eval/` (with several training sources, each one's t
 model card takes its numbers from them, and `eval.py --compare` reuses them instead of reading the same plates
 again."""
 
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from lpllm.evaluation.data import LABELS_FILE, load_eval_data
 from lpllm.evaluation.evaluation import evaluate_to_report, load_plate_metric
 from lpllm.evaluation.normalization import PlateNormalizer
 from lpllm.evaluation.recognizers import load_vision_language_recognizer
+from lpllm.evaluation.score_calibration import calibrate_scores
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
 from .data import PlateSource
@@ -21,6 +24,7 @@ from .data import PlateSource
 logger = logging.get_logger(__name__)
 
 FINAL_EVAL_DIR = "final_eval"
+SCORE_CALIBRATION_FILE = "score_calibration.json"
 # A folder's crops are one split; eval.py passes its default split, which the folder ignores.
 FOLDER_SPLIT = "test"
 
@@ -90,5 +94,45 @@ def final_evaluations(
         report_dir = Path(output_dir) / FINAL_EVAL_DIR / report_name
         results = evaluate_to_report(recognizer, data, report_dir, metric, normalizer, charset=charset, command=command)
         logger.info(f"{name}: report in {report_dir}")
-        evaluations.append({"name": name, **{key: results[key] for key in ("num_samples", "accuracy", "cer")}})
+        evaluation = {"name": name, **{key: results[key] for key in ("num_samples", "accuracy", "cer")}}
+        calibration = results.get("calibration")
+        if calibration:
+            evaluation["ece"] = calibration["ece"]
+            evaluation["accuracy_at_coverage"] = calibration["accuracy_at_coverage"]
+            evaluation["abstain"] = calibration["abstain"]
+        evaluations.append(evaluation)
     return evaluations
+
+
+def calibrate_saved_model(
+    model_dir: str | Path,
+    sources: Sequence[PlateSource],
+    split: str | None,
+    device,
+    charset: str = DEFAULT_PLATE_CHARSET,
+    samples_per_source: int = 500,
+) -> dict | None:
+    """Fits the saved model's score temperature and abstain threshold on the first `samples_per_source` plates of
+    `split` (the validation split) of each local source (`lpllm.evaluation.score_calibration`), and saves them in its
+    processor, with the fit in `score_calibration.json`, before the final evaluation reads it.
+
+    Returns:
+        The fit (`ScoreCalibration.to_dict()`), or None when no source has plates in `split`.
+    """
+    normalizer = PlateNormalizer()
+    samples = []
+    for source in sources if split else ():
+        if source.local_dir is not None:
+            data = load_eval_data(source.local_dir, split, normalizer, charset, max_samples=samples_per_source)
+            samples.extend(data.samples)
+    if not samples:
+        logger.warning(f"No {split!r} plates to calibrate the scores on: the model keeps its own probabilities.")
+        return None
+    recognizer = load_vision_language_recognizer(str(model_dir), device)
+    fit = calibrate_scores(recognizer, samples, normalizer).to_dict()
+    recognizer.processor.save_pretrained(str(model_dir))
+    payload = json.dumps({**fit, "split": split, "sources": [source.name for source in sources]}, indent=2)
+    partial = Path(model_dir) / ".score_calibration.json.partial"
+    partial.write_text(payload + "\n", encoding="utf-8")
+    os.replace(partial, Path(model_dir) / SCORE_CALIBRATION_FILE)
+    return fit

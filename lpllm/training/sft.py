@@ -17,7 +17,7 @@ from .clock import TrainingClock
 from .collator import PlateCollator
 from .data import DecodedPlateSplit, load_training_sources
 from .export import export_final_model, write_model_card
-from .final_evaluation import final_evaluations
+from .final_evaluation import calibrate_saved_model, final_evaluations
 from .mixture import TrainingMixture
 from .model_setup import (
     describe_trainable,
@@ -193,6 +193,12 @@ def main(argv=None):
         trainer.model, processor, training_args.output_dir, card_fields=fields,
         card_template=plate_args.model_card_template, evaluations=[],
     )
+    calibration = None
+    if plate_args.calibrate_scores:
+        calibration = calibrate_saved_model(
+            destination, mixture.evaluated_sources(plate_args.dataset_eval_split), plate_args.dataset_eval_split,
+            training_args.device, evaluation_charset(train_dataset), plate_args.calibration_samples,
+        )
     # The saved model is evaluated as eval.py evaluates it, into reports eval.py --compare reuses as they are.
     evaluations = final_evaluations(
         destination, training_args.output_dir, final_sources, plate_args.final_eval_split, plate_args.realdata_dir,
@@ -200,8 +206,9 @@ def main(argv=None):
         name_by_source=len(sources) > 1,
         charset=evaluation_charset(train_dataset),
     )
-    if evaluations:
-        write_model_card(destination, fields, plate_args.model_card_template, evaluations)
+    if evaluations or calibration:
+        write_model_card(destination, {**fields, "calibration": calibration}, plate_args.model_card_template,
+                         evaluations)
     for evaluation in evaluations:
         logger.warning(
             f"{evaluation['name']}: exact match {100 * evaluation['accuracy']:.2f}%, CER {evaluation['cer']:.4f} "
@@ -303,6 +310,7 @@ def card_fields(script_args, training_args, model_args, plate_args, trainer, mix
             f"split `{script_args.dataset_train_split}` of {mixture.describe()}, {mixture.sampling}."
         ),
         "recipe": recipe,
+        "calibration": None,  # the score calibration, filled in once it is fitted on the saved model
     }
 
 

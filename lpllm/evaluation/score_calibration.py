@@ -1,0 +1,184 @@
+"""Fitting a reader's score temperature and abstain threshold on a validation split (beyond the paper).
+
+An LP-LLM reading's score is the product of its tokens' probabilities (`modeling_lpllm.plate_scores`). A small model
+trained for minutes is over- or under-confident; one temperature `T`, dividing every step's log-probabilities before
+they are renormalised, moves the scores without changing any reading. `T` is the one whose scores best predict
+which validation plates were read right (lowest log loss), found on a grid in log space. The abstain threshold is
+then the lowest calibrated score whose accepted validation plates are `target_accuracy` right
+(`calibration.threshold_for_accuracy`). Both are saved in the processor (`LPLLMProcessor.set_score_calibration`).
+
+Refitting `T` needs every step's whole next-token distribution; the `STEP_TOP_K` most probable tokens of each step
+stand for it (the rest of a character-level vocabulary, or of a 151k-token one, holds a negligible share at the
+temperatures the grid spans).
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers.utils import logging
+
+from modeling_lpllm.plate_reading import (
+    decode_plate_outputs,
+    end_token_ids,
+    generate_plate_outputs,
+    plate_reading_inputs,
+)
+
+from .calibration import expected_calibration_error, threshold_for_accuracy
+
+
+logger = logging.get_logger(__name__)
+
+STEP_TOP_K = 256
+# Temperatures tried: 0.05 to 20, evenly in log space (a factor of ~1.025 between neighbours).
+TEMPERATURE_GRID = np.exp(np.linspace(math.log(0.05), math.log(20.0), 241))
+DEFAULT_TARGET_ACCURACY = 0.995
+
+
+@dataclass
+class ScoreCalibration:
+    """What fitting found on the validation plates.
+
+    Args:
+        temperature: the fitted `score_temperature`.
+        abstain_threshold: the lowest score whose accepted plates reached `target_accuracy`; None if none did.
+        target_accuracy: the accuracy the threshold was chosen for.
+        num_plates: validation plates read.
+        accuracy: their exact-match accuracy.
+        ece_before / ece_after: expected calibration error at temperature 1 and at `temperature`.
+        log_loss_before / log_loss_after: the fitted objective at temperature 1 and at `temperature`.
+    """
+
+    temperature: float
+    abstain_threshold: float | None
+    target_accuracy: float
+    num_plates: int
+    accuracy: float
+    ece_before: float
+    ece_after: float
+    log_loss_before: float
+    log_loss_after: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.inference_mode()
+def read_step_distributions(recognizer, samples, batch_size: int = 8) -> tuple[list[str], list[np.ndarray]]:
+    """Reads `samples` (evaluation samples) greedily at temperature 1 as `recognizer` (a `VisionLanguageRecognizer`)
+    reads them, and returns each plate's raw text and its `(steps, STEP_TOP_K + 1)` log-probabilities: per step
+    through the end token, the taken token's first, then the step's most probable tokens."""
+    model, processor, num_views = recognizer.model, recognizer.processor, recognizer.num_views
+    eos_token_ids = end_token_ids(model, processor)
+    texts, distributions = [], []
+    for start in tqdm(range(0, len(samples), batch_size), desc="Calibrating scores", unit="batch"):
+        batch = samples[start : start + batch_size]
+        prompts = [recognizer.prompt or sample.prompt for sample in batch]
+        inputs = plate_reading_inputs(processor, [sample.images for sample in batch], prompts, num_views)
+        outputs = generate_plate_outputs(
+            model, processor, inputs.to(model.device), num_views, recognizer.max_new_tokens, score_temperature=1.0,
+            return_step_scores=True,
+        )
+        readings = decode_plate_outputs(processor, outputs, num_views, 1, eos_token_ids)
+        texts.extend(reading["text"] for reading in readings)
+        scores = torch.stack(outputs["step_scores"], dim=1).float()  # (rows, steps, vocab)
+        top = scores.topk(min(STEP_TOP_K, scores.shape[-1]), dim=-1).values
+        for index, row in enumerate(range(0, scores.shape[0], num_views)):
+            tokens = outputs["sequences"][row].tolist()
+            steps = next((step + 1 for step, token in enumerate(tokens) if token in eos_token_ids), len(tokens))
+            steps = min(steps, scores.shape[1])
+            taken = scores[row, torch.arange(steps), outputs["sequences"][row, :steps]]
+            distributions.append(torch.cat([taken.unsqueeze(1), top[row, :steps]], dim=1).cpu().numpy())
+    return texts, distributions
+
+
+def plate_log_scores(distributions: list[np.ndarray], temperature: float) -> np.ndarray:
+    """Each plate's log score at `temperature`: the sum over its steps of the taken token's log-probability divided by
+    `temperature`, renormalised over the step's most probable tokens."""
+    totals = np.empty(len(distributions))
+    for index, steps in enumerate(distributions):
+        scaled = steps / temperature
+        top = scaled[:, 1:]
+        peak = top.max(axis=1, keepdims=True)
+        log_norm = peak[:, 0] + np.log(np.exp(top - peak).sum(axis=1))
+        totals[index] = float(np.sum(scaled[:, 0] - log_norm))
+    return np.minimum(totals, 0.0)
+
+
+def log_loss(log_scores: np.ndarray, correct: np.ndarray) -> float:
+    """Mean binary cross-entropy of the scores `exp(log_scores)` against `correct`."""
+    log_scores = np.minimum(log_scores, -1e-12)
+    log_wrong = np.log(-np.expm1(log_scores))  # log(1 - score), exact for scores near 1
+    return float(-np.mean(np.where(correct, log_scores, log_wrong)))
+
+
+def fit_temperature(distributions: list[np.ndarray], correct) -> float:
+    """The temperature of `TEMPERATURE_GRID` whose plate scores have the lowest log loss against `correct`."""
+    correct = np.asarray(correct, dtype=bool)
+    if len(distributions) != len(correct) or not len(correct):
+        raise ValueError(
+            f"Fitting a temperature needs one `correct` flag per plate and at least one plate; got "
+            f"{len(distributions)} plates and {len(correct)} flags."
+        )
+    losses = [log_loss(plate_log_scores(distributions, temperature), correct) for temperature in TEMPERATURE_GRID]
+    return float(TEMPERATURE_GRID[int(np.argmin(losses))])
+
+
+def calibrate_scores(
+    recognizer, samples, normalizer, batch_size: int = 8, target_accuracy: float = DEFAULT_TARGET_ACCURACY
+) -> ScoreCalibration:
+    """Fits `recognizer`'s score temperature and abstain threshold on `samples` (validation plates, never the test
+    split) and sets them on its processor (`set_score_calibration`); save the processor to keep them.
+
+    Args:
+        normalizer: the evaluation's `PlateNormalizer`: a plate is right when its normalised reading is its label.
+        target_accuracy: the accuracy the abstain threshold's accepted plates must reach.
+
+    Raises:
+        ValueError: for no samples, or a processor without `set_score_calibration` (a stock Qwen3-VL one).
+    """
+    if not samples:
+        raise ValueError("Calibrating scores needs validation plates; got none.")
+    if not hasattr(recognizer.processor, "set_score_calibration"):
+        raise ValueError(
+            f"A {type(recognizer.processor).__name__} cannot hold a score calibration: calibrate an LP-LLM checkpoint."
+        )
+    texts, distributions = read_step_distributions(recognizer, samples, batch_size)
+    correct = np.array([normalizer(text, sample.region) == sample.label for text, sample in zip(texts, samples)])
+    temperature = fit_temperature(distributions, correct)
+    before, after = plate_log_scores(distributions, 1.0), plate_log_scores(distributions, temperature)
+    scores = np.exp(after)
+    threshold = threshold_for_accuracy(scores, correct, target_accuracy)
+    recognizer.processor.set_score_calibration(temperature, threshold)
+    fit = ScoreCalibration(
+        temperature=temperature,
+        abstain_threshold=threshold,
+        target_accuracy=target_accuracy,
+        num_plates=len(samples),
+        accuracy=float(correct.mean()),
+        ece_before=expected_calibration_error(np.exp(before), correct),
+        ece_after=expected_calibration_error(scores, correct),
+        log_loss_before=log_loss(before, correct),
+        log_loss_after=log_loss(after, correct),
+    )
+    logger.warning(
+        f"Score calibration on {fit.num_plates} validation plates ({100 * fit.accuracy:.2f}% right): temperature "
+        f"{fit.temperature:.3g}, ECE {100 * fit.ece_before:.2f}% -> {100 * fit.ece_after:.2f}%, abstain threshold "
+        f"{'none reaches' if threshold is None else f'{threshold:.4g}'} ({100 * target_accuracy:g}% of accepted right)"
+    )
+    return fit
+
+
+__all__ = [
+    "DEFAULT_TARGET_ACCURACY",
+    "STEP_TOP_K",
+    "ScoreCalibration",
+    "calibrate_scores",
+    "fit_temperature",
+    "log_loss",
+    "plate_log_scores",
+    "read_step_distributions",
+]

@@ -1,0 +1,82 @@
+"""Fitting the score temperature: the fitted scores are the reading's scores, fitting lowers the calibration error
+of a miscalibrated set, and calibrating a model sets (and saves) its processor's temperature and threshold."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lpllm.evaluation.calibration import expected_calibration_error
+from lpllm.evaluation.normalization import PlateNormalizer
+from lpllm.evaluation.recognizers import VisionLanguageRecognizer
+from lpllm.evaluation.score_calibration import (
+    calibrate_scores,
+    fit_temperature,
+    plate_log_scores,
+    read_step_distributions,
+)
+from modeling_lpllm import LPLLMProcessor
+from tiny_lpllm import random_plate_image, tiny_model, tiny_processor
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    processor = tiny_processor()
+    processor.set_plate_options(num_views=2)
+    model = tiny_model(processor, seed=9)
+    return VisionLanguageRecognizer(model, processor, "tiny", torch.device("cpu"), max_new_tokens=8)
+
+
+def samples(count: int, label: str = "AB123"):
+    return [
+        SimpleNamespace(images=[random_plate_image(seed)], prompt=None, label=label, region=None)
+        for seed in range(count)
+    ]
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0])
+def test_refitted_scores_are_the_scores_a_reading_at_that_temperature_gives(recognizer, temperature):
+    plates = samples(3)
+    texts, distributions = read_step_distributions(recognizer, plates, batch_size=2)
+    recognizer.processor.set_score_calibration(temperature)
+    try:
+        readings = recognizer.read_scored([plate.images for plate in plates])
+    finally:
+        recognizer.processor.set_score_calibration(1.0)
+    assert texts == [reading["text"] for reading in readings]
+    expected = [math.log(reading["score"]) for reading in readings]
+    np.testing.assert_allclose(plate_log_scores(distributions, temperature), expected, rtol=1e-4)
+
+
+def test_fitting_a_temperature_calibrates_an_overconfident_set():
+    rng = np.random.default_rng(0)
+    # One step per plate over two tokens whose logits differ by d: the plate is right with probability sigmoid(d),
+    # and the model says sigmoid(3 d), three times too sure.
+    margin = rng.uniform(-1.0, 3.0, size=4000)
+    correct = rng.random(4000) < 1 / (1 + np.exp(-margin))
+    model_log_probs = -np.logaddexp(0.0, -3 * np.stack([margin, -margin], axis=1))
+    distributions = [np.array([[taken, taken, other]]) for taken, other in model_log_probs]
+    before = expected_calibration_error(np.exp(plate_log_scores(distributions, 1.0)), correct)
+    temperature = fit_temperature(distributions, correct)
+    after = expected_calibration_error(np.exp(plate_log_scores(distributions, temperature)), correct)
+    assert before > 0.1 and after < 0.02 and temperature == pytest.approx(3.0, rel=0.1)
+    with pytest.raises(ValueError, match="one `correct` flag per plate"):
+        fit_temperature(distributions, correct[:10])
+
+
+def test_calibrating_sets_the_processors_temperature_and_it_is_saved(recognizer, tmp_path):
+    processor = recognizer.processor
+    # A random model reads nothing right: its fitted scores must say so, and no threshold reaches 99.5%.
+    fit = calibrate_scores(recognizer, samples(6), PlateNormalizer(), batch_size=4)
+    try:
+        assert fit.accuracy == 0.0 and fit.abstain_threshold is None
+        assert processor.score_temperature == fit.temperature
+        assert fit.ece_after <= fit.ece_before + 1e-9 and fit.log_loss_after <= fit.log_loss_before + 1e-9
+        processor.save_pretrained(tmp_path)
+        assert LPLLMProcessor.from_pretrained(tmp_path).score_temperature == pytest.approx(fit.temperature)
+    finally:
+        processor.set_score_calibration(1.0)
+    with pytest.raises(ValueError, match="needs validation plates"):
+        calibrate_scores(recognizer, [], PlateNormalizer())
