@@ -16,7 +16,8 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, LPLLMProcessor
-from modeling_lpllm.plate_reading import read_plate_readings, resolve_max_new_tokens, resolve_num_views
+from modeling_lpllm.plate_reading import check_region, read_plate_readings, resolve_max_new_tokens, resolve_num_views
+from modeling_lpllm.plate_scores import check_top_k
 
 from .model_sources import check_model_reference, remote_code_allowed
 
@@ -50,7 +51,9 @@ class VisionLanguageRecognizer:
     `num_views` > 1 reads each plate from that many views of its crops (`LPLLMProcessor.plate_views`, their
     next-token log-probabilities averaged); None takes the processor's `num_views` (1 when it has none).
     `max_new_tokens` None takes the model's `generation_config.max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it
-    has none)."""
+    has none). `top_k` > 1 reads the `top_k` best readings by beam search (each reading's `candidates`), ranked by
+    `region` (`"auto"`: those fitting some region's plate pattern first); `constrain` writes only texts fitting
+    `region`'s patterns (`modeling_lpllm.read_plate_readings`)."""
 
     def __init__(
         self,
@@ -64,6 +67,9 @@ class VisionLanguageRecognizer:
         charset: str = DEFAULT_PLATE_CHARSET,
         path: str | None = None,
         num_views: int | None = None,
+        top_k: int = 1,
+        region: str | None = "auto",
+        constrain: bool = False,
     ):
         self.model = model.to(device).eval()
         self.processor = processor
@@ -75,6 +81,10 @@ class VisionLanguageRecognizer:
         self.extract_plate = extract_plate
         self.charset = charset
         self.num_views = resolve_num_views(processor, num_views)
+        self.top_k = check_top_k(top_k)
+        self.region = check_region(region, processor, constrain)
+        self.constrain = constrain
+        self._constraints = {}  # the region's pattern constraint, built once (it reads the vocabulary)
         config = model.config
         self.model_type = config.model_type
         self.cmrm_enabled = bool(getattr(config, "cmrm_enabled", False)) and self.model_type == "lpllm"
@@ -93,11 +103,21 @@ class VisionLanguageRecognizer:
         answer extraction, `text` is the plate inside the answer and `char_scores` is dropped (it spells the answer)."""
         prompts = [self.prompt or prompt for prompt in prompts or [None] * len(batch)]
         readings = read_plate_readings(
-            self.model, self.processor, batch, prompts, num_views=self.num_views, max_new_tokens=self.max_new_tokens
+            self.model, self.processor, batch, prompts, num_views=self.num_views, max_new_tokens=self.max_new_tokens,
+            top_k=self.top_k, region=self.region, constrain=self.constrain, constraint_cache=self._constraints,
         )
         if self.extract_plate:
-            readings = [{"text": extract_plate_text(reading["text"], self.charset), "score": reading["score"]}
-                        for reading in readings]
+            readings = [
+                {
+                    "text": extract_plate_text(reading["text"], self.charset),
+                    "score": reading["score"],
+                    **({"candidates": [
+                        {"text": extract_plate_text(candidate["text"], self.charset), "score": candidate["score"]}
+                        for candidate in reading["candidates"]
+                    ]} if "candidates" in reading else {}),
+                }
+                for reading in readings
+            ]
         return readings
 
     def read(self, batch: list[list], prompts: list[str | None] | None = None) -> list[str]:
@@ -120,7 +140,10 @@ class VisionLanguageRecognizer:
         description["peft"] = bool(getattr(self.model, "peft_config", None))
         description["num_views"] = self.num_views  # where the CTC baselines describe theirs: one place for reports
         description["generation"] = {
-            "decoding": "greedy" if self.num_views == 1 else f"greedy over {self.num_views} views",
+            "decoding": ("greedy" if self.top_k == 1 else f"beam search, {self.top_k} beams")
+            + ("" if self.num_views == 1 else f" over {self.num_views} views"),
+            "region": self.region,
+            "constrain": self.constrain,
             "max_new_tokens": self.max_new_tokens,
             "prompt": self.prompt or "dataset prompt, else DEFAULT_PROMPT",
             "answer_extraction": "longest plate-character run" if self.extract_plate else "none",
@@ -176,6 +199,9 @@ def load_vision_language_recognizer(
     charset: str = DEFAULT_PLATE_CHARSET,
     num_views: int | None = None,
     trust_remote_code: bool = False,
+    top_k: int = 1,
+    region: str | None = "auto",
+    constrain: bool = False,
 ) -> VisionLanguageRecognizer:
     """Loads an LP-LLM checkpoint (or Hub id) or a stock Qwen3-VL with its processor; `max_new_tokens` None reads
     with the checkpoint's generation config.
@@ -232,6 +258,9 @@ def load_vision_language_recognizer(
         charset=charset,
         path=path,
         num_views=num_views,
+        top_k=top_k,
+        region=region,
+        constrain=constrain,
     )
 
 
