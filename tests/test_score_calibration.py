@@ -80,3 +80,32 @@ def test_calibrating_sets_the_processors_temperature_and_it_is_saved(recognizer,
         processor.set_score_calibration(1.0)
     with pytest.raises(ValueError, match="needs validation plates"):
         calibrate_scores(recognizer, [], PlateNormalizer())
+
+
+def test_lpllm_calibrate_writes_a_calibrated_copy_and_refuses_to_replace_anything(tmp_path):
+    import json
+
+    from lpllm.cli import main as lpllm
+    from tiny_lpllm import save_tiny_checkpoint
+
+    model_dir, crops = tmp_path / "model", tmp_path / "crops"
+    save_tiny_checkpoint(model_dir, seed=1)
+    crops.mkdir()
+    for seed in range(4):
+        random_plate_image(seed).save(crops / f"{seed}.png")
+    (crops / "labels.csv").write_text("file,text\n" + "".join(f"{s}.png,AB12{s}\n" for s in range(4)), encoding="utf-8")
+    original = (model_dir / "processor_config.json").read_text(encoding="utf-8")
+
+    output = tmp_path / "calibrated"
+    lpllm(["calibrate", "--model", str(model_dir), "--dataset_name", str(crops), "--output_dir", str(output)])
+    fit = json.loads((output / "score_calibration.json").read_text(encoding="utf-8"))
+    assert fit["num_plates"] == 4 and fit["sources"] == [str(crops)]
+    saved = json.loads((output / "processor_config.json").read_text(encoding="utf-8"))
+    assert saved["score_temperature"] == pytest.approx(fit["temperature"])
+    assert (model_dir / "processor_config.json").read_text(encoding="utf-8") == original  # the source is untouched
+    with pytest.raises(FileExistsError, match="exists"):
+        lpllm(["calibrate", "--model", str(model_dir), "--dataset_name", str(crops), "--output_dir", str(output)])
+    with pytest.raises(ValueError, match="either `output_dir`"):
+        lpllm(["calibrate", "--model", str(model_dir), "--dataset_name", str(crops)])
+    with pytest.raises(ValueError, match="not a saved LP-LLM folder"):
+        lpllm(["calibrate", "--model", str(crops), "--dataset_name", str(crops), "--in_place"])

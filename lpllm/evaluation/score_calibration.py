@@ -32,6 +32,8 @@ from .calibration import expected_calibration_error, threshold_for_accuracy
 
 logger = logging.get_logger(__name__)
 
+# Written beside a calibrated model: the fit, its split and sources.
+SCORE_CALIBRATION_FILE = "score_calibration.json"
 STEP_TOP_K = 256
 # Temperatures tried: 0.05 to 20, evenly in log space (a factor of ~1.025 between neighbours).
 TEMPERATURE_GRID = np.exp(np.linspace(math.log(0.05), math.log(20.0), 241))
@@ -174,6 +176,7 @@ def calibrate_scores(
 
 __all__ = [
     "DEFAULT_TARGET_ACCURACY",
+    "SCORE_CALIBRATION_FILE",
     "STEP_TOP_K",
     "ScoreCalibration",
     "calibrate_scores",

@@ -5,7 +5,6 @@ model card takes its numbers from them, and `eval.py --compare` reuses them inst
 again."""
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from lpllm.evaluation.data import LABELS_FILE, load_eval_data
 from lpllm.evaluation.evaluation import evaluate_to_report, load_plate_metric
 from lpllm.evaluation.normalization import PlateNormalizer
 from lpllm.evaluation.recognizers import load_vision_language_recognizer
-from lpllm.evaluation.score_calibration import calibrate_scores
+from lpllm.evaluation.outputs import atomic_write_text
+from lpllm.evaluation.score_calibration import SCORE_CALIBRATION_FILE, calibrate_scores
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
 
 from .data import PlateSource
@@ -24,7 +24,6 @@ from .data import PlateSource
 logger = logging.get_logger(__name__)
 
 FINAL_EVAL_DIR = "final_eval"
-SCORE_CALIBRATION_FILE = "score_calibration.json"
 # A folder's crops are one split; eval.py passes its default split, which the folder ignores.
 FOLDER_SPLIT = "test"
 
@@ -132,7 +131,5 @@ def calibrate_saved_model(
     fit = calibrate_scores(recognizer, samples, normalizer).to_dict()
     recognizer.processor.save_pretrained(str(model_dir))
     payload = json.dumps({**fit, "split": split, "sources": [source.name for source in sources]}, indent=2)
-    partial = Path(model_dir) / ".score_calibration.json.partial"
-    partial.write_text(payload + "\n", encoding="utf-8")
-    os.replace(partial, Path(model_dir) / SCORE_CALIBRATION_FILE)
+    atomic_write_text(Path(model_dir) / SCORE_CALIBRATION_FILE, payload + "\n")
     return fit
