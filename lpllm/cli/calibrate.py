@@ -5,8 +5,9 @@ or to calibrate on other plates (a region's own validation crops).
     lpllm calibrate --model runs/lpllm/final --dataset_name data/plates --output_dir runs/lpllm/calibrated
     lpllm calibrate --model runs/lpllm/final --dataset_name data/plates crops_uz/ --in_place
 
-Several datasets pool their plates (the first `samples_per_source` of each one's `split`; a crops folder with a
-labels.csv is one split). The result is the model folder with `score_temperature` and `abstain_threshold` in its
+Several datasets pool their plates (the first `samples_per_source` of each one's `split`). A crops folder with a
+labels.csv is split as training splits it (built once into the same cache, `lpllm.training.data`), so its
+`validation` split holds the crops a model trained on the folder did not train on. The result is the model folder with `score_temperature` and `abstain_threshold` in its
 `processor_config.json` and the fit in `score_calibration.json`: a copy in `--output_dir`, or the model's own folder
 with `--in_place` (nothing else in it changes). Never calibrate on the plates you report results on.
 """
@@ -25,6 +26,7 @@ from ..evaluation.normalization import PlateNormalizer
 from ..evaluation.outputs import atomic_write_text
 from ..evaluation.recognizers import load_vision_language_recognizer, pick_device
 from ..evaluation.score_calibration import DEFAULT_TARGET_ACCURACY, SCORE_CALIBRATION_FILE, calibrate_scores
+from ..training.data import build_crops_source, is_crops_input
 
 logger = logging.getLogger("calibrate")
 
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> Path:
     # Every dataset loads (and is checked) before the model does.
     samples = []
     for name in args.dataset_name:
-        data = load_eval_data(name, args.split, normalizer, charset=None, max_samples=args.samples_per_source)
+        path = build_crops_source(name) if is_crops_input(name) else name
+        data = load_eval_data(path, args.split, normalizer, charset=None, max_samples=args.samples_per_source)
         if not data.samples:
             raise ValueError(f"{name} [{args.split}] has no plate to calibrate on ({len(data.excluded)} excluded).")
         samples.extend(data.samples)
