@@ -244,7 +244,7 @@ def resolve_min_score(min_score: float | str | None, recognizer) -> float | None
     if threshold is None:
         raise ValueError(
             f"--min_score saved takes the model's abstain threshold, and {recognizer.name} has none (it was not "
-            "calibrated; training calibrates the model it saves). Give a number in [0, 1] instead."
+            "calibrated: `lpllm calibrate --model M ...` fits one). Give a number in [0, 1] instead."
         )
     return check_min_score(threshold, f"{recognizer.name}'s abstain_threshold")
 
@@ -261,8 +261,7 @@ def record_keys(candidates: bool = False, min_score: bool = False) -> tuple[str,
 
 
 def _read_batch(recognizer, batch: list[list]) -> list[dict]:
-    """One reading per sample: the reader's own (`read_scored`) when it scores its plates, else its text with the
-    regions it fits, and no scores."""
+    """One reading per sample: the reader's own (`read_scored`) when it scores its plates, else its text alone."""
     read_scored = getattr(recognizer, "read_scored", None)
     if read_scored is not None:
         readings = read_scored(batch)
@@ -353,8 +352,8 @@ def _text_line(record: dict) -> str:
 def format_records(records: list[dict], output_format: str) -> str:
     """The readings as `output_format`: 'text', a `file<TAB>text<TAB>score` line per plate read (score to 4
     decimals, empty for a reader without scores; an unreadable plate has an empty text; a tab or line break in a text
-    written as `\\t`, `\\n`, `\\r`); 'json', the records; 'csv',
-    the `CSV_COLUMNS` (`regions` space-separated, `candidates` as `TEXT:score|TEXT:score`, `unreadable` 1 or 0)."""
+    written as `\\t`, `\\n`, `\\r`); 'json', the records; 'csv', the `CSV_COLUMNS` (`regions` space-separated,
+    `candidates` as `TEXT:score|TEXT:score`, `unreadable` 1 or 0)."""
     if output_format == "json":
         return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
     if output_format == "csv":
