@@ -1,5 +1,5 @@
-"""`lpllm read`: a folder of crops read as the pipeline reads them, the output formats, bad files, exit codes, and
-two processes giving the output of one."""
+"""`lpllm read`: a folder of crops read as the pipeline reads them (texts, scores, candidates, abstention), the output
+formats, bad files, exit codes, and two processes giving the output of one."""
 
 import csv
 import io
@@ -14,8 +14,15 @@ import torch
 from transformers import pipeline
 
 from lpllm.cli import main as lpllm
-from lpllm.cli.read import OUTPUT_FIELDS, collect_inputs, parse_arguments
-from tiny_lpllm import random_plate_image, save_tiny_checkpoint
+from lpllm.cli.read import (
+    CSV_COLUMNS,
+    collect_inputs,
+    format_records,
+    parse_arguments,
+    record_keys,
+    resolve_min_score,
+)
+from tiny_lpllm import assert_same_readings, random_plate_image, save_tiny_checkpoint
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,37 +50,153 @@ def crops(tmp_path_factory):
     return folder, [str(folder / name) for name in names]
 
 
+@pytest.fixture(scope="module")
+def reader(checkpoint):
+    return pipeline("image-to-text", model=checkpoint, trust_remote_code=True)
+
+
 def read_json(*argv, output):
     code = lpllm(["read", *map(str, argv), "--format", "json", "--output", str(output)])
     return code, json.loads(Path(output).read_text(encoding="utf-8"))
 
 
-def test_a_folder_reads_like_the_pipeline(checkpoint, crops, tmp_path):
+def read_csv(*argv, output):
+    code = lpllm(["read", *map(str, argv), "--format", "csv", "--output", str(output)])
+    with open(output, newline="", encoding="utf-8") as stream:
+        return code, list(csv.DictReader(stream))
+
+
+# The text format writes a tab or line break inside a text as an escape.
+ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def text_line(file, text, score):
+    return f"{file}\t{text.translate(ESCAPES)}\t{score:.4f}"
+
+
+def test_a_folder_reads_like_the_pipeline(checkpoint, crops, reader, tmp_path):
     folder, files = crops
     code, records = read_json(folder, "--model", checkpoint, "--batch_size", 3, output=tmp_path / "out.json")
     assert code == 0
     assert [record["file"] for record in records] == files  # sorted, recursive, only image files
-    reader = pipeline("image-to-text", model=checkpoint, trust_remote_code=True)
-    expected = [result[0]["generated_text"] for result in reader(files, batch_size=2)]
-    assert [record["text"] for record in records] == expected
-    assert len(set(expected)) > 1  # the crops are told apart, so an order mix-up would show
-    assert all(list(record) == list(OUTPUT_FIELDS) and record["error"] is None for record in records)
+    expected = [result[0] for result in reader(files, batch_size=2)]
+    assert [record["text"] for record in records] == [result["generated_text"] for result in expected]
+    assert len({result["generated_text"] for result in expected}) > 1  # an order mix-up would show
+    assert_same_readings(
+        [{key: record[key] for key in ("score", "char_scores", "regions")} for record in records],
+        [{key: result[key] for key in ("score", "char_scores", "regions")} for result in expected],
+    )
+    assert all(list(record) == list(record_keys()) and record["error"] is None for record in records)
+    assert all(len(record["char_scores"]) == len(record["text"]) for record in records)
 
 
 def test_csv_and_text_formats_hold_the_same_readings(checkpoint, crops, tmp_path, capsys):
     folder, files = crops
     _, records = read_json(folder, "--model", checkpoint, output=tmp_path / "out.json")
-    csv_argv = ["read", str(folder), "--model", checkpoint, "--format", "csv", "--output", str(tmp_path / "o.csv")]
-    assert lpllm(csv_argv) == 0
-    with open(tmp_path / "o.csv", newline="", encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream))
-    assert list(rows[0]) == list(OUTPUT_FIELDS)
-    assert [(row["file"], row["text"], row["error"]) for row in rows] == [(r["file"], r["text"], "") for r in records]
+    _, rows = read_csv(folder, "--model", checkpoint, output=tmp_path / "o.csv")
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert [(row["file"], row["text"], float(row["score"]), float(row["min_char_score"])) for row in rows] == [
+        (r["file"], r["text"], r["score"], min(r["char_scores"])) for r in records
+    ]
+    assert [row["regions"] for row in rows] == [" ".join(r["regions"]) for r in records]
+    assert {(row["candidates"], row["unreadable"], row["rejected_text"], row["error"]) for row in rows} == {("",) * 4}
 
     capsys.readouterr()
     assert lpllm(["read", files[1], files[0], "--model", checkpoint]) == 0  # the order given
     lines = capsys.readouterr().out.splitlines()
-    assert lines == [f"{files[1]}\t{records[1]['text']}", f"{files[0]}\t{records[0]['text']}"]
+    assert lines == [text_line(files[i], records[i]["text"], records[i]["score"]) for i in (1, 0)]
+
+
+def test_the_text_format_keeps_one_line_per_plate_read():
+    records = [
+        {**dict.fromkeys(record_keys()), "file": "a.png", "text": "AB\t1\r\n2", "score": 0.123456},
+        {**dict.fromkeys(record_keys()), "file": "b.png", "error": "not an image"},
+        {**dict.fromkeys(record_keys()), "file": "c.png", "text": "CD3"},  # a reader without scores
+    ]
+    assert format_records(records, "text") == "a.png\tAB\\t1\\r\\n2\t0.1235\nc.png\tCD3\t\n"
+
+
+def test_top_k_gives_the_pipelines_candidates_best_first(checkpoint, crops, reader, tmp_path):
+    _, files = crops
+    code, records = read_json(*files[:3], "--model", checkpoint, "--top_k", 3, output=tmp_path / "top.json")
+    assert code == 0 and all(list(record) == list(record_keys(candidates=True)) for record in records)
+    expected = [result[0] for result in reader(files[:3], top_k=3)]
+    for record, result in zip(records, expected):
+        assert len(record["candidates"]) == 3
+        assert (record["candidates"][0]["text"], record["candidates"][0]["score"]) == (record["text"], record["score"])
+        assert_same_readings(
+            record["candidates"],
+            [{key: candidate[key] for key in ("text", "score", "regions")} for candidate in result["candidates"]],
+        )
+        assert_same_readings(record["score"], result["score"])
+    _, rows = read_csv(*files[:3], "--model", checkpoint, "--top_k", 3, output=tmp_path / "top.csv")
+    for row, record in zip(rows, records):
+        cells = [cell.rsplit(":", 1) for cell in row["candidates"].split("|")]
+        assert [text for text, _ in cells] == [candidate["text"] for candidate in record["candidates"]]
+        assert [float(score) for _, score in cells] == pytest.approx(
+            [candidate["score"] for candidate in record["candidates"]], rel=1e-3
+        )
+
+
+def test_min_score_makes_readings_below_it_unreadable(checkpoint, crops, tmp_path, capsys):
+    _, files = crops
+    _, plain = read_json(*files[:2], "--model", checkpoint, output=tmp_path / "plain.json")
+    code, records = read_json(*files[:2], "--model", checkpoint, "--min_score", "1.0", output=tmp_path / "none.json")
+    assert code == 0 and all(list(record) == list(record_keys(min_score=True)) for record in records)
+    assert all(record["unreadable"] is True and record["text"] == "" for record in records)
+    assert [record["rejected_text"] for record in records] == [record["text"] for record in plain]
+    assert [record["score"] for record in records] == [record["score"] for record in plain]
+    _, rows = read_csv(*files[:2], "--model", checkpoint, "--min_score", "0", output=tmp_path / "all.csv")
+    assert [(row["text"], row["unreadable"], row["rejected_text"]) for row in rows] == [
+        (record["text"], "0", "") for record in plain
+    ]
+    capsys.readouterr()
+    assert lpllm(["read", files[0], "--model", checkpoint, "--min_score", "1"]) == 0
+    assert capsys.readouterr().out == f"{files[0]}\t\t{plain[0]['score']:.4f}\n"  # one line, the text empty
+
+
+def test_min_score_saved_needs_a_calibrated_model_and_scores_need_a_scoring_reader(checkpoint, crops):
+    _, files = crops
+    with pytest.raises(ValueError, match="--min_score saved takes the model's abstain threshold, and .* has none"):
+        lpllm(["read", files[0], "--model", checkpoint, "--min_score", "saved"])
+
+    class UnscoredReader:  # a CTC baseline's interface: texts only
+        name, paradigm = "crnn", "CNN + BiLSTM + CTC"
+
+    with pytest.raises(ValueError, match="`min_score` needs plate scores, and crnn"):
+        resolve_min_score(0.5, UnscoredReader())
+    assert resolve_min_score(None, UnscoredReader()) is None
+
+
+def test_a_reader_of_one_text_refuses_top_k_and_constrain_before_it_loads(crops, tmp_path):
+    _, files = crops
+    baseline = tmp_path / "crnn"
+    baseline.mkdir()
+    (baseline / "baseline_config.json").write_text("{}", encoding="utf-8")  # not a loadable baseline: never loaded
+    for options in (["--top_k", "2"], ["--region", "BR", "--constrain"]):
+        with pytest.raises(ValueError, match="is a CTC baseline, which reads one plate text; top_k/constrain need"):
+            lpllm(["read", files[0], "--model", str(baseline), *options])
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [([], ("auto", False, None)), (["--region", "none"], (None, False, None)),
+     (["--region", "br", "--constrain", "--min_score", "0.5"], ("br", True, 0.5)),
+     (["--min_score", "SAVED"], ("auto", False, "saved"))],
+)  # fmt: skip
+def test_region_constrain_and_min_score_options_parse(options, expected):
+    args = parse_arguments(["a.png", "--model", "org/model", *options])
+    assert (args.region, args.constrain, args.min_score) == expected
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [(["--min_score", "1.5"], "must be in \\[0, 1\\]"), (["--min_score", "high"], "or the word saved"),
+     (["--constrain"], "give `region` a region code"), (["--top_k", "0"], "whole number >= 1")],
+)  # fmt: skip
+def test_bad_trust_options_are_refused_before_anything_loads(options, message):
+    with pytest.raises(ValueError, match=message):
+        parse_arguments(["a.png", "--model", "org/model", *options])
 
 
 def test_a_bad_file_is_named_the_others_are_read_and_the_exit_code_says_so(checkpoint, crops, tmp_path, capsys):

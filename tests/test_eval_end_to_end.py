@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import evaluate
 import pytest
 import torch
 from PIL import Image
@@ -15,6 +16,7 @@ from lpllm.evaluation.data import load_eval_data
 from lpllm.evaluation.evaluation import EvalSettings, evaluate_recognizer
 from lpllm.evaluation.normalization import PlateNormalizer
 from lpllm.evaluation.recognizers import extract_plate_text
+from lpllm.evaluation.report import render_markdown
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, DEFAULT_PROMPT
 from test_eval_helpers import plate_row, save_plate_dataset, standard_splits, write_crop_folder
 from tiny_lpllm import save_tiny_checkpoint, tiny_config, tiny_model, tiny_processor
@@ -125,8 +127,6 @@ class ScriptedReader:
 
 
 def test_pipeline_numbers_with_a_scripted_reader(plate_dataset):
-    import evaluate
-
     data = load_eval_data(plate_dataset, "test", PlateNormalizer(), DEFAULT_PLATE_CHARSET)
     # Right, right after normalisation, empty (wrong, no crash), None (wrong, no crash).
     reader = ScriptedReader(["皖A88888", "ab-999", "", None])
@@ -144,6 +144,90 @@ def test_pipeline_numbers_with_a_scripted_reader(plate_dataset):
     assert results["breakdowns"]["degradation"]["noise"]["accuracy"] == 0.0
     assert [row["prediction"] for row in rows] == ["皖A88888", "AB999", "", ""]
     assert [row["raw_prediction"] for row in rows] == ["皖A88888", "ab-999", "", ""]
+
+
+class ScriptedCandidateReader(ScriptedReader):
+    """A scripted reader of several candidates per plate: `answers` are each plate's candidate texts, best first,
+    scored 0.5, 0.3, 0.2, ..."""
+
+    def read_scored(self, batch, prompts):
+        readings = []
+        for texts in (self.answers.pop(0) for _ in batch):
+            candidates = [{"text": text, "score": 0.5 / (index + 1)} for index, text in enumerate(texts)]
+            readings.append({**candidates[0], "candidates": candidates})
+        return readings
+
+
+def test_top_k_accuracy_counts_plates_whose_label_is_among_the_candidates(plate_dataset):
+    data = load_eval_data(plate_dataset, "test", PlateNormalizer(), DEFAULT_PLATE_CHARSET)
+    # Right first; right second after normalisation; right third; never right.
+    reader = ScriptedCandidateReader(
+        [["皖A88888", "皖A8888", "X"], ["AB998", "ab-999", "B"], ["XY11", "XY1", "xy 111"], ["CD2", "CD22", "C"]]
+    )
+    metric = evaluate.load(str(PLATE_METRICS_SCRIPT))
+    results, rows = evaluate_recognizer(
+        reader, data, metric, PlateNormalizer(), EvalSettings(batch_size=3, latency_runs=0), DEFAULT_PLATE_CHARSET
+    )
+    assert results["accuracy"] == 0.25
+    assert results["top_k"] == {"k": 3, "accuracy": 0.75}
+    assert rows[1]["candidates"] == "AB998:0.5|ab-999:0.25|B:0.1667"
+    assert "| Top-3 accuracy (%) — label among the candidates | 75.00 |" in render_markdown(results)
+    results, _ = evaluate_recognizer(
+        ScriptedReader(["皖A88888", "AB999", "", ""]), data, metric, PlateNormalizer(),
+        EvalSettings(batch_size=3, latency_runs=0), DEFAULT_PLATE_CHARSET,
+    )  # fmt: skip
+    assert results["top_k"] is None
+
+
+def test_eval_with_top_k_keeps_the_candidates_of_the_model(tiny_checkpoint, plate_dataset, tmp_path):
+    output = tmp_path / "report"
+    argv = ["--model_name_or_path", str(tiny_checkpoint), "--dataset_name", str(plate_dataset), "--output_dir",
+            str(output), "--top_k", "3", "--region", "none", *FAST]  # fmt: skip
+    results = eval_cli.main(argv)
+    saved = json.loads((output / "results.json").read_text(encoding="utf-8"))
+    assert saved["top_k"]["k"] == 3 and saved["top_k"]["accuracy"] >= saved["accuracy"]
+    assert saved["model"]["description"]["generation"]["region"] is None
+    assert saved["model"]["description"]["generation"]["decoding"] == "beam search, 3 beams"
+    rows = read_csv(output / "predictions.csv")
+    normalizer = PlateNormalizer()
+    for row in rows:
+        candidates = [candidate.rsplit(":", 1) for candidate in row["candidates"].split("|")]
+        assert len(candidates) == 3 and candidates[0][0] == row["raw_prediction"]
+        assert float(candidates[0][1]) == pytest.approx(float(row["score"]), rel=1e-3)
+    in_candidates = [
+        row["label"] in {normalizer(text, row["region"] or None) for text, _ in
+                         (candidate.rsplit(":", 1) for candidate in row["candidates"].split("|"))}
+        for row in rows
+    ]  # fmt: skip
+    assert results["top_k"]["accuracy"] == pytest.approx(sum(in_candidates) / len(rows))
+    assert "Top-3 accuracy (%)" in (output / "results.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "options, region",
+    [([], "auto"), (["--region", "none"], None), (["--region", "None"], None), (["--region", "auto"], "auto"),
+     (["--region", "BR", "--constrain"], "BR")],
+)  # fmt: skip
+def test_eval_region_options_parse(plate_dataset, tmp_path, options, region):
+    args = eval_cli.parse_arguments(
+        ["--model_name_or_path", "org/model", "--dataset_name", str(plate_dataset), "--output_dir", str(tmp_path),
+         *options]
+    )  # fmt: skip
+    assert args.region == region and args.constrain == ("--constrain" in options)
+
+
+def test_eval_refuses_top_k_for_a_baseline_and_constrain_without_a_region(plate_dataset, tmp_path):
+    baseline = tmp_path / "crnn"
+    baseline.mkdir()
+    (baseline / "baseline_config.json").write_text("{}", encoding="utf-8")  # never loaded: refused before
+    common = ["--dataset_name", str(plate_dataset), "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(ValueError, match="a CTC baseline, which reads one plate text; top_k/constrain need an LP-LLM"):
+        eval_cli.parse_arguments(["--compare", "org/model", str(baseline), "--top_k", "2", *common])
+    with pytest.raises(ValueError, match="give `region` a region code"):
+        eval_cli.parse_arguments(["--model_name_or_path", "org/model", "--constrain", *common])
+    with pytest.raises(ValueError, match="`top_k` must be a whole number >= 1"):
+        eval_cli.parse_arguments(["--model_name_or_path", "org/model", "--top_k", "0", *common])
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_input_is_reported_per_file_and_excluded(tiny_checkpoint, tmp_path):

@@ -20,6 +20,7 @@ from ..evaluation.normalization import DEFAULT_SEPARATORS, PlateNormalizer, pars
 from ..evaluation.outputs import prepare_output_dir
 from ..evaluation.tables import ablation_table, comparison_table
 from .reader_arguments import ReaderArguments
+from .recognizers import check_reader_options, load_recognizer
 
 
 COMPARISON_FILE = "comparison.md"
@@ -109,6 +110,7 @@ class EvalArguments(ReaderArguments):
     log_level: str = field(default="INFO", metadata={"help": "Logging level (DEBUG, INFO, WARNING, ...)."})
 
     def __post_init__(self):
+        super().__post_init__()
         modes = [name for name in ("model_name_or_path", "compare", "ablation_table") if getattr(self, name)]
         if len(modes) != 1:
             raise ValueError(
@@ -145,6 +147,8 @@ class EvalArguments(ReaderArguments):
         readers = [self.model_name_or_path] if self.model_name_or_path else self.compare or self.ablation_table
         if RAPIDOCR_READER in readers:
             check_rapidocr_settings(self.num_views)
+        for path in readers:
+            check_reader_options(path, self.top_k, self.constrain)
         if self.model_name_or_path:
             check_model_reference(self.model_name_or_path, "model_name_or_path")
         for name in ("compare", "ablation_table"):
@@ -239,7 +243,6 @@ class _Evaluator:
     def evaluate(self, model_path: str, output_dir: Path) -> dict:
         from lpllm.evaluation.evaluation import evaluate_to_report
         from lpllm.evaluation.sharding import reading_device
-        from .recognizers import load_recognizer
 
         data = self.data  # fail on a bad dataset before spending time loading a model
         recognizer = load_recognizer(
@@ -251,6 +254,9 @@ class _Evaluator:
             answer_extraction=self.args.answer_extraction,
             charset=self.args.charset or DEFAULT_PLATE_CHARSET,
             num_views=self.args.num_views,
+            top_k=self.args.top_k,
+            region=self.args.region,
+            constrain=self.args.constrain,
             trust_remote_code=self.args.trust_remote_code,
         )
         return evaluate_to_report(

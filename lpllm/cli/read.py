@@ -1,13 +1,21 @@
 """`lpllm read`: reads the plates in image files, folders and glob patterns with any reader `lpllm eval` loads (an
 LP-LLM or stock Qwen3-VL checkpoint, a CTC baseline, a fast-plate-ocr export).
 
-    lpllm read plate.jpg crops/ 'more/*.png' --model runs/lpllm/final               # file<TAB>text per plate
+    lpllm read plate.jpg crops/ 'more/*.png' --model runs/lpllm/final               # file<TAB>text<TAB>score
     lpllm read crops/ --model runs/lpllm/final --format csv --output readings.csv     # or --format json
+    lpllm read crops/ --model runs/lpllm/final --format json --top_k 5 --min_score saved
 
 Several processes split the inputs and write one output, the same as one process writes (docs/reading.md):
 
     accelerate launch --num_processes 4 -m lpllm.cli read crops/ --model M --format csv --output readings.csv
     torchrun --nproc_per_node 2 -m lpllm.cli read crops/ --model M --format csv --output readings.csv   # CPUs
+
+A reading has its text, `score` (the probability that the whole plate is right, calibrated when the model was),
+`char_scores` (one per character) and `regions` (the codes of the region plate patterns the text fits); `--top_k K`
+adds its K best `candidates`, ranked by `--region`; `--min_score` (a number, or `saved` for the model's abstain
+threshold) turns a reading scored below it into an unreadable one (`text` "", `unreadable`, `rejected_text`), as the
+pipeline's `min_score` does. A reader without scores (a CTC baseline, fast-plate-ocr, RapidOCR) has empty scores and
+refuses `--top_k` above 1, `--constrain` and `--min_score`. The formats: docs/reading.md.
 
 A folder is searched recursively for image files (`IMAGE_EXTENSIONS`, hidden entries skipped), a glob pattern's
 matches likewise; a file named on the command line is read whatever its extension. Inputs are read in the order
@@ -34,18 +42,26 @@ from tqdm.auto import tqdm
 from trl import TrlParser
 
 from modeling_lpllm.image_checks import ImageInputError, load_image_input
+from modeling_lpllm.plate_patterns import matching_regions
 from modeling_lpllm.plate_reading import check_max_new_tokens, check_prompt
+from modeling_lpllm.plate_scores import check_min_score
 
 from ..evaluation.model_sources import check_model_reference
 from ..evaluation.outputs import atomic_write_text
+from ..evaluation.report import format_candidates
 from ..evaluation.sharding import end_processes, gather_shards, process_state, reading_device, shard
 from .reader_arguments import ReaderArguments
 from .recognizers import load_recognizer
 
 
 IMAGE_EXTENSIONS = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
-# Columns of the CSV output and keys of each JSON object; `text` is empty (CSV) or null (JSON) for a failed input.
-OUTPUT_FIELDS = ("file", "text", "error")
+# Columns of the CSV output, whatever the options; an entry that does not apply (a failed input's text, a score of a
+# reader without scores, `unreadable` without `--min_score`) is empty.
+CSV_COLUMNS = (
+    "file", "text", "score", "min_char_score", "regions", "candidates", "unreadable", "rejected_text", "error"
+)  # fmt: skip
+# A tab or line break inside a text would split its line of the text format: it is written as an escape.
+TEXT_FORMAT_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})
 # A progress bar appears once a run has lasted this long, so reading a few plates prints nothing but the readings.
 PROGRESS_DELAY_SECONDS = 3.0
 
@@ -68,8 +84,14 @@ class ReadArguments(ReaderArguments):
     )
     format: Literal["text", "json", "csv"] = field(
         default="text",
-        metadata={"help": "'text': a `file<TAB>text` line per plate read; 'json': a list of {file, text, error}; "
-        "'csv': columns file,text,error."},
+        metadata={"help": "'text': a `file<TAB>text<TAB>score` line per plate read; 'json': a list of {file, text, "
+        "score, char_scores, regions, [candidates], [unreadable, rejected_text], error}; 'csv': columns "
+        + ",".join(CSV_COLUMNS) + "."},
+    )
+    min_score: float | str | None = field(
+        default=None,
+        metadata={"help": "A reading scored below this (a number in [0, 1], or `saved`: the model's abstain "
+        "threshold) is unreadable: empty text, its reading in rejected_text. None: every reading is kept."},
     )
     output: str | None = field(
         default=None, metadata={"help": "Write the readings to this file (atomically) instead of standard output."}
@@ -86,6 +108,8 @@ class ReadArguments(ReaderArguments):
     log_level: str = field(default="WARNING", metadata={"help": "Logging level (DEBUG, INFO, WARNING, ...)."})
 
     def __post_init__(self):
+        super().__post_init__()
+        self.min_score = parse_min_score(self.min_score)
         for name in ("batch_size", "num_views"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -180,9 +204,111 @@ def collect_inputs(paths: list[str]) -> list[PlateInput]:
     return inputs
 
 
-def read_inputs(recognizer, inputs: list[PlateInput], batch_size: int, progress: bool = True) -> list[dict]:
-    """One record `{file, text, error}` per input, in order: `text` the reading and `error` None, or `text` None and
-    `error` the image gate's reason when a file of the input was refused."""
+def parse_min_score(min_score) -> float | str | None:
+    """`--min_score` as a float in [0, 1], the word `saved`, or None.
+
+    Raises:
+        ValueError: naming `min_score` and what it takes.
+    """
+    if isinstance(min_score, str):
+        if min_score.strip().lower() == "saved":
+            return "saved"
+        try:
+            min_score = float(min_score)
+        except ValueError:
+            raise ValueError(
+                f"`min_score` must be a number in [0, 1] or the word saved (the model's abstain threshold); got "
+                f"{min_score!r}."
+            ) from None
+    return check_min_score(min_score)
+
+
+def resolve_min_score(min_score: float | str | None, recognizer) -> float | None:
+    """The lowest score `recognizer`'s readings are accepted at: `min_score`, or for `saved` the model's abstain
+    threshold.
+
+    Raises:
+        ValueError: for a `min_score` with a reader that gives no scores, or `saved` with a model that has no abstain
+            threshold (one that was not calibrated).
+    """
+    if min_score is None:
+        return None
+    if not hasattr(recognizer, "read_scored"):
+        raise ValueError(
+            f"`min_score` needs plate scores, and {recognizer.name} ({recognizer.paradigm}) gives none: read without "
+            "--min_score, or with an LP-LLM or Qwen3-VL model."
+        )
+    if min_score != "saved":
+        return min_score
+    threshold = getattr(recognizer, "abstain_threshold", None)
+    if threshold is None:
+        raise ValueError(
+            f"--min_score saved takes the model's abstain threshold, and {recognizer.name} has none (it was not "
+            "calibrated: `lpllm calibrate --model M ...` fits one). Give a number in [0, 1] instead."
+        )
+    return check_min_score(threshold, f"{recognizer.name}'s abstain_threshold")
+
+
+def record_keys(candidates: bool = False, min_score: bool = False) -> tuple[str, ...]:
+    """The keys of every JSON record, in order: `candidates` with `--top_k` above 1, `unreadable` and `rejected_text`
+    with `--min_score`."""
+    return (
+        "file", "text", "score", "char_scores", "regions",
+        *(("candidates",) if candidates else ()),
+        *(("unreadable", "rejected_text") if min_score else ()),
+        "error",
+    )  # fmt: skip
+
+
+def _read_batch(recognizer, batch: list[list]) -> list[dict]:
+    """One reading per sample: the reader's own (`read_scored`) when it scores its plates, else its text alone."""
+    read_scored = getattr(recognizer, "read_scored", None)
+    if read_scored is not None:
+        readings = read_scored(batch)
+    else:
+        readings = [{"text": "" if text is None else str(text)} for text in recognizer.read(batch)]
+    if len(readings) != len(batch):
+        raise RuntimeError(f"{recognizer.name} returned {len(readings)} readings for {len(batch)} plates.")
+    return readings
+
+
+def _reading_fields(reading: dict, keys: tuple[str, ...], min_score: float | None) -> dict:
+    """A record's fields for `reading` (`read_inputs`)."""
+    text = "" if reading.get("text") is None else str(reading["text"])
+    fields = {
+        "text": text,
+        "score": reading.get("score"),
+        "char_scores": reading.get("char_scores"),
+        # A reader that does not rank by region still says which regions' patterns its text fits.
+        "regions": reading["regions"] if "regions" in reading else matching_regions(text),
+    }
+    if "candidates" in keys:
+        fields["candidates"] = [
+            {
+                "text": candidate["text"],
+                "score": candidate.get("score"),
+                "regions": candidate["regions"] if "regions" in candidate else matching_regions(candidate["text"]),
+            }
+            for candidate in reading.get("candidates") or []
+        ]
+    if min_score is not None:
+        fields["unreadable"] = fields["score"] < min_score
+        fields["rejected_text"] = text if fields["unreadable"] else None
+        if fields["unreadable"]:
+            fields["text"] = ""
+    return fields
+
+
+def read_inputs(
+    recognizer, inputs: list[PlateInput], batch_size: int, progress: bool = True, min_score: float | None = None
+) -> list[dict]:
+    """One record per input, in order, with the keys of `record_keys`: the reading (`_reading_fields`) and `error`
+    None, or every reading field None and `error` the image gate's reason when a file of the input was refused.
+
+    `min_score`: readings scored below it are unreadable (`text` "", `unreadable` True, the text in
+    `rejected_text`); it needs a reader with scores (`resolve_min_score`).
+    """
+    keys = record_keys(getattr(recognizer, "top_k", 1) > 1, min_score is not None)
     records = []
     bar = tqdm(total=len(inputs), desc="Reading", unit="plate", disable=not progress, delay=PROGRESS_DELAY_SECONDS)
     with bar:
@@ -190,7 +316,7 @@ def read_inputs(recognizer, inputs: list[PlateInput], batch_size: int, progress:
             batch = inputs[start : start + batch_size]
             loaded, batch_records = [], []
             for item in batch:
-                record = {"file": item.name, "text": None, "error": None}
+                record = {**dict.fromkeys(keys), "file": item.name}
                 try:
                     loaded.append((record, [load_image_input(file) for file in item.files]))
                 except ImageInputError as error:
@@ -198,28 +324,45 @@ def read_inputs(recognizer, inputs: list[PlateInput], batch_size: int, progress:
                     record["error"] = error.message if len(item.files) == 1 else str(error)
                 batch_records.append(record)
             if loaded:
-                texts = recognizer.read([images for _, images in loaded])
-                if len(texts) != len(loaded):
-                    raise RuntimeError(f"{recognizer.name} returned {len(texts)} readings for {len(loaded)} plates.")
-                for (record, _), text in zip(loaded, texts):
-                    record["text"] = "" if text is None else str(text)
+                readings = _read_batch(recognizer, [images for _, images in loaded])
+                for (record, _), reading in zip(loaded, readings):
+                    record.update(_reading_fields(reading, keys, min_score))
             records += batch_records
             bar.update(len(batch))
     return records
 
 
+def _csv_row(record: dict) -> dict:
+    char_scores, unreadable = record.get("char_scores"), record.get("unreadable")
+    return {
+        **{key: "" if record.get(key) is None else record[key] for key in ("file", "text", "score", "error")},
+        "min_char_score": min(char_scores) if char_scores else "",
+        "regions": " ".join(record.get("regions") or []),
+        "candidates": format_candidates(record.get("candidates")),
+        "unreadable": "" if unreadable is None else int(unreadable),
+        "rejected_text": record.get("rejected_text") or "",
+    }
+
+
+def _text_line(record: dict) -> str:
+    score = "" if record["score"] is None else f"{record['score']:.4f}"
+    return f"{record['file']}\t{record['text'].translate(TEXT_FORMAT_ESCAPES)}\t{score}\n"
+
+
 def format_records(records: list[dict], output_format: str) -> str:
-    """The readings as `output_format` ('text': the plates read, one `file<TAB>text` line each; 'json'; 'csv')."""
+    """The readings as `output_format`: 'text', a `file<TAB>text<TAB>score` line per plate read (score to 4
+    decimals, empty for a reader without scores; an unreadable plate has an empty text; a tab or line break in a text
+    written as `\\t`, `\\n`, `\\r`); 'json', the records; 'csv', the `CSV_COLUMNS` (`regions` space-separated,
+    `candidates` as `TEXT:score|TEXT:score`, `unreadable` 1 or 0)."""
     if output_format == "json":
-        objects = [{key: record[key] for key in OUTPUT_FIELDS} for record in records]
-        return json.dumps(objects, indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
     if output_format == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=OUTPUT_FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows(_csv_row(record) for record in records)
         return buffer.getvalue()
-    return "".join(f"{record['file']}\t{record['text']}\n" for record in records if record["error"] is None)
+    return "".join(_text_line(record) for record in records if record["error"] is None)
 
 
 def parse_arguments(argv: list[str] | None = None) -> ReadArguments:
@@ -249,10 +392,16 @@ def main(argv: list[str] | None = None) -> int:
         max_new_tokens=args.max_new_tokens,
         prompt=args.prompt,
         num_views=args.num_views,
+        top_k=args.top_k,
+        region=args.region,
+        constrain=args.constrain,
         trust_remote_code=args.trust_remote_code,
     )
+    min_score = resolve_min_score(args.min_score, recognizer)
     began = time.perf_counter()
-    records = read_inputs(recognizer, shard(inputs, state), args.batch_size, progress=state.is_main_process)
+    records = read_inputs(
+        recognizer, shard(inputs, state), args.batch_size, progress=state.is_main_process, min_score=min_score
+    )
     records = gather_shards(records, state)
     failed = [record for record in records if record["error"] is not None]
     if state.is_main_process:

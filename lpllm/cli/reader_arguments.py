@@ -4,6 +4,8 @@ commands cannot drift apart."""
 from dataclasses import dataclass, field
 from typing import Literal
 
+from modeling_lpllm.plate_scores import check_top_k
+
 
 @dataclass(kw_only=True)
 class ReaderArguments:
@@ -26,3 +28,34 @@ class ReaderArguments:
         metadata={"help": "Run the Python code a model ships with (its config's auto_map), e.g. a Hub LP-LLM. An "
         "LP-LLM folder this project wrote loads without it."},
     )
+    top_k: int = field(
+        default=1,
+        metadata={"help": "Candidate readings per plate: above 1, beam search with that many beams, best first "
+        "(an LP-LLM or Qwen3-VL model only)."},
+    )
+    region: str | None = field(
+        default="auto",
+        metadata={"help": "How candidates are ranked: auto (those fitting some region's plate pattern first), a "
+        "region code such as BR (those fitting it first), or none (the model's order)."},
+    )
+    constrain: bool = field(
+        default=False,
+        metadata={"help": "Write only texts that fit `region`'s plate patterns (needs a region code; an LP-LLM or "
+        "Qwen3-VL model only)."},
+    )
+
+    def __post_init__(self):
+        self.top_k = check_top_k(self.top_k)
+        # The command line has no None: the word `none` stands for it.
+        if isinstance(self.region, str) and self.region.strip().lower() == "none":
+            self.region = None
+        if self.region is not None and (not isinstance(self.region, str) or not self.region.strip()):
+            raise ValueError(f"`region` must be auto, a region code such as BR, or none; got {self.region!r}.")
+        if not isinstance(self.constrain, bool):
+            raise ValueError(f"`constrain` must be true or false; got {self.constrain!r}.")
+        # A region code is checked against the model's patterns when it loads (its processor may add regions).
+        if self.constrain and (self.region is None or self.region.strip().lower() == "auto"):
+            raise ValueError(
+                "`constrain` writes only texts that fit one region's plate patterns: give `region` a region code, "
+                "e.g. --region BR."
+            )

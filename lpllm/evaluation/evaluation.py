@@ -49,22 +49,38 @@ def load_plate_metric():
     return evaluate.load(str(PLATE_METRICS_SCRIPT))
 
 
-def read_all(
-    recognizer, samples, batch_size: int, state: PartialState | None = None
-) -> tuple[list[str], list[float | None], list[tuple[int, float]]]:
-    """Raw outputs and plate-level scores for every sample, in order, and `(batch size, seconds)` for each batch.
+@dataclass
+class Readings:
+    """What `read_all` read, one entry per sample in order.
 
-    A reader with `read_scored(batch, prompts)` (one dict per sample with `text` and `score`, the probability that
-    the whole plate is right) is read through it; its other keys are not used here. Any other reader is read with
-    `read`, and its scores are None.
+    Args:
+        texts: the raw outputs ("" for a reader that answered None).
+        scores: plate-level scores in [0, 1], None where the reader gives none.
+        candidates: each sample's candidate readings `{"text", "score"}`, best first, for a reader that reads
+            several per plate (`top_k` > 1); None otherwise.
+        batch_seconds: `(batch size, seconds)` for each batch read.
+    """
+
+    texts: list[str]
+    scores: list[float | None]
+    candidates: list[list[dict] | None]
+    batch_seconds: list[tuple[int, float]]
+
+
+def read_all(recognizer, samples, batch_size: int, state: PartialState | None = None) -> Readings:
+    """Reads every sample with `recognizer` (`Readings`).
+
+    A reader with `read_scored(batch, prompts)` (one dict per sample with `text`, `score`, the probability that the
+    whole plate is right, and with several readings per plate their `candidates`) is read through it; its other keys
+    are not used here. Any other reader is read with `read`, and its scores and candidates are None.
 
     With `state` (an `accelerate.PartialState` of several processes, `sharding.py`), each process reads its shard
-    of `samples` and gets every output and score back in order, with every process's batch timings.
+    of `samples` and gets every reading back in order, with every process's batch timings.
 
     Raises:
         RuntimeError: when the reader answers a batch with another number of outputs, or a score outside [0, 1].
     """
-    outputs, scores, batch_seconds = [], [], []
+    texts, scores, candidates, batch_seconds = [], [], [], []
     device = getattr(recognizer, "device", torch.device("cpu"))
     read_scored = getattr(recognizer, "read_scored", None)
     local = shard(samples, state) if state is not None else samples
@@ -87,12 +103,13 @@ def read_all(
             )
         for sample, reading in zip(batch, readings):
             text = reading.get("text")
-            outputs.append("" if text is None else str(text))
+            texts.append("" if text is None else str(text))
             scores.append(_checked_score(reading.get("score"), recognizer.name, sample.id))
+            candidates.append(_checked_candidates(reading.get("candidates"), recognizer.name, sample.id))
     if state is not None:
-        outputs, scores = gather_shards(outputs, state), gather_shards(scores, state)
-        batch_seconds = gather_shards(batch_seconds, state)
-    return outputs, scores, batch_seconds
+        texts, scores = gather_shards(texts, state), gather_shards(scores, state)
+        candidates, batch_seconds = gather_shards(candidates, state), gather_shards(batch_seconds, state)
+    return Readings(texts, scores, candidates, batch_seconds)
 
 
 def _checked_score(score, reader: str, sample_id: str) -> float | None:
@@ -102,6 +119,31 @@ def _checked_score(score, reader: str, sample_id: str) -> float | None:
     if not 0.0 <= score <= 1.0:  # also refuses NaN
         raise RuntimeError(f"{reader} scored sample {sample_id} {score}; a plate score must be in [0, 1].")
     return score
+
+
+def _checked_candidates(candidates, reader: str, sample_id: str) -> list[dict] | None:
+    if candidates is None:
+        return None
+    return [
+        {
+            "text": "" if candidate.get("text") is None else str(candidate["text"]),
+            "score": _checked_score(candidate.get("score"), reader, sample_id),
+        }
+        for candidate in candidates
+    ]
+
+
+def _top_k_accuracy(samples, readings: Readings, normalizer: PlateNormalizer) -> dict | None:
+    """The `top_k` block: `k`, the most candidates read per plate, and `accuracy`, the share of plates whose label is
+    among their candidates' normalised texts; None when the reader read one text per plate."""
+    if all(candidates is None for candidates in readings.candidates):
+        return None
+    found = []
+    for sample, text, candidates in zip(samples, readings.texts, readings.candidates):
+        texts = [candidate["text"] for candidate in candidates] if candidates is not None else [text]
+        found.append(sample.label in {normalizer(candidate, sample.region) for candidate in texts})
+    k = max(len(candidates) for candidates in readings.candidates if candidates is not None)
+    return {"k": k, "accuracy": sum(found) / len(found)}
 
 
 def _abstain_threshold(recognizer) -> float | None:
@@ -147,7 +189,9 @@ def evaluate_recognizer(
     metrics; the main process alone measures latency, and the throughput is per process.
 
     A reader that scores its plates (`read_all`) also gets the `calibration` block (`calibration.calibration_summary`
-    over its scored samples, with its `abstain_threshold` when it has one); for any other reader it is None.
+    over its scored samples, with its `abstain_threshold` when it has one); for any other reader it is None. A reader
+    of several candidates per plate (`top_k` > 1) gets the `top_k` block (`{"k", "accuracy"}`: the share of plates
+    whose label is among the normalised candidates); for any other reader it is None.
 
     Returns:
         `(results payload for results.json, rows for predictions.csv)`.
@@ -162,9 +206,9 @@ def evaluate_recognizer(
         raise ValueError(f"No sample of {data.path} can be evaluated ({len(data.excluded)} excluded: {reasons}).")
     threshold = _abstain_threshold(recognizer)
     logger.info("Evaluating %s on %d samples of %s", recognizer.name, len(samples), data.name)
-    raw_predictions, scores, batch_seconds = read_all(recognizer, samples, settings.batch_size, state)
+    readings = read_all(recognizer, samples, settings.batch_size, state)
     # An empty or unreadable answer becomes "" and simply counts as wrong.
-    predictions = [normalizer(raw, sample.region) for raw, sample in zip(raw_predictions, samples)]
+    predictions = [normalizer(raw, sample.region) for raw, sample in zip(readings.texts, samples)]
     metrics = metric.compute(
         predictions=predictions,
         references=[sample.label for sample in samples],
@@ -211,12 +255,13 @@ def evaluate_recognizer(
             "processes": 1 if state is None else state.num_processes,
             "parameters": parameters,
             "latency": latency,
-            "throughput": throughput_from_batches(batch_seconds, settings.batch_size),
-            "total_read_seconds": sum(seconds for _, seconds in batch_seconds),
+            "throughput": throughput_from_batches(readings.batch_seconds, settings.batch_size),
+            "total_read_seconds": sum(seconds for _, seconds in readings.batch_seconds),
         },
+        "top_k": _top_k_accuracy(samples, readings, normalizer),
         "calibration": _calibration(
             recognizer,
-            scores,
+            readings.scores,
             [prediction == sample.label for prediction, sample in zip(predictions, samples)],
             threshold,
         ),
@@ -224,7 +269,7 @@ def evaluate_recognizer(
         "charset": charset,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    return results, prediction_rows(samples, raw_predictions, predictions, scores)
+    return results, prediction_rows(samples, readings.texts, predictions, readings.scores, readings.candidates)
 
 
 def evaluate_to_report(
@@ -267,4 +312,4 @@ def evaluate_to_report(
     return results
 
 
-__all__ = ["EvalSettings", "evaluate_recognizer", "evaluate_to_report", "load_plate_metric", "read_all"]
+__all__ = ["EvalSettings", "Readings", "evaluate_recognizer", "evaluate_to_report", "load_plate_metric", "read_all"]

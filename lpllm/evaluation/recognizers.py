@@ -16,7 +16,14 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, LPLLMProcessor
-from modeling_lpllm.plate_reading import check_region, read_plate_readings, resolve_max_new_tokens, resolve_num_views
+from modeling_lpllm.plate_reading import (
+    check_region,
+    rank_by_region,
+    read_plate_readings,
+    region_pattern_table,
+    resolve_max_new_tokens,
+    resolve_num_views,
+)
 from modeling_lpllm.plate_scores import check_top_k
 
 from .model_sources import check_model_reference, remote_code_allowed
@@ -99,26 +106,29 @@ class VisionLanguageRecognizer:
         return getattr(self.processor, "abstain_threshold", None)
 
     def read_scored(self, batch: list[list], prompts: list[str | None] | None = None) -> list[dict]:
-        """One reading per sample, `{"text", "score", "char_scores"}` (`modeling_lpllm.read_plate_readings`); with
-        answer extraction, `text` is the plate inside the answer and `char_scores` is dropped (it spells the answer)."""
+        """One reading per sample, `{"text", "score", "char_scores", "regions"}` and with `top_k` > 1 its
+        `candidates` (`modeling_lpllm.read_plate_readings`). With answer extraction, each `text` is the plate inside
+        the answer, `char_scores` is dropped (it spells the answer), and `regions` and the candidates' ranking are
+        those of the extracted plates."""
         prompts = [self.prompt or prompt for prompt in prompts or [None] * len(batch)]
         readings = read_plate_readings(
             self.model, self.processor, batch, prompts, num_views=self.num_views, max_new_tokens=self.max_new_tokens,
             top_k=self.top_k, region=self.region, constrain=self.constrain, constraint_cache=self._constraints,
         )
         if self.extract_plate:
-            readings = [
-                {
-                    "text": extract_plate_text(reading["text"], self.charset),
-                    "score": reading["score"],
-                    **({"candidates": [
-                        {"text": extract_plate_text(candidate["text"], self.charset), "score": candidate["score"]}
-                        for candidate in reading["candidates"]
-                    ]} if "candidates" in reading else {}),
-                }
-                for reading in readings
-            ]
+            # A sentence fits no plate pattern: the answers' regions and ranking say nothing about the plates in them,
+            # so the extracted plates are ranked afresh (by score, then by `region`).
+            readings = [self._extract_plates(reading) for reading in readings]
+            readings = rank_by_region(readings, self.region, region_pattern_table(self.processor))
         return readings
+
+    def _extract_plates(self, reading: dict) -> dict:
+        """`{"text", "score"}` of `reading` with the plate inside its answer; its candidates likewise, by score."""
+        extracted = {"text": extract_plate_text(reading["text"], self.charset), "score": reading["score"]}
+        if "candidates" in reading:
+            candidates = [self._extract_plates(candidate) for candidate in reading["candidates"]]
+            extracted["candidates"] = sorted(candidates, key=lambda candidate: -candidate["score"])
+        return extracted
 
     def read(self, batch: list[list], prompts: list[str | None] | None = None) -> list[str]:
         return [reading["text"] for reading in self.read_scored(batch, prompts)]

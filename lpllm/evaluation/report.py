@@ -29,6 +29,7 @@ PREDICTION_COLUMNS = [
     "prediction",
     "correct",
     "score",
+    "candidates",
     "edit_distance",
     "raw_label",
     "raw_prediction",
@@ -44,11 +45,26 @@ PREDICTION_COLUMNS = [
 MAX_LISTED_EXCLUSIONS = 50
 
 
+def format_candidates(candidates: list[dict] | None) -> str:
+    """Candidate readings `{"text", "score"}` in one CSV cell, best first: `TEXT:score|TEXT:score` (scores to 4
+    significant digits, so a small probability keeps its size; an unscored one empty); "" for None."""
+    return "|".join(
+        f"{candidate['text']}:{'' if candidate.get('score') is None else format(candidate['score'], '.4g')}"
+        for candidate in candidates or []
+    )
+
+
 def prediction_rows(
-    samples, raw_predictions: list[str], predictions: list[str], scores: list[float | None] | None = None
+    samples,
+    raw_predictions: list[str],
+    predictions: list[str],
+    scores: list[float | None] | None = None,
+    candidates: list[list[dict] | None] | None = None,
 ) -> list[dict]:
-    """One `predictions.csv` row per evaluated sample; `score` is empty where the reader gave none."""
+    """One `predictions.csv` row per evaluated sample; `score` is empty where the reader gave none, `candidates`
+    (raw texts, `format_candidates`) where it read one text per plate."""
     scores = scores if scores is not None else [None] * len(samples)
+    candidates = candidates if candidates is not None else [None] * len(samples)
     return [
         {
             "id": sample.id,
@@ -56,6 +72,7 @@ def prediction_rows(
             "prediction": prediction,
             "correct": int(prediction == sample.label),
             "score": "" if score is None else score,
+            "candidates": format_candidates(sample_candidates),
             "edit_distance": edit_distance(sample.label, prediction),
             "raw_label": sample.raw_label,
             "raw_prediction": raw,
@@ -67,7 +84,9 @@ def prediction_rows(
             "num_images": len(sample.images),
             "file": sample.file or "",
         }
-        for sample, raw, prediction, score in zip(samples, raw_predictions, predictions, scores)
+        for sample, raw, prediction, score, sample_candidates in zip(
+            samples, raw_predictions, predictions, scores, candidates
+        )
     ]
 
 
@@ -85,6 +104,10 @@ def _metric_table(results: dict) -> str:
         ("Length accuracy (%)", format_percent(results.get("length_accuracy"))),
         ("Empty predictions", results.get("num_empty_predictions")),
     ]
+    top_k = results.get("top_k")
+    if top_k:
+        label = f"Top-{top_k['k']} accuracy (%) — label among the candidates"
+        rows.insert(3, (label, format_percent(top_k["accuracy"])))
     lines = ["| Metric | Value |", "| --- | --- |"]
     lines.extend(f"| {name} | {value} |" for name, value in rows)
     return "\n".join(lines)
@@ -266,4 +289,11 @@ def write_report(output_dir: str | Path, results: dict, rows: list[dict]) -> lis
     return written
 
 
-__all__ = ["PREDICTIONS_FILE", "RESULTS_FILE", "prediction_rows", "render_markdown", "write_report"]
+__all__ = [
+    "PREDICTIONS_FILE",
+    "RESULTS_FILE",
+    "format_candidates",
+    "prediction_rows",
+    "render_markdown",
+    "write_report",
+]
