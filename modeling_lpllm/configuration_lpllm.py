@@ -43,6 +43,8 @@ QWEN3_VL_2B_VISION_CONFIG = {
 
 # The vision towers `vision_encoder` selects.
 VISION_ENCODERS = ("qwen3_vl", "ppocr")
+# Classes of PP-OCRv6 small's CTC head (`PPOCRRecognizerConfig.vocab_size`): the blank, 18,708 characters, the space.
+PPOCR_CTC_NUM_CLASSES = 18710
 
 
 @strict
@@ -85,6 +87,12 @@ class LPLLMConfig(Qwen3VLConfig):
             height of 48 pixels, whatever the processor's `image_size`. PP-OCR reads text at about its own aspect
             ratio: a plate stretched into a 32x672 strip is almost unreadable to it, the same strip brought back to
             48x192 reads about as well as the crop. None: the processor image's aspect ratio is kept.
+        ppocr_ctc_classes (`list[int]`, *optional*):
+            With `vision_encoder="ppocr"` (beyond the paper): classes of PP-OCR's pretrained CTC head (0 the blank,
+            `i + 1` the dictionary's character `i`, 18,710 in all) whose per-position log-probabilities are
+            concatenated to the encoder's features before the merger, e.g. the blank and the plate characters: the
+            head's own reading evidence, next to the features it reads it from. The blank must be among them. None:
+            the encoder's features alone.
 
     Example:
 
@@ -107,6 +115,7 @@ class LPLLMConfig(Qwen3VLConfig):
     cmrm_apply_to_deepstack: bool = False
     vision_encoder: str = "qwen3_vl"
     ppocr_image_width: int | None = None
+    ppocr_ctc_classes: list[int] | None = None
 
     def __post_init__(self, **kwargs):
         if self.text_config is None:
@@ -118,8 +127,8 @@ class LPLLMConfig(Qwen3VLConfig):
         self.check_vision_encoder()
 
     def check_vision_encoder(self):
-        """Raises a `ValueError` naming `vision_encoder` or `ppocr_image_width` when its value cannot work (run at
-        construction and by the model)."""
+        """Raises a `ValueError` naming `vision_encoder`, `ppocr_image_width` or `ppocr_ctc_classes` when its value
+        cannot work (run at construction and by the model)."""
         if self.vision_encoder not in VISION_ENCODERS:
             raise ValueError(
                 f"`vision_encoder` must be one of {', '.join(map(repr, VISION_ENCODERS))}; got {self.vision_encoder!r}."
@@ -127,6 +136,26 @@ class LPLLMConfig(Qwen3VLConfig):
         width = self.ppocr_image_width
         if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 8 or width % 8):
             raise ValueError(f"`ppocr_image_width` must be a positive multiple of 8 (pixels), got {width!r}.")
+        classes = self.ppocr_ctc_classes
+        if classes is None:
+            return
+        if self.vision_encoder != "ppocr":
+            raise ValueError(
+                f"`ppocr_ctc_classes` selects classes of PP-OCR's CTC head; it needs `vision_encoder=\"ppocr\"`, got "
+                f"{self.vision_encoder!r}."
+            )
+        # `@strict` checks the type (a list of ints); the range and the repeats are checked here.
+        if not all(0 <= index < PPOCR_CTC_NUM_CLASSES for index in classes):
+            raise ValueError(
+                f"`ppocr_ctc_classes` must be a list of class indices in [0, {PPOCR_CTC_NUM_CLASSES}), got {classes!r}."
+            )
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"`ppocr_ctc_classes` names a class twice: {classes!r}.")
+        if 0 not in classes:
+            raise ValueError(
+                "`ppocr_ctc_classes` must include the blank, class 0: the head tells a doubled character (`A`, blank, "
+                "`A`) from one character over two positions (`A`, `A`) by it."
+            )
 
     def check_cmrm_settings(self):
         """Raises a `ValueError` naming the first CMRM field whose value cannot work.
@@ -159,4 +188,10 @@ class LPLLMConfig(Qwen3VLConfig):
             )
 
 
-__all__ = ["LPLLMConfig", "VISION_ENCODERS", "QWEN3_VL_2B_TEXT_CONFIG", "QWEN3_VL_2B_VISION_CONFIG"]
+__all__ = [
+    "LPLLMConfig",
+    "VISION_ENCODERS",
+    "PPOCR_CTC_NUM_CLASSES",
+    "QWEN3_VL_2B_TEXT_CONFIG",
+    "QWEN3_VL_2B_VISION_CONFIG",
+]

@@ -9,7 +9,9 @@ backbone and neck of PP-OCRv6 small (`ppocr_recognizer.py`), pretrained on milli
     BGR       (3, 48, W)                             resized to the encoder's height; W = `ppocr_image_width`,
                                                      or 8 * round(6 w_i / h_i) (the aspect ratio kept)
     encoder   (L_i, 120)                             L_i = width / 8 positions, left to right
-    pooled    (N_i, 120)                             N_i = h_i w_i / merge**2, adaptive average pooling along L_i
+    + CTC     (L_i, 120 + C)                         with `ppocr_ctc_classes` (C of them): log_softmax(head(encoder))
+                                                     at those classes, concatenated
+    pooled    (N_i, 120 [+ C])                       N_i = h_i w_i / merge**2, adaptive average pooling along L_i
     merger    (N_i, out_hidden_size)                 LayerNorm, Linear, GELU, Linear (as Qwen3-VL's merger)
 
 PP-OCR reads text at about its own aspect ratio, not stretched into a strip: `ppocr_image_width` brings every image
@@ -18,6 +20,11 @@ for a strip one token high (e.g. 32 x 768 pixels with patch 16 and merge 2: 24 t
 image) the language model's positions run left to right with them. The image processor normalises with mean and std 0.5,
 i.e. `(pixel / 255 - 0.5) / 0.5`, PP-OCR's own normalisation; PP-OCR reads BGR images, hence the channel flip.
 There are no DeepStack features (an empty list: the language model adds none).
+
+With `ppocr_ctc_classes` (beyond the paper) the recognizer's pretrained CTC head is kept too, frozen with the encoder,
+and its log-probabilities of the plate characters and the blank travel beside the features: what PP-OCR itself would
+read at each position (a doubled character shows as `A`, blank, `A`), which the merger would otherwise have to learn
+again from the features.
 """
 
 import torch
@@ -63,6 +70,12 @@ class PPOCRVisionModel(nn.Module):
 
     `vision_config` gives the patching (`patch_size`, `temporal_patch_size`, `spatial_merge_size`) and the tokens'
     size (`out_hidden_size`); its other fields describe Qwen3-VL's tower and are not used.
+
+    With `config.ppocr_ctc_classes`, `head` is the recognizer's whole CTC head, `(vocab_size, 120)` (named as in
+    [`PPOCRRecognizer`], so converted weights load as they are). The whole head, not the rows of the kept classes:
+    a log-probability is normalised over every class, and the kept rows alone cannot give that normaliser exactly.
+    It costs 2.2M frozen parameters and one more product per position (+20% on the frozen encoder's forward: 48
+    plates at 48x192, one CPU thread).
     """
 
     def __init__(self, config: LPLLMConfig):
@@ -71,11 +84,21 @@ class PPOCRVisionModel(nn.Module):
         self.patch_size = vision_config.patch_size
         self.temporal_patch_size = vision_config.temporal_patch_size
         self.spatial_merge_size = vision_config.spatial_merge_size
-        self.encoder = PPOCREncoder(PPOCRRecognizerConfig())
+        recognizer_config = PPOCRRecognizerConfig()
+        self.encoder = PPOCREncoder(recognizer_config)
         self.image_width = config.ppocr_image_width
-        hidden_size = self.encoder.config.neck_hidden_size
+        hidden_size = recognizer_config.neck_hidden_size
+        # A list, not a buffer: `from_pretrained` builds on the meta device and leaves non-persistent buffers empty.
+        self.ctc_classes = None if config.ppocr_ctc_classes is None else list(config.ppocr_ctc_classes)
+        if self.ctc_classes is None:
+            self.head = None
+            features_size = hidden_size
+        else:
+            self.head = nn.Linear(hidden_size, recognizer_config.vocab_size)
+            features_size = hidden_size + len(self.ctc_classes)
+        # The hidden width stays the encoder's: the CTC columns widen only the merger's input.
         self.merger = PPOCRVisionMerger(
-            hidden_size, hidden_size * self.spatial_merge_size**2, vision_config.out_hidden_size
+            features_size, hidden_size * self.spatial_merge_size**2, vision_config.out_hidden_size
         )
 
     @property
@@ -90,6 +113,16 @@ class PPOCRVisionModel(nn.Module):
         scaled = width * self.encoder.config.image_height / height
         return 8 * max(1, round(scaled / 8))
 
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """`(batch, 3, 48, W)` BGR images -> `(batch, W/8, 120 [+ C])`: the encoder's features, and with
+        `ppocr_ctc_classes` the CTC head's log-probabilities of those classes after them."""
+        features = self.encoder(images)
+        if self.head is None:
+            return features
+        # In float32: the normaliser sums 18,710 exponentials.
+        log_probs = F.log_softmax(self.head(features).float(), dim=-1)[..., self.ctc_classes]
+        return torch.cat([features, log_probs.to(features.dtype)], dim=-1)
+
     def forward(
         self, hidden_states: torch.Tensor, grid_thw: torch.Tensor, **kwargs
     ) -> BaseModelOutputWithDeepstackFeatures:
@@ -101,7 +134,8 @@ class PPOCRVisionModel(nn.Module):
 
         Returns:
             `pooler_output`: `(sum_i t_i h_i w_i / merge**2, out_hidden_size)` visual tokens, each image's in reading
-            order; `last_hidden_state`: the same tokens before the merger; `deepstack_features`: `[]`.
+            order; `last_hidden_state`: the same tokens before the merger, `(..., 120 [+ C])`; `deepstack_features`:
+            `[]`.
         """
         frames = unpatchify(
             hidden_states, grid_thw, self.spatial_merge_size, self.temporal_patch_size, self.patch_size
@@ -118,7 +152,7 @@ class PPOCRVisionModel(nn.Module):
             images = torch.stack([frames[index] for index in indices]).flip(1)  # RGB -> BGR
             size = (self.encoder.config.image_height, self.encoder_width(height, width))
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
-            sequences = self.encoder(images).transpose(1, 2)  # (batch, hidden, L)
+            sequences = self.encode(images).transpose(1, 2)  # (batch, features, L)
             tokens = F.adaptive_avg_pool1d(sequences, num_tokens[indices[0]]).transpose(1, 2)
             for index, image_tokens in zip(indices, tokens):
                 pooled[index] = image_tokens

@@ -229,9 +229,17 @@ class PlateTrainingArguments:
     )
     freeze_vision_encoder: bool = field(
         default=False,
-        metadata={"help": "Beyond the paper: keep the PP-OCR encoder (backbone and neck) as `vision_weights` gave it; "
-        "its merger into the language model, CMRM and the language model train. Its backward pass is skipped (for 48 "
-        "plates ~0.7 s instead of ~2.5 s on one CPU thread), and the pretrained features stay as they are."},
+        metadata={"help": "Beyond the paper: keep the PP-OCR encoder (backbone and neck, and the CTC head of "
+        "`ppocr_ctc_features`) as `vision_weights` gave it; its merger into the language model, CMRM and the language "
+        "model train. Its backward pass is skipped (for 48 plates ~0.7 s instead of ~2.5 s on one CPU thread), and "
+        "the pretrained features stay as they are."},
+    )
+    ppocr_ctc_features: bool = field(
+        default=False,
+        metadata={"help": "Beyond the paper: keep the pretrained CTC head of `vision_weights` too, and give the "
+        "merger, beside the encoder's features, the head's log-probabilities at each position of the blank and of "
+        "every `charset` character PP-OCR's dictionary has (the model config's `ppocr_ctc_classes`): what PP-OCR "
+        "itself reads there. For a from-scratch config started from `vision_weights`."},
     )
     generation_eval_samples: int = field(
         default=256, metadata={"help": "Validation samples read with generation at each evaluation (0 = none)."}
@@ -327,6 +335,11 @@ class PlateTrainingArguments:
             raise ValueError(
                 f"`vision_weights` {self.vision_weights}: no such file; write it with `lpllm convert-ppocr "
                 "--output_path FILE.safetensors`."
+            )
+        if self.ppocr_ctc_features and self.vision_weights is None:
+            raise ValueError(
+                "`ppocr_ctc_features` keeps the CTC head of the PP-OCR recognizer in `vision_weights`; set "
+                "`vision_weights`."
             )
         if self.deskew_max_degrees is not None:
             self.deskew_max_degrees = check_max_degrees(self.deskew_max_degrees)

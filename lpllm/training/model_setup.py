@@ -2,8 +2,8 @@
 
 Three starts:
 - a from-scratch config (a `.json` file): random weights (a PP-OCR vision encoder may start from converted pretrained
-  weights, `--vision_weights`), the offline character-level processor, everything trains (`--freeze_vision_encoder`
-  keeps that encoder as it was given);
+  weights, `--vision_weights`, and keep their CTC head, `--ppocr_ctc_features`), the offline character-level
+  processor, everything trains (`--freeze_vision_encoder` keeps that encoder as it was given);
 - a stock Qwen3-VL checkpoint: CMRM newly initialised, LoRA and/or CMRM train as the ablation says;
 - a saved LP-LLM checkpoint: the same, continuing from its CMRM.
 """
@@ -23,9 +23,11 @@ from modeling_lpllm import (
     Qwen3VLForPlateRecognition,
     build_offline_processor,
 )
+from modeling_lpllm.configuration_lpllm import PPOCR_CTC_NUM_CLASSES
 from modeling_lpllm.processing_lpllm import PLATE_MAX_PIXELS, PLATE_MIN_PIXELS
 
 from .arguments import LANGUAGE_MODEL_LORA_TARGETS, Ablation, PlateTrainingArguments
+from .ppocr_conversion import load_dictionary
 
 
 logger = logging.get_logger(__name__)
@@ -45,8 +47,9 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
     if not isinstance(config_dict.get("text_config"), dict) or not isinstance(config_dict.get("vision_config"), dict):
         raise ValueError(f"{config_file}: a from-scratch config needs `text_config` and `vision_config` objects.")
     vision = config_dict["vision_config"]
+    charset = args.charset or DEFAULT_PLATE_CHARSET
     processor = build_offline_processor(
-        charset=args.charset or DEFAULT_PLATE_CHARSET,
+        charset=charset,
         min_pixels=args.min_pixels or PLATE_MIN_PIXELS,
         max_pixels=args.max_pixels or PLATE_MAX_PIXELS,
         # The image processor cuts the patches the vision tower embeds: the two must agree.
@@ -66,6 +69,20 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
     config_dict.update(processor.special_token_ids())
     config_dict.update(args.model_overrides())
     config_dict.pop("model_type", None)
+    if args.ppocr_ctc_features:
+        if config_dict.get("ppocr_ctc_classes") is not None:
+            raise ValueError(
+                f"{config_file} sets `ppocr_ctc_classes`, which `ppocr_ctc_features` builds from the charset: drop "
+                "one of the two."
+            )
+        characters = load_dictionary(args.vision_weights)
+        if len(characters) + 2 != PPOCR_CTC_NUM_CLASSES:
+            raise ValueError(
+                f"`vision_weights` {args.vision_weights}: a dictionary of {len(characters)} characters, i.e. "
+                f"{len(characters) + 2} CTC classes with the blank and the space; PP-OCRv6 small's head has "
+                f"{PPOCR_CTC_NUM_CLASSES}."
+            )
+        config_dict["ppocr_ctc_classes"] = ppocr_ctc_classes(characters, charset)
     config = LPLLMConfig(**config_dict)
     model = Qwen3VLForPlateRecognition(config)
     if args.vision_weights is not None:
@@ -73,9 +90,26 @@ def build_from_scratch(config_file: str, args: PlateTrainingArguments):
     return model, processor
 
 
+def ppocr_ctc_classes(characters: list[str], charset: str) -> list[int]:
+    """The classes of PP-OCR's CTC head that `ppocr_ctc_features` keeps: the blank (0), then the class of every
+    character of `charset` the dictionary `characters` has, in `charset`'s order (class `i + 1` is `characters[i]`,
+    as `ctc_greedy_decode` reads them).
+    """
+    classes = {}
+    for index, character in enumerate(characters):
+        classes.setdefault(character, index + 1)
+    plate_characters = dict.fromkeys(charset)
+    missing = [character for character in plate_characters if character not in classes]
+    if missing:
+        logger.warning(
+            f"PP-OCR's dictionary lacks {len(missing)} charset character(s), which get no CTC features: {''.join(missing)}"
+        )
+    return [0] + [classes[character] for character in plate_characters if character in classes]
+
+
 def load_vision_weights(model, path: str) -> None:
-    """Sets the PP-OCR vision encoder's weights (backbone and neck) from a recognizer file of `lpllm convert-ppocr`;
-    its CTC head is not part of LP-LLM and is left out.
+    """Sets the PP-OCR vision encoder's weights (backbone and neck) from a recognizer file of `lpllm convert-ppocr`,
+    and its CTC head's where the model keeps the head (`ppocr_ctc_classes`); elsewhere the head is left out.
 
     Raises:
         ValueError: naming `path`, when the model's encoder is not PP-OCR's or the file does not hold its weights.
@@ -89,23 +123,23 @@ def load_vision_weights(model, path: str) -> None:
         state = load_file(path)
     except (OSError, SafetensorError) as error:
         raise ValueError(f"`vision_weights` {path}: not a readable .safetensors file ({error}).") from error
-    encoder_state = {
-        name.removeprefix("encoder."): value for name, value in state.items() if name.startswith("encoder.")
+    visual = model.model.visual
+    # Named as in the file, the recognizer's state dict.
+    modules = {"encoder": visual.encoder} if visual.head is None else {"encoder": visual.encoder, "head": visual.head}
+    expected = {
+        f"{prefix}.{name}": tensor for prefix, module in modules.items() for name, tensor in module.state_dict().items()
     }
-    encoder = model.model.visual.encoder
-    expected = encoder.state_dict()
-    missing = sorted(set(expected) - set(encoder_state))
-    wrong_shape = sorted(
-        name for name in expected.keys() & encoder_state.keys() if expected[name].shape != encoder_state[name].shape
-    )
+    missing = sorted(set(expected) - set(state))
+    wrong_shape = sorted(name for name in expected.keys() & state.keys() if expected[name].shape != state[name].shape)
     if missing or wrong_shape:
         raise ValueError(
-            f"`vision_weights` {path} does not hold the PP-OCRv6 small encoder written by `lpllm convert-ppocr`: "
-            f"{len(missing)} weights missing (e.g. {missing[:3]}), {len(wrong_shape)} of another shape (e.g. "
-            f"{wrong_shape[:3]})."
+            f"`vision_weights` {path} does not hold the PP-OCRv6 small {' and '.join(modules)} written by `lpllm "
+            f"convert-ppocr`: {len(missing)} weights missing (e.g. {missing[:3]}), {len(wrong_shape)} of another "
+            f"shape (e.g. {wrong_shape[:3]})."
         )
-    encoder.load_state_dict({name: encoder_state[name] for name in expected})
-    logger.warning(f"Vision encoder: PP-OCR weights from {path}")
+    for prefix, module in modules.items():
+        module.load_state_dict({name: state[f"{prefix}.{name}"] for name in module.state_dict()})
+    logger.warning(f"Vision encoder: PP-OCR weights from {path} ({' and '.join(modules)})")
 
 
 def load_model_and_processor(
@@ -116,6 +150,11 @@ def load_model_and_processor(
 ):
     """Returns `(model, processor)` for the run, with generation settings for plates. `attn_implementation`
     (`"eager"`, `"sdpa"`, ...; None keeps transformers' choice) applies to the language model and the vision tower."""
+    if args.ppocr_ctc_features and not is_from_scratch(model_name_or_path):
+        raise ValueError(
+            f"`ppocr_ctc_features` sets the CTC classes of a from-scratch config (.json); {model_name_or_path} is a "
+            "checkpoint, whose config keeps its own `ppocr_ctc_classes`. Drop `ppocr_ctc_features`."
+        )
     if args.vision_weights is not None and not is_from_scratch(model_name_or_path):
         raise ValueError(
             f"`vision_weights` starts the PP-OCR encoder of a from-scratch config (.json); {model_name_or_path} is a "
@@ -227,7 +266,8 @@ def lora_config(
 
 def set_trainable_parameters(model, ablation: Ablation | None, freeze_vision_encoder: bool = False) -> None:
     """Everything trains from scratch; with an ablation only CMRM (C, D) trains here, and LoRA adds its adapters
-    (B, D) when the trainer wraps the model. `freeze_vision_encoder` keeps a PP-OCR encoder's backbone and neck."""
+    (B, D) when the trainer wraps the model. `freeze_vision_encoder` keeps a PP-OCR encoder's backbone and neck, and
+    its CTC head where the model keeps one (`ppocr_ctc_classes`)."""
     if freeze_vision_encoder and model.config.vision_encoder != "ppocr":
         raise ValueError(
             "`freeze_vision_encoder` keeps a pretrained PP-OCR encoder as it is; this model's vision encoder is "
@@ -236,7 +276,10 @@ def set_trainable_parameters(model, ablation: Ablation | None, freeze_vision_enc
     if ablation is None:
         model.requires_grad_(True)
         if freeze_vision_encoder:
-            model.model.visual.encoder.requires_grad_(False)
+            visual = model.model.visual
+            visual.encoder.requires_grad_(False)
+            if visual.head is not None:
+                visual.head.requires_grad_(False)
         return
     model.requires_grad_(False)
     if ablation.cmrm and model.cmrm is not None:

@@ -9,7 +9,8 @@ bias or batch norm, matrix products with their bias, layer norms spelled out as 
 the order the graph runs them and matched, by kind and shape, to the torch modules in the order a forward pass calls
 them; every batch norm is folded into the convolution before it. The result is checked against onnxruntime on a
 random image before it is written (`--verify false` to skip). The output holds the recognizer's `state_dict`
-(`encoder.*` and the CTC `head.*`), with the character dictionary in its metadata (`characters`, one per line).
+(`encoder.*` and the CTC `head.*`), with the character dictionary in its metadata (`characters`, one per line; class
+`i + 1` of the head is character `i`, class 0 the blank and the last class the space), which `load_dictionary` reads.
 """
 
 import hashlib
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 from transformers.utils import logging
@@ -318,6 +320,25 @@ def save_recognizer(recognizer: PPOCRRecognizer, characters: list[str], path, so
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def load_dictionary(path) -> list[str]:
+    """The character dictionary `save_recognizer` wrote into `path`'s metadata, without the blank and the space.
+
+    Raises:
+        ValueError: naming `path`, when it is not a readable .safetensors file or holds no dictionary.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (OSError, SafetensorError) as error:
+        raise ValueError(f"{path}: not a readable .safetensors file ({error}).") from error
+    if "characters" not in metadata:
+        raise ValueError(
+            f"{path} has no character dictionary in its metadata (`characters`); write the file with `lpllm "
+            "convert-ppocr`."
+        )
+    return metadata["characters"].split("\n")
 
 
 def sha256(path) -> str:

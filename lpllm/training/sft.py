@@ -247,7 +247,12 @@ def describe_vision_encoder(config, plate_args, from_scratch: bool) -> str:
     else:
         start = "started from random weights" if from_scratch else "the checkpoint's"
     frozen = ", frozen" if plate_args.freeze_vision_encoder else ""
-    return f"PP-OCRv6 small's backbone and neck (beyond the paper), {start}{frozen}"
+    head = (
+        f", with its CTC head's log-probabilities of {len(config.ppocr_ctc_classes)} classes as extra features"
+        if config.ppocr_ctc_classes
+        else ""
+    )
+    return f"PP-OCRv6 small's backbone and neck (beyond the paper), {start}{frozen}{head}"
 
 
 def card_fields(script_args, training_args, model_args, plate_args, trainer, mixture) -> dict:
