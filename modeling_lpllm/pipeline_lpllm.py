@@ -10,6 +10,7 @@ from transformers import Pipeline
 from .image_checks import PLATE_IMAGE_LIMITS, load_image_input
 from .plate_reading import (
     check_batch_size,
+    check_fusion,
     check_max_new_tokens,
     check_prompt,
     check_region,
@@ -19,6 +20,7 @@ from .plate_reading import (
     pattern_constraint,
     plate_reading_inputs,
     rank_by_region,
+    reading_group_sizes,
     region_pattern_table,
     resolve_num_views,
 )
@@ -40,10 +42,26 @@ def load_plate_image(image, name: str | None = None) -> Image.Image:
     return load_image_input(image, name, PLATE_IMAGE_LIMITS)
 
 
+def load_plate_sample(item, index: int) -> list[Image.Image]:
+    """The frames of the pipeline's input `item`, number `index` of the call: a track (a list or tuple of images,
+    each named "image #index frame #j") or one image ("image #index"), each through `load_plate_image`.
+
+    Raises:
+        ValueError: naming the input and, for a file, its path; for an empty track.
+    """
+    if not isinstance(item, (list, tuple)):
+        return [load_plate_image(item, f"image #{index}")]
+    if not item:
+        raise ValueError(f"image #{index}: an empty track; a track is a list of one or more frames of one plate.")
+    return [load_plate_image(frame, f"image #{index} frame #{position}") for position, frame in enumerate(item)]
+
+
 class PlateRecognitionPipeline(Pipeline):
     """Reads license plates: `reader(image)` -> `[{"generated_text": "皖A12345", "score": 0.97, "char_scores":
-    [...]}]`; `reader([image, ...])` -> one such list per image. Images may be paths, PIL images or numpy arrays.
-    Decoding is greedy with the checkpoint's `max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is
+    [...]}]`; `reader([image, ...])` -> one such list per image. Images may be paths, PIL images or numpy arrays. An
+    item that is itself a list or tuple of images is a track, the frames of one plate, read as one plate:
+    `reader([[f1, f2, f3], [g1, g2]])` -> one reading per track (late fusion, `plate_reading.py`). Decoding is
+    greedy with the checkpoint's `max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is
     `plate_reading.py`'s, the evaluation's.
 
     Each reading has `score`, the probability that the whole plate is right (calibrated when the processor holds a
@@ -51,16 +69,18 @@ class PlateRecognitionPipeline(Pipeline):
     (`plate_scores.py`).
 
     Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`; at most `MAX_PROMPT_CHARS` characters),
-    `max_new_tokens` (1 to `MAX_NEW_TOKENS_LIMIT`), `batch_size` (images generated together, left-padded; default 8),
-    `num_views` (views of each crop a plate is read from, default: the processor's `num_views`; see
-    `plate_views.py`), `top_k` (above 1: beam search with `top_k` beams, and a `candidates` list of the `top_k` best
-    readings `{"text", "score", "char_scores"}`, best first; `generated_text` is the first), `min_score` (a number in
-    [0, 1], or `"saved"` for the processor's `abstain_threshold`: a reading scored below it comes back with
-    `generated_text` "" and `unreadable` True, its text in `rejected_text`), `region` (`"auto"`, the default: candidates
-    that fit some region's plate pattern first; a region code such as `"BR"`: candidates that fit it first; None: the
-    model's order; every reading and candidate lists the `regions` it fits), `constrain` (True: generation writes only
-    texts that fit `region`'s patterns), `generate_kwargs` (a dict passed to `model.generate`). All are checked before the first image is read; every image passes `image_checks.py`'s gate,
-    and a refused one is named ("image #i", and its path).
+    `max_new_tokens` (1 to `MAX_NEW_TOKENS_LIMIT`), `batch_size` (plates, images or tracks, generated together,
+    left-padded; default 8), `fusion` (how a track's frames are read together: `"late"`, the default, or `"joint"`,
+    all frames in one prompt), `num_views` (views of each crop a plate is read from, default: the processor's
+    `num_views`; see `plate_views.py`), `top_k` (above 1: beam search with `top_k` beams, and a `candidates` list of
+    the `top_k` best readings `{"text", "score", "char_scores"}`, best first; `generated_text` is the first),
+    `min_score` (a number in [0, 1], or `"saved"` for the processor's `abstain_threshold`: a reading scored below it
+    comes back with `generated_text` "" and `unreadable` True, its text in `rejected_text`), `region` (`"auto"`, the
+    default: candidates that fit some region's plate pattern first; a region code such as `"BR"`: candidates that
+    fit it first; None: the model's order; every reading and candidate lists the `regions` it fits), `constrain`
+    (True: generation writes only texts that fit `region`'s patterns), `generate_kwargs` (a dict passed to
+    `model.generate`). All are checked before the first image is read; every image passes `image_checks.py`'s gate,
+    and a refused one is named ("image #i", or "image #i frame #j" in a track, and its path).
     """
 
     _load_processor = True
@@ -74,9 +94,11 @@ class PlateRecognitionPipeline(Pipeline):
 
     def _sanitize_parameters(
         self, prompt=None, max_new_tokens=None, num_views=None, top_k=None, min_score=None, region="auto",
-        constrain=False, generate_kwargs=None, **kwargs,
+        constrain=False, fusion=None, generate_kwargs=None, **kwargs,
     ):
         preprocess_params = {} if prompt is None else {"prompt": check_prompt(prompt)}
+        if fusion is not None:
+            preprocess_params["fusion"] = check_fusion(fusion)
         if generate_kwargs is not None and not isinstance(generate_kwargs, dict):
             raise ValueError(f"`generate_kwargs` must be a dict of `model.generate` arguments; got {generate_kwargs!r}.")
         forward_params = dict(generate_kwargs or {})
@@ -84,8 +106,7 @@ class PlateRecognitionPipeline(Pipeline):
         if max_new_tokens is not None:
             forward_params["max_new_tokens"] = check_max_new_tokens(max_new_tokens)
         if num_views is not None:
-            num_views = check_num_views(num_views)
-            preprocess_params["num_views"] = forward_params["num_views"] = postprocess_params["num_views"] = num_views
+            preprocess_params["num_views"] = check_num_views(num_views)
         if top_k is not None:
             forward_params["top_k"] = postprocess_params["top_k"] = check_top_k(top_k)
         if min_score is not None:
@@ -128,23 +149,29 @@ class PlateRecognitionPipeline(Pipeline):
             results.extend(self.run_single(batch, batch_params, forward_params, postprocess_params))
         return results[0] if single else results
 
-    def preprocess(self, images, prompt=DEFAULT_PROMPT, num_views=None, first_index=0):
+    def preprocess(self, items, prompt=DEFAULT_PROMPT, num_views=None, fusion="late", first_index=0):
         # In-memory images are named by their place in the call, files by their path.
-        batch = [[load_plate_image(image, f"image #{first_index + offset}")] for offset, image in enumerate(images)]
+        batch = [load_plate_sample(item, first_index + offset) for offset, item in enumerate(items)]
         num_views = resolve_num_views(self.processor, num_views)
-        return plate_reading_inputs(self.processor, batch, [prompt] * len(batch), num_views)
+        return {
+            "inputs": plate_reading_inputs(self.processor, batch, [prompt] * len(batch), num_views, fusion),
+            "group_sizes": reading_group_sizes(batch, num_views, fusion),
+        }
 
-    def _forward(self, model_inputs, num_views=None, top_k=1, constrain_region=None, **generate_kwargs):
-        num_views = resolve_num_views(self.processor, num_views)
+    def _forward(self, model_inputs, top_k=1, constrain_region=None, **generate_kwargs):
         if constrain_region is not None:
             constraint = pattern_constraint(self.model, self.processor, constrain_region, self._constraints)
             generate_kwargs["logits_processor"] = [*(generate_kwargs.get("logits_processor") or []), constraint]
-        return generate_plate_outputs(self.model, self.processor, model_inputs, num_views, top_k=top_k, **generate_kwargs)
+        group_sizes = model_inputs["group_sizes"]
+        outputs = generate_plate_outputs(
+            self.model, self.processor, model_inputs["inputs"], group_sizes, top_k=top_k, **generate_kwargs
+        )
+        return {**outputs, "group_sizes": group_sizes}
 
-    def postprocess(self, model_outputs, num_views=None, top_k=1, min_score=None, region="auto"):
-        num_views = resolve_num_views(self.processor, num_views)
+    def postprocess(self, model_outputs, top_k=1, min_score=None, region="auto"):
         eos_token_ids = end_token_ids(self.model, self.processor)
-        readings = decode_plate_outputs(self.processor, model_outputs, num_views, top_k, eos_token_ids)
+        group_sizes = model_outputs["group_sizes"]
+        readings = decode_plate_outputs(self.processor, model_outputs, group_sizes, top_k, eos_token_ids)
         results = []
         for reading in rank_by_region(readings, region, region_pattern_table(self.processor)):
             result = {"generated_text": reading.pop("text"), **reading}
@@ -156,4 +183,4 @@ class PlateRecognitionPipeline(Pipeline):
         return results
 
 
-__all__ = ["PlateRecognitionPipeline", "load_plate_image"]
+__all__ = ["PlateRecognitionPipeline", "load_plate_image", "load_plate_sample"]

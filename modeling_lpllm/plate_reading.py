@@ -1,11 +1,19 @@
 """Reading plates with a Qwen3-VL-family model (LP-LLM or stock): the one implementation behind
 `pipeline("image-to-text")` and the evaluation's reader.
 
-A batch holds samples, each a list of PIL images (one crop, or several frames of one plate). Each sample becomes one
-chat prompt with an image placeholder per frame; with `num_views` > 1 it is repeated once per view of its frames
-(`LPLLMProcessor.plate_views`), the views in consecutive rows. The rows are left-padded, so batched greedy decoding
-equals one-by-one decoding, and `ViewAveragingLogitsProcessor` gives all views of a sample the same tokens, so one
-row per sample is decoded.
+A batch holds samples, each a list of PIL images: one crop, or a track (several frames of one plate). A track is
+read by one of two `fusion`s:
+
+- `"late"` (the default): every frame is a prompt of its own with one image, and the track's frames take
+  consecutive rows, averaged as views are. Frames degraded differently (motion, focus, noise) each contribute
+  their next-token distribution, and a track of any length reads the same way.
+- `"joint"`: the track is one chat prompt with an image placeholder per frame, as Qwen3-VL reads several images.
+
+With `num_views` > 1 every prompt is repeated once per view of its frames (`LPLLMProcessor.plate_views`), the views
+in consecutive rows: a track of F frames read with V views takes F * V rows under late fusion, V under joint. The
+rows are left-padded, so batched greedy decoding equals one-by-one decoding, and `ViewAveragingLogitsProcessor`
+gives all rows of a sample the mean of their log-probabilities, renormalised, so they take the same tokens and one
+row per sample is decoded, with one score.
 
 `max_new_tokens` is the caller's, else the model's `generation_config.max_new_tokens` (saved with the model by
 training), else `DEFAULT_MAX_NEW_TOKENS`.
@@ -13,6 +21,7 @@ training), else `DEFAULT_MAX_NEW_TOKENS`.
 
 import math
 from collections.abc import Mapping
+from itertools import accumulate
 
 import numpy as np
 import torch
@@ -70,6 +79,48 @@ def check_batch_size(batch_size, name: str = "batch_size") -> int:
     return int(batch_size)
 
 
+FUSIONS = ("late", "joint")
+
+
+def check_fusion(fusion, name: str = "fusion") -> str:
+    """`fusion`, how a track's frames are read together: `"late"` or `"joint"` (see the module docstring);
+    ValueError naming `name` otherwise."""
+    if fusion not in FUSIONS:
+        raise ValueError(
+            f"`{name}` must be 'late' (each frame a prompt of its own, next-token log-probabilities averaged) or "
+            f"'joint' (all frames in one prompt); got {fusion!r}."
+        )
+    return fusion
+
+
+def check_batch(batch: list[list]) -> list[list]:
+    """`batch` when every sample is a non-empty list or tuple of images; ValueError naming the sample otherwise."""
+    for index, sample in enumerate(batch):
+        if not isinstance(sample, (list, tuple)) or not sample:
+            raise ValueError(
+                f"Sample #{index} of the batch is {sample!r:.60}; each sample must be a non-empty list of images (one "
+                "crop, or the frames of one plate)."
+            )
+    return batch
+
+
+def reading_group_sizes(batch: list[list], num_views: int = 1, fusion: str = "late") -> list[int]:
+    """The rows each sample of `batch` is read from (`plate_reading_inputs`): its views, times its frames under late
+    fusion."""
+    fusion = check_fusion(fusion)
+    return [num_views * (len(sample) if fusion == "late" else 1) for sample in check_batch(batch)]
+
+
+def first_rows(group_sizes: int | list[int], num_rows: int) -> list[int]:
+    """The first of each sample's rows in a batch of `num_rows` input rows, each sample taking `group_sizes` rows (an
+    int for every sample alike, or one count per sample, `reading_group_sizes`)."""
+    if isinstance(group_sizes, (int, np.integer)):
+        return list(range(0, num_rows, int(group_sizes)))
+    if sum(group_sizes) != num_rows:
+        raise ValueError(f"`group_sizes` add up to {sum(group_sizes)} rows; the batch holds {num_rows}.")
+    return list(accumulate(group_sizes[:-1], initial=0))
+
+
 def resolve_num_views(processor, num_views: int | None = None) -> int:
     """`num_views`, else the processor's (1 for a processor without views).
 
@@ -98,20 +149,28 @@ def resolve_max_new_tokens(generation_config, max_new_tokens: int | None = None)
     return check_max_new_tokens(saved, "generation_config.max_new_tokens") if saved else DEFAULT_MAX_NEW_TOKENS
 
 
-def plate_reading_inputs(processor, batch: list[list], prompts: list[str | None] | None = None, num_views: int = 1):
-    """The model inputs for reading `batch`: one left-padded row per sample and view, each sample's views in
-    consecutive rows.
+def plate_reading_inputs(
+    processor, batch: list[list], prompts: list[str | None] | None = None, num_views: int = 1, fusion: str = "late"
+):
+    """The model inputs for reading `batch`: one left-padded row per prompt and view, each sample's rows
+    consecutive (`reading_group_sizes` counts them).
 
     Args:
         processor: an `LPLLMProcessor`, or a stock Qwen3-VL processor when `num_views` is 1.
-        batch: samples, each a list of PIL images (several frames of one plate take one image placeholder each).
+        batch: samples, each a non-empty list of PIL images (one crop, or the frames of one plate).
         prompts: one instruction per sample; None (or a None entry) for `DEFAULT_PROMPT`.
         num_views: views of each frame a sample is read from (`LPLLMProcessor.plate_views`).
+        fusion: `"late"`, a prompt per frame, or `"joint"`, a prompt per sample with an image placeholder per frame.
     """
+    fusion = check_fusion(fusion)
+    check_batch(batch)
     prompts = prompts or [None] * len(batch)
     if len(prompts) != len(batch):
         raise ValueError(f"`prompts` has {len(prompts)} entries for {len(batch)} samples: give one per sample.")
     prompts = [check_prompt(prompt, f"prompts[{index}]") for index, prompt in enumerate(prompts)]
+    if fusion == "late":
+        prompts = [prompt for sample, prompt in zip(batch, prompts) for _ in sample]
+        batch = [[image] for sample in batch for image in sample]
     texts = [
         processor.apply_chat_template(
             plate_messages(prompt or DEFAULT_PROMPT, num_images=len(images)), add_generation_prompt=True, tokenize=False
@@ -127,14 +186,15 @@ def plate_reading_inputs(processor, batch: list[list], prompts: list[str | None]
     return processor(images=images, text=texts, padding=True, padding_side="left", return_tensors="pt")
 
 
-def generation_settings(model, processor, num_views: int = 1, max_new_tokens: int | None = None, top_k: int = 1,
-                        score_temperature: float | None = None, **generate_kwargs) -> dict:
+def generation_settings(model, processor, group_sizes: int | list[int] = 1, max_new_tokens: int | None = None,
+                        top_k: int = 1, score_temperature: float | None = None, **generate_kwargs) -> dict:
     """`model.generate` arguments for reading: greedy (`top_k` 1) or beam search with `top_k` beams and as many
-    readings returned, no length penalty; scores returned. The logits processors, in order: the views' average
-    (`ViewAveragingLogitsProcessor`, when `num_views` > 1), the processor's `score_temperature`
-    (`CalibratedLogProbabilities`), then any `logits_processor` of the caller (a plate pattern's constraint masks
-    tokens without renormalising, so a constrained reading keeps the score the model gives it). `score_temperature`
-    None takes the processor's."""
+    readings returned, no length penalty; scores returned. `group_sizes` is the rows of each sample (an int, its
+    `num_views`, for every sample alike, or one count per sample, `reading_group_sizes`). The logits processors, in
+    order: the average of each sample's rows (`ViewAveragingLogitsProcessor`, when a sample has several), the
+    processor's `score_temperature` (`CalibratedLogProbabilities`), then any `logits_processor` of the caller (a
+    plate pattern's constraint masks tokens without renormalising, so a constrained reading keeps the score the model
+    gives it). `score_temperature` None takes the processor's."""
     generation_config = model.generation_config
     top_k = check_top_k(top_k)
     generate_kwargs.setdefault("do_sample", False)
@@ -146,8 +206,8 @@ def generation_settings(model, processor, num_views: int = 1, max_new_tokens: in
     if score_temperature is None:
         score_temperature = getattr(processor, "score_temperature", 1.0)
     processors = [CalibratedLogProbabilities(score_temperature)]
-    if num_views > 1:
-        processors.insert(0, ViewAveragingLogitsProcessor(num_views, num_beams=top_k))
+    if (group_sizes if isinstance(group_sizes, (int, np.integer)) else max(group_sizes)) > 1:
+        processors.insert(0, ViewAveragingLogitsProcessor(group_sizes, num_beams=top_k))
     caller_processors = generate_kwargs.pop("logits_processor", None) or []
     generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *caller_processors])
     generate_kwargs.update(return_dict_in_generate=True, output_scores=True)
@@ -164,16 +224,17 @@ def end_token_ids(model, processor) -> list[int]:
 
 
 def generate_plate_outputs(
-    model, processor, inputs: BatchFeature, num_views: int = 1, max_new_tokens: int | None = None, top_k: int = 1,
-    score_temperature: float | None = None, return_step_scores: bool = False, **generate_kwargs,
+    model, processor, inputs: BatchFeature, group_sizes: int | list[int] = 1, max_new_tokens: int | None = None,
+    top_k: int = 1, score_temperature: float | None = None, return_step_scores: bool = False, **generate_kwargs,
 ) -> dict:
-    """Generates the readings of `inputs` (`plate_reading_inputs`): `sequences`, the tokens after each row's
-    prompt, `(samples * num_views * top_k, steps)` (input row by input row, each row's `top_k` readings best
-    first), and `token_log_probs`, their calibrated log-probabilities (0 past each reading's end token). With
+    """Generates the readings of `inputs` (`plate_reading_inputs`), each sample's `group_sizes` rows (an int for
+    every sample alike, or `reading_group_sizes`) read as one plate: `sequences`, the tokens after each row's prompt,
+    `(input rows * top_k, steps)` (input row by input row, each row's `top_k` readings best first), and
+    `token_log_probs`, their calibrated log-probabilities (0 past each reading's end token). With
     `return_step_scores`, `step_scores` too: `generate`'s processed scores, one `(rows, vocab)` tensor per step (what
     a temperature is fitted on)."""
     settings = generation_settings(
-        model, processor, num_views, max_new_tokens, top_k, score_temperature, **generate_kwargs
+        model, processor, group_sizes, max_new_tokens, top_k, score_temperature, **generate_kwargs
     )
     generated = model.generate(**inputs, **settings)
     sequences = generated.sequences[:, inputs["input_ids"].shape[1] :]
@@ -187,16 +248,17 @@ def generate_plate_outputs(
 
 
 def decode_plate_outputs(
-    processor, outputs: dict, num_views: int = 1, top_k: int = 1, eos_token_ids: list[int] | None = None
+    processor, outputs: dict, group_sizes: int | list[int] = 1, top_k: int = 1, eos_token_ids: list[int] | None = None
 ) -> list[dict]:
-    """One reading per sample of `generate_plate_outputs`' output: `{"text", "score", "char_scores"}`, plus, when
-    `top_k` > 1, `"candidates"`: the `top_k` readings `{"text", "score", "char_scores"}` best first, the first being
-    the reading itself. A sample's views all generated the same tokens, so its first view's rows are decoded."""
+    """One reading per sample of `generate_plate_outputs`' output (read with the same `group_sizes`): `{"text",
+    "score", "char_scores"}`, plus, when `top_k` > 1, `"candidates"`: the `top_k` readings `{"text", "score",
+    "char_scores"}` best first, the first being the reading itself. A sample's rows all generated the same tokens, so
+    its first row's readings are decoded."""
     eos_token_ids = set(eos_token_ids or [processor.tokenizer.eos_token_id])
     sequences, log_probs = outputs["sequences"].tolist(), outputs["token_log_probs"]
-    rows_per_sample = num_views * top_k
     readings = []
-    for first in range(0, len(sequences), rows_per_sample):
+    for first_input_row in first_rows(group_sizes, len(sequences) // top_k):
+        first = first_input_row * top_k
         candidates = []
         for row in range(first, first + top_k):
             tokens = sequences[row]
@@ -286,10 +348,12 @@ def read_plate_readings(
     region: str | None = "auto",
     constrain: bool = False,
     constraint_cache: dict | None = None,
+    fusion: str = "late",
     **generate_kwargs,
 ) -> list[dict]:
     """One reading per sample of `batch` (see `plate_reading_inputs`), on the model's device: `{"text", "score",
     "char_scores", "regions"}`, and with `top_k` > 1 its `candidates` (`decode_plate_outputs`, `rank_by_region`).
+    A sample of several frames is a track, read as one plate.
 
     Args:
         num_views: views of each crop a plate is read from; None for the processor's `num_views` (1 without one).
@@ -298,17 +362,19 @@ def read_plate_readings(
         region: `"auto"`, a region code or None (`check_region`): how candidates are ranked.
         constrain: write only texts that fit `region`'s patterns (`PlatePatternLogitsProcessor`).
         constraint_cache: a dict kept by the caller across calls, so the constraint is built once per region.
+        fusion: how a track's frames are read together, `"late"` or `"joint"` (the module docstring).
         generate_kwargs: passed to `model.generate`.
     """
     num_views = resolve_num_views(processor, num_views)
+    group_sizes = reading_group_sizes(batch, num_views, fusion)
     top_k = check_top_k(top_k)
     region = check_region(region, processor, constrain)
     if constrain:
         constraint = pattern_constraint(model, processor, region, constraint_cache)
         generate_kwargs["logits_processor"] = [*(generate_kwargs.get("logits_processor") or []), constraint]
-    inputs = plate_reading_inputs(processor, batch, prompts, num_views).to(model.device)
-    outputs = generate_plate_outputs(model, processor, inputs, num_views, max_new_tokens, top_k, **generate_kwargs)
-    readings = decode_plate_outputs(processor, outputs, num_views, top_k, end_token_ids(model, processor))
+    inputs = plate_reading_inputs(processor, batch, prompts, num_views, fusion).to(model.device)
+    outputs = generate_plate_outputs(model, processor, inputs, group_sizes, max_new_tokens, top_k, **generate_kwargs)
+    readings = decode_plate_outputs(processor, outputs, group_sizes, top_k, end_token_ids(model, processor))
     return rank_by_region(readings, region, region_pattern_table(processor))
 
 
@@ -328,14 +394,18 @@ def read_plates(
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
+    "FUSIONS",
     "MAX_NEW_TOKENS_LIMIT",
     "MAX_PROMPT_CHARS",
+    "check_batch",
     "check_batch_size",
+    "check_fusion",
     "check_max_new_tokens",
     "check_prompt",
     "check_region",
     "decode_plate_outputs",
     "end_token_ids",
+    "first_rows",
     "generate_plate_outputs",
     "generation_settings",
     "pattern_constraint",
@@ -344,6 +414,7 @@ __all__ = [
     "region_pattern_table",
     "read_plate_readings",
     "read_plates",
+    "reading_group_sizes",
     "resolve_max_new_tokens",
     "resolve_num_views",
 ]

@@ -10,7 +10,13 @@ The views are read together, one plate's views in consecutive rows of the batch;
 views (renormalised), so greedy decoding takes the same token in all of them and the plate gets one reading. Averaging the
 distributions, not voting on finished strings, lets views that agree on most characters outvote one view's slip on
 one character. Reading costs `num_views` times the compute of one view.
+
+The same averaging reads a track (several frames of one plate, late fusion in `plate_reading.py`): every view of
+every frame is a row of its own, and a track of F frames read with V views is F * V rows averaged together. Tracks
+of different lengths share a batch (`group_sizes`, one row count per plate).
 """
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -29,6 +35,13 @@ def check_num_views(num_views) -> int:
     if isinstance(num_views, bool) or not isinstance(num_views, (int, np.integer)) or num_views < 1:
         raise ValueError(f"`num_views` must be a whole number >= 1 (1: read the crop alone); got {num_views!r}.")
     return int(num_views)
+
+
+def check_group_size(size, index: int) -> int:
+    """`size`, the rows of plate `index` read together, as a positive int; ValueError naming the plate otherwise."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"`group_sizes[{index}]` must be a whole number >= 1 (rows of plate {index}); got {size!r}.")
+    return int(size)
 
 
 def check_corner_shift(shift, name: str) -> tuple[float, float]:
@@ -83,41 +96,65 @@ def plate_views(
 
 
 class ViewAveragingLogitsProcessor(LogitsProcessor):
-    """For `generate` on a batch holding each plate's `num_views` views in consecutive rows: every row's scores
-    become its plate's views' mean next-token log-probability, renormalised (a product of the views' distributions),
-    so greedy decoding (or any decoding that takes the same token for equal scores) gives every view of a plate the
-    same text, and the scores are a distribution a plate's reading can be scored with.
+    """For `generate` on a batch holding each plate's rows in consecutive places (its views, or all views of all
+    frames of a track): every row's scores become its plate's rows' mean next-token log-probability, renormalised (a
+    product of the rows' distributions), so greedy decoding (or any decoding that takes the same token for equal
+    scores) gives every row of a plate the same text, and the scores are a distribution a plate's reading can be
+    scored with.
 
-    With beam search each input row holds `num_beams` consecutive rows; view `v`'s beam `b` is averaged with the
-    other views' beam `b`. The views' beams stay in step because every view sees the same scores.
+    With beam search each input row holds `num_beams` consecutive rows; row `r`'s beam `b` is averaged with the
+    plate's other rows' beam `b`. The rows' beams stay in step because every row of a plate sees the same scores.
 
     Args:
-        num_views: views per plate; the batch size must be a multiple of `num_views * num_beams`.
+        group_sizes: rows per plate: an int for every plate alike (its `num_views`; the batch size must be a multiple
+            of `group_sizes * num_beams`), or one count per plate in batch order (plates of different sizes, such as
+            tracks of different lengths; the batch must hold `sum(group_sizes) * num_beams` rows).
         num_beams: beams per input row (1 for greedy decoding).
     """
 
-    def __init__(self, num_views: int, num_beams: int = 1):
-        self.num_views = check_num_views(num_views)
+    def __init__(self, group_sizes: int | Sequence[int], num_beams: int = 1):
+        if isinstance(group_sizes, (int, np.integer)):
+            self.group_sizes = check_num_views(group_sizes)
+        else:
+            self.group_sizes = [check_group_size(size, index) for index, size in enumerate(group_sizes)]
+            if not self.group_sizes:
+                raise ValueError("`group_sizes` is empty: give one row count per plate of the batch.")
         self.num_beams = check_num_views(num_beams)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        group = self.num_views * self.num_beams
-        if scores.shape[0] % group:
-            raise ValueError(
-                f"The batch holds {scores.shape[0]} rows, not a multiple of num_views={self.num_views} x "
-                f"num_beams={self.num_beams}: each plate needs all its views (and their beams) in consecutive rows."
-            )
         log_probs = torch.log_softmax(scores.float(), dim=-1)
-        grouped = log_probs.view(-1, self.num_views, self.num_beams, log_probs.shape[-1])
-        averaged = torch.log_softmax(grouped.mean(dim=1, keepdim=True), dim=-1)
-        return averaged.expand_as(grouped).reshape(log_probs.shape)
+        sizes = self.group_sizes
+        if isinstance(sizes, int):
+            if scores.shape[0] % (sizes * self.num_beams):
+                raise ValueError(
+                    f"The batch holds {scores.shape[0]} rows, not a multiple of num_views={sizes} x "
+                    f"num_beams={self.num_beams}: each plate needs all its views (and their beams) in consecutive "
+                    "rows."
+                )
+        elif sum(sizes) * self.num_beams != scores.shape[0]:
+            raise ValueError(
+                f"The batch holds {scores.shape[0]} rows, not sum(group_sizes)={sum(sizes)} x "
+                f"num_beams={self.num_beams}: each plate needs all its rows (and their beams) in consecutive rows."
+            )
+        rows = log_probs.view(-1, self.num_beams, log_probs.shape[-1])  # (input rows, beams, vocab)
+        if isinstance(sizes, int) or len(set(sizes)) == 1:
+            grouped = rows.view(-1, sizes if isinstance(sizes, int) else sizes[0], *rows.shape[1:])
+            averaged = torch.log_softmax(grouped.mean(dim=1, keepdim=True), dim=-1).expand_as(grouped)
+        else:
+            # Plates of different sizes: one mean per plate (a batch holds a few dozen plates).
+            averaged = torch.cat([
+                torch.log_softmax(group.mean(dim=0, keepdim=True), dim=-1).expand_as(group)
+                for group in rows.split(sizes)
+            ])  # fmt: skip
+        return averaged.reshape(log_probs.shape)
 
 
 __all__ = [
     "DEFAULT_VIEW_SHIFT",
     "ViewAveragingLogitsProcessor",
-    "check_num_views",
     "check_corner_shift",
+    "check_group_size",
+    "check_num_views",
     "check_view_shift",
     "plate_views",
     "view_corner_shifts",

@@ -42,14 +42,17 @@ def test_pipeline_and_evaluation_reader_read_alike(checkpoint, num_views):
 def test_a_multi_frame_sample_reads_alike_alone_and_in_a_batch(checkpoint):
     _, model, processor = checkpoint
     batch = [[CROPS[0]], [CROPS[1], CROPS[2]], [CROPS[2]]]
-    for num_views in (1, 3):
-        together = read_plates(model, processor, batch, num_views=num_views)
-        assert together == [read_plates(model, processor, [sample], num_views=num_views)[0] for sample in batch]
+    for num_views, fusion in ((1, "late"), (3, "late"), (3, "joint")):
+        together = read_plates(model, processor, batch, num_views=num_views, fusion=fusion)
+        assert together == [
+            read_plates(model, processor, [sample], num_views=num_views, fusion=fusion)[0] for sample in batch
+        ]
 
 
 def test_views_are_averaged_over_each_samples_rows(checkpoint):
     _, model, processor = checkpoint
-    # A sample's rows hold its frames' view v, v = 0..2: the plate is read from the averaged next-token scores.
+    # Joint fusion: a sample's rows hold its frames' view v, v = 0..2, in one prompt; the plate is read from the
+    # averaged next-token scores.
     frames = [CROPS[0], CROPS[2]]
     views = processor.plate_views(frames, 3)
     rows = [[views[view], views[3 + view]] for view in range(3)]
@@ -58,7 +61,7 @@ def test_views_are_averaged_over_each_samples_rows(checkpoint):
     averaging = LogitsProcessorList([ViewAveragingLogitsProcessor(3)])
     generated = model.generate(**inputs, do_sample=False, max_new_tokens=8, logits_processor=averaging)
     expected = processor.batch_decode(generated[:1, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert read_plates(model, processor, [frames], num_views=3) == [expected[0].strip()]
+    assert read_plates(model, processor, [frames], num_views=3, fusion="joint") == [expected[0].strip()]
 
 
 def test_readers_without_max_new_tokens_use_the_models_generation_config(checkpoint, tmp_path):

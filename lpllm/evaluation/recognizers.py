@@ -17,6 +17,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, LPLLMProcessor
 from modeling_lpllm.plate_reading import (
+    check_fusion,
     check_region,
     rank_by_region,
     read_plate_readings,
@@ -60,7 +61,9 @@ class VisionLanguageRecognizer:
     `max_new_tokens` None takes the model's `generation_config.max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it
     has none). `top_k` > 1 reads the `top_k` best readings by beam search (each reading's `candidates`), ranked by
     `region` (`"auto"`: those fitting some region's plate pattern first); `constrain` writes only texts fitting
-    `region`'s patterns (`modeling_lpllm.read_plate_readings`)."""
+    `region`'s patterns (`modeling_lpllm.read_plate_readings`). A sample of several images (a track, the frames of
+    one plate) is read by `fusion`: `"late"`, each frame a prompt of its own, their next-token log-probabilities
+    averaged, or `"joint"`, all frames in one prompt."""
 
     def __init__(
         self,
@@ -77,6 +80,7 @@ class VisionLanguageRecognizer:
         top_k: int = 1,
         region: str | None = "auto",
         constrain: bool = False,
+        fusion: str = "late",
     ):
         self.model = model.to(device).eval()
         self.processor = processor
@@ -91,6 +95,7 @@ class VisionLanguageRecognizer:
         self.top_k = check_top_k(top_k)
         self.region = check_region(region, processor, constrain)
         self.constrain = constrain
+        self.fusion = check_fusion(fusion)
         self._constraints = {}  # the region's pattern constraint, built once (it reads the vocabulary)
         config = model.config
         self.model_type = config.model_type
@@ -114,6 +119,7 @@ class VisionLanguageRecognizer:
         readings = read_plate_readings(
             self.model, self.processor, batch, prompts, num_views=self.num_views, max_new_tokens=self.max_new_tokens,
             top_k=self.top_k, region=self.region, constrain=self.constrain, constraint_cache=self._constraints,
+            fusion=self.fusion,
         )
         if self.extract_plate:
             # A sentence fits no plate pattern: the answers' regions and ranking say nothing about the plates in them,
@@ -154,6 +160,7 @@ class VisionLanguageRecognizer:
             + ("" if self.num_views == 1 else f" over {self.num_views} views"),
             "region": self.region,
             "constrain": self.constrain,
+            "fusion": self.fusion,
             "max_new_tokens": self.max_new_tokens,
             "prompt": self.prompt or "dataset prompt, else DEFAULT_PROMPT",
             "answer_extraction": "longest plate-character run" if self.extract_plate else "none",
@@ -212,9 +219,10 @@ def load_vision_language_recognizer(
     top_k: int = 1,
     region: str | None = "auto",
     constrain: bool = False,
+    fusion: str = "late",
 ) -> VisionLanguageRecognizer:
     """Loads an LP-LLM checkpoint (or Hub id) or a stock Qwen3-VL with its processor; `max_new_tokens` None reads
-    with the checkpoint's generation config.
+    with the checkpoint's generation config; `fusion` reads multi-frame samples (`VisionLanguageRecognizer`).
 
     `trust_remote_code`: run code the model ships (`model_sources.py`); an LP-LLM folder this project wrote loads
     without it.
@@ -271,6 +279,7 @@ def load_vision_language_recognizer(
         top_k=top_k,
         region=region,
         constrain=constrain,
+        fusion=fusion,
     )
 
 

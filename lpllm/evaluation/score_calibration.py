@@ -23,8 +23,10 @@ from transformers.utils import logging
 from modeling_lpllm.plate_reading import (
     decode_plate_outputs,
     end_token_ids,
+    first_rows,
     generate_plate_outputs,
     plate_reading_inputs,
+    reading_group_sizes,
 )
 
 from .calibration import expected_calibration_error, threshold_for_accuracy
@@ -79,16 +81,18 @@ def read_step_distributions(recognizer, samples, batch_size: int = 8) -> tuple[l
     for start in tqdm(range(0, len(samples), batch_size), desc="Calibrating scores", unit="batch"):
         batch = samples[start : start + batch_size]
         prompts = [recognizer.prompt or sample.prompt for sample in batch]
-        inputs = plate_reading_inputs(processor, [sample.images for sample in batch], prompts, num_views)
+        images = [sample.images for sample in batch]
+        group_sizes = reading_group_sizes(images, num_views, recognizer.fusion)
+        inputs = plate_reading_inputs(processor, images, prompts, num_views, recognizer.fusion)
         outputs = generate_plate_outputs(
-            model, processor, inputs.to(model.device), num_views, recognizer.max_new_tokens, score_temperature=1.0,
+            model, processor, inputs.to(model.device), group_sizes, recognizer.max_new_tokens, score_temperature=1.0,
             return_step_scores=True,
         )
-        readings = decode_plate_outputs(processor, outputs, num_views, 1, eos_token_ids)
+        readings = decode_plate_outputs(processor, outputs, group_sizes, 1, eos_token_ids)
         texts.extend(reading["text"] for reading in readings)
         scores = torch.stack(outputs["step_scores"], dim=1).float()  # (rows, steps, vocab)
         top = scores.topk(min(STEP_TOP_K, scores.shape[-1]), dim=-1).values
-        for index, row in enumerate(range(0, scores.shape[0], num_views)):
+        for row in first_rows(group_sizes, scores.shape[0]):
             tokens = outputs["sequences"][row].tolist()
             steps = next((step + 1 for step, token in enumerate(tokens) if token in eos_token_ids), len(tokens))
             steps = min(steps, scores.shape[1])
