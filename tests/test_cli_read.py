@@ -288,3 +288,20 @@ def test_two_processes_write_the_output_of_one(checkpoint, crops, tmp_path):
     assert (tmp_path / "two.csv").read_text(encoding="utf-8") == (tmp_path / "one.csv").read_text(encoding="utf-8")
     rows = list(csv.DictReader(io.StringIO((tmp_path / "one.csv").read_text(encoding="utf-8"))))
     assert len(rows) == 6 and rows[-1]["error"] and all(row["text"] for row in rows[:-1])
+
+
+def test_tracks_read_a_folder_of_frames_as_one_plate_like_the_pipeline(checkpoint, tmp_path):
+    tracks = tmp_path / "tracks"
+    for track, seeds in (("car1", (1, 2, 3)), ("car2", (4, 5))):
+        (tracks / track).mkdir(parents=True)
+        for frame, seed in enumerate(seeds):
+            random_plate_image(seed).save(tracks / track / f"frame{frame}.png")
+    code, records = read_json(str(tracks / "*"), "--tracks", "--model", checkpoint, output=tmp_path / "out.json")
+    assert code == 0 and [record["file"] for record in records] == [str(tracks / "car1"), str(tracks / "car2")]
+    reader = pipeline("image-to-text", model=checkpoint, trust_remote_code=True)
+    frames = [[str(path) for path in sorted((tracks / track).iterdir())] for track in ("car1", "car2")]
+    expected = reader(frames)
+    assert [record["text"] for record in records] == [reading[0]["generated_text"] for reading in expected]
+    assert [record["score"] for record in records] == pytest.approx([reading[0]["score"] for reading in expected], rel=1e-4)
+    with pytest.raises(FileNotFoundError, match="--tracks"):
+        lpllm(["read", str(tracks / "car1" / "frame0.png"), "--tracks", "--model", checkpoint])

@@ -4,6 +4,7 @@ LP-LLM or stock Qwen3-VL checkpoint, a CTC baseline, a fast-plate-ocr export).
     lpllm read plate.jpg crops/ 'more/*.png' --model runs/lpllm/final               # file<TAB>text<TAB>score
     lpllm read crops/ --model runs/lpllm/final --format csv --output readings.csv     # or --format json
     lpllm read crops/ --model runs/lpllm/final --format json --top_k 5 --min_score saved
+    lpllm read 'tracks/*' --tracks --model runs/lpllm/final   # a folder per plate: its frames read as one track
 
 Several processes split the inputs and write one output, the same as one process writes (docs/reading.md):
 
@@ -97,6 +98,11 @@ class ReadArguments(ReaderArguments):
         default=None, metadata={"help": "Write the readings to this file (atomically) instead of standard output."}
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing `output` file."})
+    tracks: bool = field(
+        default=False,
+        metadata={"help": "Every path is a folder holding the frames of one plate (a track), read as one plate by "
+        "the reader's fusion (late: the frames' next-token log-probabilities averaged); the output names the folder."},
+    )
     num_views: int | None = field(
         default=None,
         metadata={"help": "Read each plate from this many views of its crop (None: the checkpoint's processor's "
@@ -183,8 +189,29 @@ def _expand(path: str) -> list[str]:
     return [path]
 
 
-def collect_inputs(paths: list[str]) -> list[PlateInput]:
-    """The plates to read from `paths` (files, folders, glob patterns), in the order given, each file once.
+def collect_tracks(paths: list[str]) -> list[PlateInput]:
+    """One plate per folder of `paths` (folders, or glob patterns matching folders): its images, in sorted order,
+    are the frames of one track, and the folder names it.
+
+    Raises:
+        FileNotFoundError: naming the first path that is not a folder, matches no folder or holds no image.
+    """
+    tracks, seen = [], set()
+    for path in paths:
+        folders = sorted(match for match in glob.glob(path) if os.path.isdir(match)) if glob.has_magic(path) else [path]
+        if not folders or not all(os.path.isdir(folder) for folder in folders):
+            raise FileNotFoundError(f"{path!r}: with --tracks every path is a folder of one plate's frames.")
+        for folder in folders:
+            key = os.path.normcase(os.path.abspath(folder))
+            if key not in seen:
+                seen.add(key)
+                tracks.append(PlateInput(name=folder, files=tuple(_expand(folder))))
+    return tracks
+
+
+def collect_inputs(paths: list[str], tracks: bool = False) -> list[PlateInput]:
+    """The plates to read from `paths` (files, folders, glob patterns), in the order given, each file once; with
+    `tracks`, one plate per folder (`collect_tracks`).
 
     Raises:
         ValueError: when `paths` is empty.
@@ -194,6 +221,8 @@ def collect_inputs(paths: list[str]) -> list[PlateInput]:
         raise ValueError(
             "Nothing to read: give image files, folders or glob patterns (`lpllm read PATH... --model M`)."
         )
+    if tracks:
+        return collect_tracks(paths)
     inputs, seen = [], set()
     for path in paths:
         for file in _expand(path):
@@ -383,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status (0: every input read, 1: some input failed)."""
     args = parse_arguments(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    inputs = collect_inputs(args.paths)
+    inputs = collect_inputs(args.paths, args.tracks)
     state = process_state(args.device)
     recognizer = load_recognizer(
         args.model,
