@@ -25,6 +25,11 @@ a model to evaluate or compare:
     python eval.py --compare rapidocr runs/lpllm --dataset_name ../shared/realdata/openalpr_us \
         --output_dir reports/openalpr_us_vs_rapidocr
 
+CMRM's slot attention maps of the first N plates (an LP-LLM model with CMRM), into OUTPUT_DIR/attention_maps.png:
+
+    python eval.py --model_name_or_path runs/lpllm --dataset_name data/ccpd_blur --output_dir reports/ccpd_blur \
+        --attention_maps 8
+
 DATASET is a directory written by `dataset_scripts.build`, a folder with `labels.csv` (`file,text[,region]`) or a
 CSV file. OUTPUT_DIR receives `results.json`, `predictions.csv`, `results.md`, `excluded.csv` (if any sample was
 excluded) and three PNG plots. An existing non-empty OUTPUT_DIR is refused unless `--overwrite` is given, which

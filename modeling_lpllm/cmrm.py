@@ -37,12 +37,16 @@ class CMRMCrossAttention(nn.Module):
 
     def forward(
         self, slots: torch.Tensor, visual_tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             slots: `(batch, K, D)`.
             visual_tokens: `(batch, N, D)`.
             key_padding_mask: `(batch, N)` boolean, True where a token is real; None when no token is padding.
+
+        Returns:
+            the attended slots `(batch, K, D)` and the attention weights `(batch, heads, K, N)` before dropout (each
+            row sums to one; padding tokens get zero), as transformers' attention modules return them.
         """
         batch, num_slots, hidden_size = slots.shape
         query = self.q_proj(slots).view(batch, num_slots, self.num_heads, self.head_dim).transpose(1, 2)
@@ -56,12 +60,12 @@ class CMRMCrossAttention(nn.Module):
         if key_padding_mask is not None:
             scores = scores.masked_fill(~key_padding_mask[:, None, None, :], torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(scores.dtype)
-        weights = nn.functional.dropout(weights, p=self.dropout, training=self.training)
+        dropped = nn.functional.dropout(weights, p=self.dropout, training=self.training)
         # Attention rows sum to one, so sum_i a_i (W_v h_i + b_v) = W_v (sum_i a_i h_i) + b_v.
-        pooled_tokens = weights @ tokens  # (batch, heads, K, D)
+        pooled_tokens = dropped @ tokens  # (batch, heads, K, D)
         value_bias = self.v_proj.bias.view(self.num_heads, 1, self.head_dim)
         attended = torch.matmul(pooled_tokens, value_weight.transpose(-1, -2)) + value_bias
-        return self.o_proj(attended.transpose(1, 2).reshape(batch, num_slots, hidden_size))
+        return self.o_proj(attended.transpose(1, 2).reshape(batch, num_slots, hidden_size)), weights
 
 
 class CMRMLayer(nn.Module):
@@ -73,7 +77,9 @@ class CMRMLayer(nn.Module):
         self.layer_norm = nn.LayerNorm(config.text_config.hidden_size)
 
     def forward(self, slots, visual_tokens, key_padding_mask=None):
-        return self.layer_norm(slots + self.cross_attention(slots, visual_tokens, key_padding_mask))
+        """The refined slots `(batch, K, D)` and this step's attention weights `(batch, heads, K, N)`."""
+        attended, weights = self.cross_attention(slots, visual_tokens, key_padding_mask)
+        return self.layer_norm(slots + attended), weights
 
 
 class CharacterAwareReasoningModule(nn.Module):
@@ -99,10 +105,14 @@ class CharacterAwareReasoningModule(nn.Module):
         self, visual_tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Refined slots `S_L` of shape `(batch, K, D)` for padded visual tokens `(batch, N, D)`."""
+        return self._refine(visual_tokens, key_padding_mask)[0]
+
+    def _refine(self, visual_tokens, key_padding_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`S_L` and the last layer's attention weights `(batch, heads, K, N)`."""
         slots = self.slot_queries.to(visual_tokens.dtype).unsqueeze(0).expand(visual_tokens.shape[0], -1, -1)
         for layer in self.layers:
-            slots = layer(slots, visual_tokens, key_padding_mask)
-        return slots
+            slots, weights = layer(slots, visual_tokens, key_padding_mask)
+        return slots, weights
 
     def add_context(self, visual_tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """`H'_i = H_i + alpha * g` for visual tokens `(batch, N, D)` and contexts `g` `(batch, D)`."""
@@ -124,6 +134,22 @@ class CharacterAwareReasoningModule(nn.Module):
     def forward_with_slots(self, image_tokens) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Like `forward`, also returning each image's refined slots `S_L` as a `(num_images, K, D)` tensor (their
         mean over K is the character context `g`)."""
+        padded, lengths, key_padding_mask = self._pad(image_tokens)
+        slots = self.character_slots(padded, key_padding_mask)
+        enriched = self.add_context(padded, slots.mean(dim=1))
+        return tuple(row[:length] for row, length in zip(enriched, lengths)), slots
+
+    def slot_attention(self, image_tokens) -> tuple[torch.Tensor, ...]:
+        """Where each character slot looks: for each image of `image_tokens` (as in `forward`), the last layer's
+        attention weights averaged over its heads, a `(K, N_i)` tensor whose rows sum to one. The slots are refined
+        as in `forward`; nothing else is computed."""
+        padded, lengths, key_padding_mask = self._pad(image_tokens)
+        weights = self._refine(padded, key_padding_mask)[1].mean(dim=1)
+        return tuple(row[:, :length] for row, length in zip(weights, lengths))
+
+    def _pad(self, image_tokens) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+        """The images' tokens checked and padded into `(num_images, N_max, D)`, their lengths, and the key padding
+        mask (None when every image has as many tokens)."""
         if len(image_tokens) == 0:
             raise ValueError("CMRM got an empty list of images; at least one image's visual tokens are needed.")
         for index, tokens in enumerate(image_tokens):
@@ -138,6 +164,4 @@ class CharacterAwareReasoningModule(nn.Module):
         if min(lengths) != max(lengths):
             positions = torch.arange(padded.shape[1], device=padded.device)
             key_padding_mask = positions[None, :] < torch.tensor(lengths, device=padded.device)[:, None]
-        slots = self.character_slots(padded, key_padding_mask)
-        enriched = self.add_context(padded, slots.mean(dim=1))
-        return tuple(row[:length] for row, length in zip(enriched, lengths)), slots
+        return padded, lengths, key_padding_mask

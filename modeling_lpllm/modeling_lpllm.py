@@ -112,6 +112,22 @@ class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
             ]
         return features
 
+    def get_slot_attention(self, pixel_values, image_grid_thw) -> tuple[torch.Tensor, ...]:
+        """Where CMRM's character slots look in each image: the vision tower runs on the image processor's
+        `pixel_values` and `image_grid_thw`, then CMRM's slot refinement alone (`cmrm.slot_attention`).
+
+        Returns:
+            one `(K, N_i)` tensor per image: the last CMRM layer's attention weights averaged over its heads, over the
+            image's `N_i` visual tokens in the order the language model reads them (each row sums to one).
+
+        Raises:
+            ValueError: when CMRM is off (`cmrm_enabled=False`).
+        """
+        if self.cmrm is None:
+            raise ValueError("This model has no CMRM (`cmrm_enabled=False`): it has no slot attention to show.")
+        vision_output = super().get_image_features(pixel_values, image_grid_thw, return_dict=True)
+        return self.cmrm.slot_attention(vision_output.pooler_output)
+
     def get_rope_index(
         self, input_ids, mm_token_type_ids, image_grid_thw=None, video_grid_thw=None, attention_mask=None, **kwargs
     ):
@@ -146,6 +162,10 @@ class Qwen3VLForPlateRecognition(LPLLMPreTrainedModel, Qwen3VLForConditionalGene
     @property
     def cmrm(self) -> CharacterAwareReasoningModule | None:
         return self.model.cmrm
+
+    def get_slot_attention(self, pixel_values, image_grid_thw) -> tuple[torch.Tensor, ...]:
+        """`LPLLMModel.get_slot_attention`: each image's `(K, N_i)` slot attention weights."""
+        return self.model.get_slot_attention(pixel_values, image_grid_thw)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **_AUTO_MAP}

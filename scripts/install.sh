@@ -33,5 +33,16 @@ else
 fi
 # Fonts for synthetic plates (Chinese province characters among them), from Debian's archive when missing.
 bash dataset_scripts/install_fonts.sh
+# With the test tools: Debian's Chromium, which the browser test of `lpllm demo` drives (it skips without one).
+if [[ ",$extras," == *",test,"* ]] && ! command -v chromium >/dev/null 2>&1; then
+    sudo=""
+    if [[ "$(id -u)" != "0" ]]; then sudo="sudo"; fi
+    if command -v apt-get >/dev/null 2>&1 && $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends chromium >/dev/null; then
+        echo "install.sh: installed chromium for the browser test"
+    else
+        echo "install.sh: Chromium could not be installed (no apt-get, or it failed); the browser test will skip" >&2
+    fi
+fi
 
 python -c "import torch, transformers, trl, peft, datasets; print(f'torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, peft {peft.__version__}, datasets {datasets.__version__}')"

@@ -11,6 +11,7 @@ from dataset_scripts.build import BuildArguments
 from lpllm.baselines.fast_plate_ocr import ExportArguments
 from lpllm.baselines.train import BaselineTrainingArguments
 from lpllm.cli import main as lpllm
+from lpllm.cli.demo import DemoArguments
 from lpllm.cli.evaluate import EvalArguments, parse_arguments
 from lpllm.cli.read import ReadArguments
 from lpllm.training.arguments import PlateTrainingArguments
@@ -24,6 +25,7 @@ from lpllm.training.ppocr_conversion import ConvertArguments
         ("train", PlateTrainingArguments),
         ("eval", EvalArguments),
         ("read", ReadArguments),
+        ("demo", DemoArguments),
         ("train-baseline", BaselineTrainingArguments),
         ("export-fast-plate-ocr", ExportArguments),
         ("convert-ppocr", ConvertArguments),

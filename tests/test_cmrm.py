@@ -122,3 +122,38 @@ def test_rejects_an_empty_image_list_and_wrong_shapes():
         module([torch.randn(3, 32), torch.randn(4, 16)])
     with pytest.raises(ValueError, match=r"image 0 has shape \(0, 32\)"):
         module([torch.randn(0, 32)])
+
+
+def reference_last_layer_attention(module, tokens):
+    """The last layer's attention weights `softmax(Q K^T / sqrt(d))` averaged over heads, for one image `tokens`
+    (N, D), with the slots refined by the layers before it as in `reference_cmrm`."""
+    slots = module.slot_queries.detach().clone()
+    for layer in module.layers:
+        attention = layer.cross_attention
+        query = slots @ attention.q_proj.weight.T + attention.q_proj.bias
+        key = tokens @ attention.k_proj.weight.T + attention.k_proj.bias
+        value = tokens @ attention.v_proj.weight.T + attention.v_proj.bias
+        head_dim = query.shape[1] // attention.num_heads
+        weights, heads = [], []
+        for head in range(attention.num_heads):
+            part = slice(head * head_dim, (head + 1) * head_dim)
+            weights.append(torch.softmax(query[:, part] @ key[:, part].T / math.sqrt(head_dim), dim=-1))
+            heads.append(weights[-1] @ value[:, part])
+        attended = torch.cat(heads, dim=1) @ attention.o_proj.weight.T + attention.o_proj.bias
+        slots = layer.layer_norm(slots + attended)
+    return torch.stack(weights).mean(dim=0)
+
+
+def test_slot_attention_is_the_last_layers_attention_averaged_over_heads_per_image():
+    module = make_cmrm()
+    images = [torch.randn(6, 32), torch.randn(11, 32), torch.randn(1, 32)]
+    with torch.no_grad():
+        maps = module.slot_attention(images)
+        outputs_before = module(images)
+        expected = [reference_last_layer_attention(module, tokens) for tokens in images]
+    assert [tuple(weights.shape) for weights in maps] == [(8, 6), (8, 11), (8, 1)]
+    for weights, reference in zip(maps, expected):
+        torch.testing.assert_close(weights, reference, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(weights.sum(dim=-1), torch.ones(8))  # the padding of shorter images gets none
+    with torch.no_grad():
+        assert all(torch.equal(after, before) for after, before in zip(module(images), outputs_before))

@@ -5,6 +5,7 @@
     lpllm eval ...                  # = python eval.py ...
     lpllm read PATH... --model M    # the plates in image files, folders, glob patterns
     lpllm calibrate ...             # fit a saved model's score temperature and abstain threshold
+    lpllm demo --model M            # a page to try a model in the browser (pip install "lpllm[demo]")
     lpllm train-baseline ...        # = python -m lpllm.baselines.train ...
     lpllm export-fast-plate-ocr ... # = python -m lpllm.baselines.fast_plate_ocr ...
     lpllm convert-ppocr ...         # = python -m lpllm.training.ppocr_conversion ...
@@ -25,6 +26,7 @@ COMMANDS = {
     "eval": ("lpllm.cli.evaluate", "evaluate readers on a dataset: reports, comparison tables, plots"),
     "read": ("lpllm.cli.read", "read the plates in image files, folders and glob patterns (text, JSON or CSV)"),
     "calibrate": ("lpllm.cli.calibrate", "fit a saved model's score temperature and abstain threshold"),
+    "demo": ("lpllm.cli.demo", "a page to try a model in the browser: reading, scores, CMRM attention (Gradio)"),
     "train-baseline": ("lpllm.baselines.train", "train a CRNN-CTC or LPRNet reference reader"),
     "export-fast-plate-ocr": ("lpllm.baselines.fast_plate_ocr", "export a dataset for fast-plate-ocr's own CLI"),
     "convert-ppocr": ("lpllm.training.ppocr_conversion", "PP-OCR's pretrained recognizer as vision-encoder weights"),

@@ -15,12 +15,13 @@ from modeling_lpllm import DEFAULT_PLATE_CHARSET
 from modeling_lpllm.plate_reading import check_max_new_tokens, check_prompt
 
 from ..baselines.rapidocr import RAPIDOCR_READER, check_rapidocr_settings
+from ..evaluation.attention_maps import ATTENTION_MAPS_FILE, attention_sheet, check_slot_attention
 from ..evaluation.model_sources import check_model_reference
 from ..evaluation.normalization import DEFAULT_SEPARATORS, PlateNormalizer, parse_region_maps
-from ..evaluation.outputs import prepare_output_dir
+from ..evaluation.outputs import atomic_save_figure, prepare_output_dir
 from ..evaluation.tables import ablation_table, comparison_table
 from .reader_arguments import ReaderArguments
-from .recognizers import check_reader_options, load_recognizer
+from .recognizers import check_reader_options, load_recognizer, one_text_reader
 
 
 COMPARISON_FILE = "comparison.md"
@@ -107,6 +108,12 @@ class EvalArguments(ReaderArguments):
     latency_runs: int = field(default=20, metadata={"help": "Timed batch-1 reads (0 = skip latency)."})
     latency_warmup: int = field(default=3, metadata={"help": "Untimed batch-1 reads before the timed ones."})
     top_k_confusions: int = field(default=20, metadata={"help": "Character confusions listed in the report."})
+    attention_maps: int = field(
+        default=0,
+        metadata={"help": f"Draw CMRM's slot attention maps (one per slot and their mean, over the crop) of the first "
+        f"N evaluated plates, with their readings and labels, into {ATTENTION_MAPS_FILE} (an LP-LLM model with CMRM, "
+        "given as model_name_or_path). 0: none."},
+    )
     log_level: str = field(default="INFO", metadata={"help": "Logging level (DEBUG, INFO, WARNING, ...)."})
 
     def __post_init__(self):
@@ -132,7 +139,7 @@ class EvalArguments(ReaderArguments):
         if self.max_new_tokens is not None:
             check_max_new_tokens(self.max_new_tokens)
         check_prompt(self.prompt)
-        for name in ("latency_runs", "latency_warmup", "top_k_confusions"):
+        for name in ("latency_runs", "latency_warmup", "top_k_confusions", "attention_maps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"`{name}` must be an integer >= 0, got {value!r}.")
@@ -151,6 +158,13 @@ class EvalArguments(ReaderArguments):
             check_reader_options(path, self.top_k, self.constrain)
         if self.model_name_or_path:
             check_model_reference(self.model_name_or_path, "model_name_or_path")
+        if self.attention_maps:
+            if not self.model_name_or_path:
+                raise ValueError(
+                    "`attention_maps` draws one model's slot attention: give the model as `model_name_or_path`, not in "
+                    "`compare` / `ablation_table`."
+                )
+            check_attention_maps_reader(self.model_name_or_path)
         for name in ("compare", "ablation_table"):
             for position, path in enumerate(getattr(self, name) or []):
                 check_model_reference(path, f"{name}[{position}]")
@@ -160,6 +174,35 @@ class EvalArguments(ReaderArguments):
             parse_region_maps(self.region_map)
         except ValueError as error:
             raise ValueError(f"`region_map`: {error}") from error
+
+
+def check_attention_maps_reader(path: str) -> None:
+    """Refuses, before it loads, a reader known to have no CMRM slots to draw: RapidOCR, a CTC baseline, a
+    fast-plate-ocr export, or a local checkpoint whose config is not LP-LLM's or has CMRM off. A Hub model is checked
+    once loaded (`attention_maps.check_slot_attention`).
+
+    Raises:
+        ValueError: naming `attention_maps`, the model and what it is.
+    """
+    reader = one_text_reader(path)
+    if reader is not None:
+        raise ValueError(
+            f"`attention_maps` draws CMRM's slot attention, and {path} is {reader}, which has none: give an LP-LLM "
+            "model with CMRM."
+        )
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no local config to read: the loader reports what is wrong, the loaded model is checked
+    if config.get("model_type") != "lpllm":
+        problem = f"is a {config.get('model_type')!r} model, not LP-LLM"
+    elif not config.get("cmrm_enabled", True):
+        problem = "has CMRM off (cmrm_enabled: false)"
+    else:
+        return
+    raise ValueError(
+        f"`attention_maps` draws CMRM's slot attention, and {path} {problem}: give an LP-LLM model with CMRM."
+    )
 
 
 def parse_arguments(argv: list[str] | None = None) -> EvalArguments:
@@ -259,10 +302,18 @@ class _Evaluator:
             constrain=self.args.constrain,
             trust_remote_code=self.args.trust_remote_code,
         )
-        return evaluate_to_report(
+        if self.args.attention_maps:
+            check_slot_attention(recognizer.model)  # a Hub model's config is known only now: refused before reading
+        results = evaluate_to_report(
             recognizer, data, output_dir, self.metric, self.normalizer, self.settings, self.charset,
             command=self.args.command, state=self.state,
         )
+        if self.args.attention_maps and self.state.is_main_process:
+            samples = data.samples[: self.args.attention_maps]
+            sheet_file = Path(output_dir) / ATTENTION_MAPS_FILE
+            atomic_save_figure(attention_sheet(recognizer, samples, self.args.batch_size), sheet_file, dpi=110)
+            logger.info("Slot attention maps of %d plates written to %s", len(samples), sheet_file)
+        return results
 
 
 def _run_table(args, state, paths: list[str], output_dir: Path, render, table_file: str) -> str:
