@@ -8,7 +8,13 @@ K learnable character slot queries attend, over L layers, to the projected visua
     H'_i = H_i + alpha * g                            for every visual token i
 
 The output has the shape of the input, so the language model sees the same number of visual tokens.
+
+Beyond the paper, the frames of one track (several images of one plate in one prompt) can share one context: `H` is
+then the visual tokens of all its frames together, so the slots pool evidence across frames, and the one `g` is
+added to every token of every frame (`forward(image_tokens, images_per_group)`).
 """
+
+from itertools import accumulate
 
 import torch
 from torch import nn
@@ -119,37 +125,51 @@ class CharacterAwareReasoningModule(nn.Module):
         alpha = self.alpha.to(visual_tokens.dtype) if isinstance(self.alpha, torch.Tensor) else self.alpha
         return visual_tokens + alpha * context.unsqueeze(1)
 
-    def forward(self, image_tokens: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        """Applies CMRM to each image independently.
+    def forward(
+        self, image_tokens: list[torch.Tensor] | tuple[torch.Tensor, ...], images_per_group: list[int] | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Applies CMRM to each image independently, or to each group of images together.
 
         Args:
             image_tokens: one `(N_i, D)` tensor of projected visual tokens per image.
+            images_per_group: how many consecutive images of `image_tokens` share one character context (the frames
+                of one track), e.g. `[3, 1]`: the slots of the first group attend over the `N_0 + N_1 + N_2` tokens of
+                its three images, and its `g` is added to all of them. None: every image on its own.
 
         Returns:
             a tuple of `(N_i, D)` tensors, in the same order.
         """
-        enriched, _ = self.forward_with_slots(image_tokens)
+        enriched, _ = self.forward_with_slots(image_tokens, images_per_group)
         return enriched
 
-    def forward_with_slots(self, image_tokens) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    def forward_with_slots(
+        self, image_tokens, images_per_group: list[int] | None = None
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Like `forward`, also returning each image's refined slots `S_L` as a `(num_images, K, D)` tensor (their
-        mean over K is the character context `g`)."""
-        padded, lengths, key_padding_mask = self._pad(image_tokens)
+        mean over K is the character context `g`; the images of one group have the same)."""
+        groups = self._group(image_tokens, images_per_group)
+        padded, lengths, key_padding_mask = self._pad(groups)
         slots = self.character_slots(padded, key_padding_mask)
-        enriched = self.add_context(padded, slots.mean(dim=1))
-        return tuple(row[:length] for row, length in zip(enriched, lengths)), slots
+        if images_per_group is None:
+            enriched = self.add_context(padded, slots.mean(dim=1))
+            return tuple(row[:length] for row, length in zip(enriched, lengths)), slots
+        slots = slots.repeat_interleave(torch.tensor(images_per_group, device=slots.device), dim=0)
+        enriched = (
+            self.add_context(tokens[None], context[None])[0] for tokens, context in zip(image_tokens, slots.mean(dim=1))
+        )
+        return tuple(enriched), slots
 
     def slot_attention(self, image_tokens) -> tuple[torch.Tensor, ...]:
         """Where each character slot looks: for each image of `image_tokens` (as in `forward`), the last layer's
         attention weights averaged over its heads, a `(K, N_i)` tensor whose rows sum to one. The slots are refined
         as in `forward`; nothing else is computed."""
-        padded, lengths, key_padding_mask = self._pad(image_tokens)
+        padded, lengths, key_padding_mask = self._pad(self._group(image_tokens))
         weights = self._refine(padded, key_padding_mask)[1].mean(dim=1)
         return tuple(row[:, :length] for row, length in zip(weights, lengths))
 
-    def _pad(self, image_tokens) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
-        """The images' tokens checked and padded into `(num_images, N_max, D)`, their lengths, and the key padding
-        mask (None when every image has as many tokens)."""
+    def _group(self, image_tokens, images_per_group: list[int] | None = None) -> list[torch.Tensor]:
+        """The images' tokens checked, and the tokens each group of `images_per_group` attends over: its images' tokens
+        one after the other (attention does not depend on their order); each image alone for None."""
         if len(image_tokens) == 0:
             raise ValueError("CMRM got an empty list of images; at least one image's visual tokens are needed.")
         for index, tokens in enumerate(image_tokens):
@@ -158,8 +178,24 @@ class CharacterAwareReasoningModule(nn.Module):
                     f"CMRM expects each image's visual tokens as a non-empty (num_tokens, {self.slot_queries.shape[1]})"
                     f" tensor; image {index} has shape {tuple(tokens.shape)}."
                 )
-        lengths = [tokens.shape[0] for tokens in image_tokens]
-        padded = nn.utils.rnn.pad_sequence(list(image_tokens), batch_first=True)
+        if images_per_group is None:
+            return list(image_tokens)
+        if any(isinstance(count, bool) or count < 1 for count in images_per_group) or sum(images_per_group) != len(
+            image_tokens
+        ):
+            raise ValueError(
+                f"`images_per_group` must be positive counts adding up to the {len(image_tokens)} images; got "
+                f"{list(images_per_group)}."
+            )
+        ends = list(accumulate(images_per_group))
+        return [torch.cat(list(image_tokens[end - count : end])) for count, end in zip(images_per_group, ends)]
+
+    @staticmethod
+    def _pad(token_groups) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+        """The groups' tokens (`_group`) padded into `(num_groups, N_max, D)`, their lengths, and the key padding mask
+        (None when every group has as many tokens)."""
+        lengths = [tokens.shape[0] for tokens in token_groups]
+        padded = nn.utils.rnn.pad_sequence(token_groups, batch_first=True)
         key_padding_mask = None
         if min(lengths) != max(lengths):
             positions = torch.arange(padded.shape[1], device=padded.device)

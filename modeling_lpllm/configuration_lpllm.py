@@ -75,6 +75,11 @@ class LPLLMConfig(Qwen3VLConfig):
         cmrm_apply_to_deepstack (`bool`, *optional*, defaults to `False`):
             Whether the character context is also added to the DeepStack visual features that Qwen3-VL injects
             into the first language-model layers (beyond the paper, which only changes the projected tokens).
+        cmrm_fuse_frames (`bool`, *optional*, defaults to `False`):
+            Beyond the paper: the images of one prompt (the frames of a track, read with one image placeholder per
+            frame) share one character context. CMRM's slots attend over the visual tokens of all of them together,
+            so `g` pools evidence across frames, and the same `g` is added to every frame's tokens. Which images share
+            a prompt comes from `mm_token_type_ids`. A prompt of one image reads as without it.
         vision_encoder (`str`, *optional*, defaults to `"qwen3_vl"`):
             The vision tower. `"qwen3_vl"`: Qwen3-VL's, built from `vision_config` (every stock checkpoint).
             `"ppocr"` (beyond the paper): the backbone and neck of PP-OCRv6 small's text recognizer, its width
@@ -113,6 +118,7 @@ class LPLLMConfig(Qwen3VLConfig):
     cmrm_learnable_alpha: bool = False
     cmrm_enabled: bool = True
     cmrm_apply_to_deepstack: bool = False
+    cmrm_fuse_frames: bool = False
     vision_encoder: str = "qwen3_vl"
     ppocr_image_width: int | None = None
     ppocr_ctc_classes: list[int] | None = None
@@ -173,7 +179,7 @@ class LPLLMConfig(Qwen3VLConfig):
             raise ValueError(f"`cmrm_alpha` must be a number, got {self.cmrm_alpha!r}.")
         if self.cmrm_alpha != self.cmrm_alpha or abs(self.cmrm_alpha) == float("inf"):
             raise ValueError(f"`cmrm_alpha` must be finite, got {self.cmrm_alpha!r}.")
-        for name in ("cmrm_learnable_alpha", "cmrm_enabled", "cmrm_apply_to_deepstack"):
+        for name in ("cmrm_learnable_alpha", "cmrm_enabled", "cmrm_apply_to_deepstack", "cmrm_fuse_frames"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         hidden_size = self.text_config.hidden_size

@@ -2,12 +2,14 @@
 the language model.
 
 The only change to Qwen3-VL is in the image-feature hook: each image's merged visual tokens go through CMRM before
-they are scattered into the language model's input. Everything else (forward, loss, generation, caching, M-RoPE) is
-the parent's code, and the attribute names (`model.visual`, `model.language_model`, `lm_head`) are the parent's, so
-a stock Qwen3-VL checkpoint loads with only the CMRM weights reported missing. A few of the parent's pieces are
-swapped for cheaper ones that compute the same values on CPU (`patch_embedding.py`, `vision_attention.py`,
-`rope_index.py`). With `config.vision_encoder="ppocr"` (beyond the paper) the vision tower is PP-OCR's pretrained text
-encoder behind the same interface (`ppocr_vision.py`).
+they are scattered into the language model's input (with `config.cmrm_fuse_frames`, the images of one prompt
+together: the hook then takes the prompts' `mm_token_type_ids`, which generation passes it, and so does `forward`).
+Everything else (forward, loss, generation, caching, M-RoPE) is the parent's code, and the attribute names
+(`model.visual`, `model.language_model`, `lm_head`) are the parent's, so a stock Qwen3-VL checkpoint loads with only
+the CMRM weights reported missing. A few of the parent's pieces are swapped for cheaper ones that compute the same
+values on CPU (`patch_embedding.py`, `vision_attention.py`, `rope_index.py`). With `config.vision_encoder="ppocr"`
+(beyond the paper) the vision tower is PP-OCR's pretrained text encoder behind the same interface
+(`ppocr_vision.py`).
 """
 
 import math
@@ -57,7 +59,8 @@ def _custom_pipelines() -> dict:
 class LPLLMImageFeatures(BaseModelOutputWithDeepstackFeatures):
     r"""
     character_slots (`torch.FloatTensor` of shape `(num_images, cmrm_num_slots, hidden_size)`, *optional*):
-        CMRM's refined character slots `S_L` for each image (None when CMRM is off).
+        CMRM's refined character slots `S_L` for each image (None when CMRM is off); with `cmrm_fuse_frames` the
+        images of one prompt have the same.
     """
 
     character_slots: torch.FloatTensor | None = None
@@ -81,8 +84,9 @@ class LPLLMPreTrainedModel(Qwen3VLPreTrainedModel):
 
 
 class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
-    """Qwen3-VL base model whose image features pass through CMRM, one image at a time. Its vision tower is Qwen3-VL's
-    or, with `config.vision_encoder="ppocr"`, PP-OCR's encoder behind the same interface (`ppocr_vision.py`)."""
+    """Qwen3-VL base model whose image features pass through CMRM, one image at a time or, with
+    `config.cmrm_fuse_frames`, the images of one prompt together. Its vision tower is Qwen3-VL's or, with
+    `config.vision_encoder="ppocr"`, PP-OCR's encoder behind the same interface (`ppocr_vision.py`)."""
 
     def __init__(self, config: LPLLMConfig):
         config.check_vision_encoder()
@@ -97,13 +101,28 @@ class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
         self.cmrm = CharacterAwareReasoningModule(config) if config.cmrm_enabled else None
 
     @can_return_tuple
-    def get_image_features(self, pixel_values, image_grid_thw=None, **kwargs) -> LPLLMImageFeatures:
+    def get_image_features(
+        self, pixel_values, image_grid_thw=None, mm_token_type_ids=None, **kwargs
+    ) -> LPLLMImageFeatures:
+        r"""
+        mm_token_type_ids (`torch.IntTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            The processor's token types (1 at image tokens) of the prompts the images belong to. With
+            `config.cmrm_fuse_frames`, the images of one prompt share one character context (`cmrm.py`); without
+            them, or without the option, each image has its own.
+        """
         kwargs.pop("return_dict", None)
         vision_output = super().get_image_features(pixel_values, image_grid_thw, return_dict=True, **kwargs)
         features = LPLLMImageFeatures(**vision_output)
         if self.cmrm is None:
             return features
-        features.pooler_output, features.character_slots = self.cmrm.forward_with_slots(vision_output.pooler_output)
+        # A named parameter, not a keyword in **kwargs: `generate` encodes the images before its first step with the
+        # model inputs this signature names, so it hands over the prompts' token types too.
+        images_per_group = None
+        if self.config.cmrm_fuse_frames and mm_token_type_ids is not None:
+            images_per_group = self.images_per_prompt(mm_token_type_ids, image_grid_thw)
+        features.pooler_output, features.character_slots = self.cmrm.forward_with_slots(
+            vision_output.pooler_output, images_per_group
+        )
         if self.config.cmrm_apply_to_deepstack:
             contexts = features.character_slots.mean(dim=1)
             features.deepstack_features = [
@@ -111,6 +130,72 @@ class LPLLMModel(LPLLMPreTrainedModel, Qwen3VLModel):
                 for level in vision_output.deepstack_features
             ]
         return features
+
+    def images_per_prompt(self, mm_token_type_ids, image_grid_thw) -> list[int]:
+        """How many of the batch's images each prompt (row) holds, for the rows that hold any. The processor lays the
+        images out prompt after prompt, so a row's image tokens (type 1 in `mm_token_type_ids`) are those of its next
+        images in `image_grid_thw` order.
+
+        Raises:
+            ValueError: when the rows' image tokens do not add up image by image to `image_grid_thw`'s.
+        """
+        tokens_per_image = (image_grid_thw.prod(-1) // self.visual.spatial_merge_size**2).tolist()
+        counts, image = [], 0
+        for row, row_tokens in enumerate((mm_token_type_ids == 1).sum(-1).tolist()):
+            first = image
+            while row_tokens > 0 and image < len(tokens_per_image):
+                row_tokens -= tokens_per_image[image]
+                image += 1
+            if row_tokens != 0:
+                raise ValueError(
+                    f"Row {row} of `mm_token_type_ids` marks image tokens that are not whole images of "
+                    f"`image_grid_thw` ({tokens_per_image} tokens per image): the prompts and images do not match."
+                )
+            if image > first:
+                counts.append(image - first)
+        if image != len(tokens_per_image):
+            raise ValueError(
+                f"`mm_token_type_ids` marks the tokens of {image} image(s); `image_grid_thw` holds "
+                f"{len(tokens_per_image)}."
+            )
+        return counts
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        cache=None,
+        inputs_embeds=None,
+        pixel_values=None,
+        pixel_values_videos=None,
+        image_grid_thw=None,
+        video_grid_thw=None,
+        mm_token_type_ids=None,
+        mm_encoder_outputs=None,
+        **kwargs,
+    ):
+        if self.config.cmrm_fuse_frames and pixel_values is not None and not (mm_encoder_outputs or {}).get("image"):
+            # The parent encodes the images without `mm_token_type_ids`, which says which of them share a prompt.
+            image_outputs = self.get_image_features(
+                pixel_values, image_grid_thw, mm_token_type_ids, return_dict=True, **kwargs
+            )
+            mm_encoder_outputs, pixel_values = {**(mm_encoder_outputs or {}), "image": image_outputs}, None
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            pixel_values=pixel_values,
+            pixel_values_videos=pixel_values_videos,
+            image_grid_thw=image_grid_thw,
+            video_grid_thw=video_grid_thw,
+            mm_token_type_ids=mm_token_type_ids,
+            mm_encoder_outputs=mm_encoder_outputs,
+            **kwargs,
+        )
 
     def get_slot_attention(self, pixel_values, image_grid_thw) -> tuple[torch.Tensor, ...]:
         """Where CMRM's character slots look in each image: the vision tower runs on the image processor's

@@ -22,6 +22,7 @@ from .plate_reading import (
     rank_by_region,
     reading_group_sizes,
     region_pattern_table,
+    resolve_fusion,
     resolve_num_views,
 )
 from .plate_scores import check_min_score, check_top_k
@@ -60,7 +61,7 @@ class PlateRecognitionPipeline(Pipeline):
     """Reads license plates: `reader(image)` -> `[{"generated_text": "皖A12345", "score": 0.97, "char_scores":
     [...]}]`; `reader([image, ...])` -> one such list per image. Images may be paths, PIL images or numpy arrays. An
     item that is itself a list or tuple of images is a track, the frames of one plate, read as one plate:
-    `reader([[f1, f2, f3], [g1, g2]])` -> one reading per track (late fusion, `plate_reading.py`). Decoding is
+    `reader([[f1, f2, f3], [g1, g2]])` -> one reading per track (`fusion`, `plate_reading.py`). Decoding is
     greedy with the checkpoint's `max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is
     `plate_reading.py`'s, the evaluation's.
 
@@ -70,8 +71,9 @@ class PlateRecognitionPipeline(Pipeline):
 
     Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`; at most `MAX_PROMPT_CHARS` characters),
     `max_new_tokens` (1 to `MAX_NEW_TOKENS_LIMIT`), `batch_size` (plates, images or tracks, generated together,
-    left-padded; default 8), `fusion` (how a track's frames are read together: `"late"`, the default, or `"joint"`,
-    all frames in one prompt), `num_views` (views of each crop a plate is read from, default: the processor's
+    left-padded; default 8), `fusion` (how a track's frames are read together: `"late"`, each frame a prompt of its
+    own, or `"joint"`, all frames in one prompt; default: `"joint"` for a model with `cmrm_fuse_frames`, else
+    `"late"`), `num_views` (views of each crop a plate is read from, default: the processor's
     `num_views`; see `plate_views.py`), `top_k` (above 1: beam search with `top_k` beams, and a `candidates` list of
     the `top_k` best readings `{"text", "score", "char_scores"}`, best first; `generated_text` is the first),
     `min_score` (a number in [0, 1], or `"saved"` for the processor's `abstain_threshold`: a reading scored below it
@@ -149,10 +151,11 @@ class PlateRecognitionPipeline(Pipeline):
             results.extend(self.run_single(batch, batch_params, forward_params, postprocess_params))
         return results[0] if single else results
 
-    def preprocess(self, items, prompt=DEFAULT_PROMPT, num_views=None, fusion="late", first_index=0):
+    def preprocess(self, items, prompt=DEFAULT_PROMPT, num_views=None, fusion=None, first_index=0):
         # In-memory images are named by their place in the call, files by their path.
         batch = [load_plate_sample(item, first_index + offset) for offset, item in enumerate(items)]
         num_views = resolve_num_views(self.processor, num_views)
+        fusion = resolve_fusion(self.model, fusion)
         return {
             "inputs": plate_reading_inputs(self.processor, batch, [prompt] * len(batch), num_views, fusion),
             "group_sizes": reading_group_sizes(batch, num_views, fusion),

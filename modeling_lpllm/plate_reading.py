@@ -7,7 +7,9 @@ read by one of two `fusion`s:
 - `"late"` (the default): every frame is a prompt of its own with one image, and the track's frames take
   consecutive rows, averaged as views are. Frames degraded differently (motion, focus, noise) each contribute
   their next-token distribution, and a track of any length reads the same way.
-- `"joint"`: the track is one chat prompt with an image placeholder per frame, as Qwen3-VL reads several images.
+- `"joint"`: the track is one chat prompt with an image placeholder per frame, as Qwen3-VL reads several images;
+  with `config.cmrm_fuse_frames` CMRM pools the frames' visual tokens into one character context. Such a model
+  reads tracks jointly unless told otherwise (`resolve_fusion`).
 
 With `num_views` > 1 every prompt is repeated once per view of its frames (`LPLLMProcessor.plate_views`), the views
 in consecutive rows: a track of F frames read with V views takes F * V rows under late fusion, V under joint. The
@@ -91,6 +93,14 @@ def check_fusion(fusion, name: str = "fusion") -> str:
             f"'joint' (all frames in one prompt); got {fusion!r}."
         )
     return fusion
+
+
+def resolve_fusion(model, fusion: str | None = None) -> str:
+    """`fusion` (`check_fusion`), else the model's: `"joint"` for a model whose CMRM pools the frames of one prompt
+    (`config.cmrm_fuse_frames`, trained on tracks read in one prompt), `"late"` for any other."""
+    if fusion is not None:
+        return check_fusion(fusion)
+    return "joint" if getattr(model.config, "cmrm_fuse_frames", False) else "late"
 
 
 def check_batch(batch: list[list]) -> list[list]:
@@ -348,7 +358,7 @@ def read_plate_readings(
     region: str | None = "auto",
     constrain: bool = False,
     constraint_cache: dict | None = None,
-    fusion: str = "late",
+    fusion: str | None = None,
     **generate_kwargs,
 ) -> list[dict]:
     """One reading per sample of `batch` (see `plate_reading_inputs`), on the model's device: `{"text", "score",
@@ -362,9 +372,11 @@ def read_plate_readings(
         region: `"auto"`, a region code or None (`check_region`): how candidates are ranked.
         constrain: write only texts that fit `region`'s patterns (`PlatePatternLogitsProcessor`).
         constraint_cache: a dict kept by the caller across calls, so the constraint is built once per region.
-        fusion: how a track's frames are read together, `"late"` or `"joint"` (the module docstring).
+        fusion: how a track's frames are read together, `"late"` or `"joint"` (the module docstring); None for the
+            model's (`resolve_fusion`).
         generate_kwargs: passed to `model.generate`.
     """
+    fusion = resolve_fusion(model, fusion)
     num_views = resolve_num_views(processor, num_views)
     group_sizes = reading_group_sizes(batch, num_views, fusion)
     top_k = check_top_k(top_k)
@@ -415,6 +427,7 @@ __all__ = [
     "read_plate_readings",
     "read_plates",
     "reading_group_sizes",
+    "resolve_fusion",
     "resolve_max_new_tokens",
     "resolve_num_views",
 ]

@@ -114,6 +114,12 @@ class EvalArguments(ReaderArguments):
         f"N evaluated plates, with their readings and labels, into {ATTENTION_MAPS_FILE} (an LP-LLM model with CMRM, "
         "given as model_name_or_path). 0: none."},
     )
+    track_frames: list[int] | None = field(
+        default=None,
+        metadata={"help": "Also read every track (multi-frame sample) of at least max(k) frames from its first k "
+        "frames, for each k, e.g. `1 3 5`, by the reader's `fusion`: exact match per k, overall and per degradation, "
+        "in results.md, results.json (`track_frames`) and track_frames.png. None: not done."},
+    )
     log_level: str = field(default="INFO", metadata={"help": "Logging level (DEBUG, INFO, WARNING, ...)."})
 
     def __post_init__(self):
@@ -143,6 +149,13 @@ class EvalArguments(ReaderArguments):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"`{name}` must be an integer >= 0, got {value!r}.")
+        if self.track_frames is not None:
+            frames = self.track_frames
+            if not frames or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in frames):
+                raise ValueError(f"`track_frames` must be whole numbers >= 1 (frames per track), got {frames!r}.")
+            if len(set(frames)) != len(frames):
+                raise ValueError(f"`track_frames` names a frame count twice: {frames!r}.")
+            self.track_frames = sorted(frames)
         if not isinstance(self.split, str) or not self.split.strip():
             raise ValueError(f"`split` must name a split of the dataset (e.g. test); got {self.split!r}.")
         # Local paths are checked as paths here, before any output is written or any Hub lookup is made.
@@ -155,7 +168,7 @@ class EvalArguments(ReaderArguments):
         if RAPIDOCR_READER in readers:
             check_rapidocr_settings(self.num_views)
         for path in readers:
-            check_reader_options(path, self.top_k, self.constrain)
+            check_reader_options(path, self.top_k, self.constrain, self.fusion)
         if self.model_name_or_path:
             check_model_reference(self.model_name_or_path, "model_name_or_path")
         if self.attention_maps:
@@ -266,6 +279,7 @@ class _Evaluator:
             latency_runs=args.latency_runs,
             latency_warmup=args.latency_warmup,
             top_k_confusions=args.top_k_confusions,
+            track_frames=args.track_frames,
         )
         self._data = None
 
@@ -284,10 +298,12 @@ class _Evaluator:
         return self._data
 
     def evaluate(self, model_path: str, output_dir: Path) -> dict:
-        from lpllm.evaluation.evaluation import evaluate_to_report
+        from lpllm.evaluation.evaluation import evaluate_to_report, track_indices
         from lpllm.evaluation.sharding import reading_device
 
         data = self.data  # fail on a bad dataset before spending time loading a model
+        if self.args.track_frames:
+            track_indices(data.samples, self.args.track_frames)
         recognizer = load_recognizer(
             model_path,
             device=reading_device(self.state, self.args.device),
@@ -300,6 +316,7 @@ class _Evaluator:
             top_k=self.args.top_k,
             region=self.args.region,
             constrain=self.args.constrain,
+            fusion=self.args.fusion,
             trust_remote_code=self.args.trust_remote_code,
         )
         if self.args.attention_maps:

@@ -101,7 +101,7 @@ class ReadArguments(ReaderArguments):
     tracks: bool = field(
         default=False,
         metadata={"help": "Every path is a folder holding the frames of one plate (a track), read as one plate by "
-        "the reader's fusion (late: the frames' next-token log-probabilities averaged); the output names the folder."},
+        "`fusion`; the output names the folder."},
     )
     num_views: int | None = field(
         default=None,
@@ -424,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         top_k=args.top_k,
         region=args.region,
         constrain=args.constrain,
+        fusion=args.fusion,
         trust_remote_code=args.trust_remote_code,
     )
     min_score = resolve_min_score(args.min_score, recognizer)

@@ -43,6 +43,12 @@ class ReaderArguments:
         metadata={"help": "Write only texts that fit `region`'s plate patterns (needs a region code; an LP-LLM or "
         "Qwen3-VL model only)."},
     )
+    fusion: Literal["late", "joint"] | None = field(
+        default=None,
+        metadata={"help": "How the frames of a track (a multi-frame sample) are read together: late (each frame a "
+        "prompt of its own, their next-token log-probabilities averaged) or joint (all frames in one prompt). None: "
+        "joint for an LP-LLM model with cmrm_fuse_frames, else late (an LP-LLM or Qwen3-VL model only)."},
+    )
 
     def __post_init__(self):
         self.top_k = check_top_k(self.top_k)

@@ -24,6 +24,7 @@ def load_recognizer(
     top_k: int = 1,
     region: str | None = "auto",
     constrain: bool = False,
+    fusion: str | None = None,
     **vlm_kwargs,
 ):
     """The reader for `path`: a `lpllm.baselines.train` checkpoint, an exported fast-plate-ocr model, RapidOCR off the
@@ -31,18 +32,19 @@ def load_recognizer(
     Hub id (LP-LLM or stock). `num_views`: views of each crop a plate is read from (None: the checkpoint's processor's
     for a Qwen3-VL model, else 1; a fast-plate-ocr export and RapidOCR read one view only).
 
-    `top_k`, `region` and `constrain` (candidates, their ranking by plate pattern, pattern-constrained writing) go to
-    a Qwen3-VL model's reader; the other readers read one text per plate, so `region` means nothing to them and
-    `top_k` > 1 or `constrain` is refused. `vlm_kwargs` go to `load_vision_language_recognizer` (`trust_remote_code`
+    `top_k`, `region`, `constrain` (candidates, their ranking by plate pattern, pattern-constrained writing) and
+    `fusion` (how a track's frames are read together; None: the model's) go to a Qwen3-VL model's reader; the other
+    readers read one text per plate, so `region` means nothing to them and `top_k` > 1, `constrain` or a `fusion` is
+    refused. `vlm_kwargs` go to `load_vision_language_recognizer` (`trust_remote_code`
     among them).
 
     Raises:
         FileNotFoundError: for a local path that does not exist (not reported as a bad Hub repo id).
-        ValueError: with what was expected, when the directory holds none of these; for `top_k` > 1 or `constrain`
-            with a reader other than a Qwen3-VL model, before it loads.
+        ValueError: with what was expected, when the directory holds none of these; for `top_k` > 1, `constrain` or
+            a `fusion` with a reader other than a Qwen3-VL model, before it loads.
         ImportError: for `rapidocr` without the `baselines` extra installed.
     """
-    check_reader_options(path, top_k, constrain)
+    check_reader_options(path, top_k, constrain, fusion)
     if path == RAPIDOCR_READER:
         return RapidOCRRecognizer.from_pretrained(num_views=num_views)
     check_model_reference(path, "model_name_or_path")
@@ -65,7 +67,8 @@ def load_recognizer(
             f" ({FAST_PLATE_OCR_CONFIG_FILE} + .onnx)."
         )
     return load_vision_language_recognizer(
-        path, device, num_views=num_views, top_k=top_k, region=region, constrain=constrain, **vlm_kwargs
+        path, device, num_views=num_views, top_k=top_k, region=region, constrain=constrain, fusion=fusion,
+        **vlm_kwargs,
     )
 
 
@@ -82,15 +85,16 @@ def one_text_reader(path: str) -> str | None:
     return None
 
 
-def check_reader_options(path: str, top_k: int = 1, constrain: bool = False) -> None:
-    """Refuses `top_k` > 1 and `constrain` for a reader of one text per plate (`one_text_reader`), before it loads.
+def check_reader_options(path: str, top_k: int = 1, constrain: bool = False, fusion: str | None = None) -> None:
+    """Refuses `top_k` > 1, `constrain` and a `fusion` for a reader of one text per plate (`one_text_reader`), before
+    it loads.
 
     Raises:
         ValueError: naming `path`, what it is and what the options need.
     """
     reader = one_text_reader(path)
-    if reader is not None and (top_k > 1 or constrain):
+    if reader is not None and (top_k > 1 or constrain or fusion is not None):
         raise ValueError(
-            f"{path} is {reader}, which reads one plate text; top_k/constrain need an LP-LLM or Qwen3-VL model "
-            f"(got top_k={top_k}, constrain={constrain})."
+            f"{path} is {reader}, which reads one plate text; top_k/constrain/fusion need an LP-LLM or Qwen3-VL model "
+            f"(got top_k={top_k}, constrain={constrain}, fusion={fusion})."
         )

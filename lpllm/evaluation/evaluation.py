@@ -4,7 +4,8 @@ report directory. `eval.py` and the final evaluation of a training run both go t
 import datetime
 import logging
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import evaluate
@@ -36,12 +37,15 @@ class EvalSettings:
         latency_runs: timed batch-1 reads for the latency figures; 0 skips the latency measurement.
         latency_warmup: untimed batch-1 reads before them.
         top_k_confusions: confusion pairs listed in the report.
+        track_frames: also read every track of at least `max(track_frames)` frames from its first k frames, for each
+            k (`track_frames_accuracy`); None: not done.
     """
 
     batch_size: int = 8
     latency_runs: int = 20
     latency_warmup: int = 3
     top_k_confusions: int = 20
+    track_frames: list[int] | None = None
 
 
 def load_plate_metric():
@@ -174,6 +178,72 @@ def _calibration(
     return {**block, "num_unscored": len(scores) - len(scored)}
 
 
+def track_indices(samples, track_frames: list[int]) -> list[int]:
+    """The places in `samples` of the tracks read by `track_frames_accuracy`: those of at least `max(track_frames)`
+    frames, so that every k reads the same plates.
+
+    Raises:
+        ValueError: when no sample has that many frames (the most frames a sample has is in the message).
+    """
+    needed = max(track_frames)
+    indices = [index for index, sample in enumerate(samples) if len(sample.images) >= needed]
+    if not indices:
+        most = max((len(sample.images) for sample in samples), default=0)
+        raise ValueError(
+            f"`track_frames` {list(track_frames)} reads tracks of at least {needed} frames; the samples have at most "
+            f"{most}. Give frame counts up to {most}, or a multi-frame dataset (`--frames N` when building it)."
+        )
+    return indices
+
+
+def track_frames_accuracy(
+    recognizer,
+    samples,
+    track_frames: list[int],
+    normalizer: PlateNormalizer,
+    batch_size: int,
+    state: PartialState | None = None,
+    full_track_texts: list[str] | None = None,
+) -> dict:
+    """Exact match of the tracks (`track_indices`) read from their first k frames, for each k of `track_frames`, by
+    the reader's own fusion: the `track_frames` block of results.json, `{"frames", "fusion", "num_tracks",
+    "accuracy", "per_degradation": {name: {"num_tracks", "accuracy"}}}`, each `accuracy` a list in the order of
+    `frames` (ascending). `full_track_texts`, the readings of every sample from all its frames, spare reading again a
+    track whose k frames are all it has."""
+    frames = sorted(track_frames)
+    indices = track_indices(samples, frames)
+    tracks = [samples[index] for index in indices]
+    correct = {}
+    for k in frames:
+        texts = {}
+        if full_track_texts is not None:
+            texts = {
+                place: full_track_texts[index] for place, index in enumerate(indices) if len(samples[index].images) == k
+            }
+        to_read = [place for place in range(len(tracks)) if place not in texts]
+        if to_read:
+            first_frames = [replace(tracks[place], images=tracks[place].images[:k]) for place in to_read]
+            texts.update(zip(to_read, read_all(recognizer, first_frames, batch_size, state).texts))
+        correct[k] = [normalizer(texts[place], track.region) == track.label for place, track in enumerate(tracks)]
+    by_degradation = defaultdict(list)
+    for place, track in enumerate(tracks):
+        by_degradation[track.degradation or "none"].append(place)
+
+    def accuracy(places):
+        return [sum(correct[k][place] for place in places) / len(places) for k in frames]
+
+    return {
+        "frames": frames,
+        "fusion": getattr(recognizer, "fusion", None),
+        "num_tracks": len(tracks),
+        "accuracy": accuracy(range(len(tracks))),
+        "per_degradation": {
+            name: {"num_tracks": len(places), "accuracy": accuracy(places)}
+            for name, places in sorted(by_degradation.items())
+        },
+    }
+
+
 def evaluate_recognizer(
     recognizer,
     data: EvalData,
@@ -191,7 +261,8 @@ def evaluate_recognizer(
     A reader that scores its plates (`read_all`) also gets the `calibration` block (`calibration.calibration_summary`
     over its scored samples, with its `abstain_threshold` when it has one); for any other reader it is None. A reader
     of several candidates per plate (`top_k` > 1) gets the `top_k` block (`{"k", "accuracy"}`: the share of plates
-    whose label is among the normalised candidates); for any other reader it is None.
+    whose label is among the normalised candidates); for any other reader it is None. With `settings.track_frames`,
+    the `track_frames` block (`track_frames_accuracy`); None without.
 
     Returns:
         `(results payload for results.json, rows for predictions.csv)`.
@@ -265,10 +336,15 @@ def evaluate_recognizer(
             [prediction == sample.label for prediction, sample in zip(predictions, samples)],
             threshold,
         ),
+        "track_frames": None,
         "normalization": normalizer.to_dict(),
         "charset": charset,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if settings.track_frames:
+        results["track_frames"] = track_frames_accuracy(
+            recognizer, samples, settings.track_frames, normalizer, settings.batch_size, state, readings.texts
+        )
     return results, prediction_rows(samples, readings.texts, predictions, readings.scores, readings.candidates)
 
 
@@ -312,4 +388,13 @@ def evaluate_to_report(
     return results
 
 
-__all__ = ["EvalSettings", "Readings", "evaluate_recognizer", "evaluate_to_report", "load_plate_metric", "read_all"]
+__all__ = [
+    "EvalSettings",
+    "Readings",
+    "evaluate_recognizer",
+    "evaluate_to_report",
+    "load_plate_metric",
+    "read_all",
+    "track_frames_accuracy",
+    "track_indices",
+]

@@ -1,5 +1,6 @@
 """The report's PNG figures: accuracy vs degradation severity per type, the character confusion heatmap,
-per-position accuracy and, for readers that score their plates, the reliability diagram and the risk-coverage curve.
+per-position accuracy, for readers that score their plates the reliability diagram and the risk-coverage curve, and
+with `--track_frames` the accuracy against the frames a track is read from.
 Figures are built with `matplotlib.figure.Figure` (Agg canvas), so no pyplot state or
 backend switch leaks into the caller's process."""
 
@@ -24,6 +25,8 @@ RELIABILITY_PLOT = "reliability_diagram.png"
 RISK_COVERAGE_PLOT = "risk_coverage.png"
 # Written only when results.json has a `calibration` block.
 CALIBRATION_PLOT_FILES = (RELIABILITY_PLOT, RISK_COVERAGE_PLOT)
+# Written only when results.json has a `track_frames` block.
+TRACK_FRAMES_PLOT = "track_frames.png"
 
 # Degradation name of undegraded samples in the dataset contract.
 CLEAN = "none"
@@ -229,9 +232,35 @@ def risk_coverage_figure(calibration: dict) -> Figure:
     return figure
 
 
+def track_frames_figure(block: dict) -> Figure:
+    """Exact match against the frames each track is read from: all tracks in black, one line per degradation (from
+    the `track_frames` block of results.json)."""
+    frames = block["frames"]
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
+    for name, group in block["per_degradation"].items():
+        label = f"{name} (n={group['num_tracks']})"
+        axes.plot(frames, [100.0 * value for value in group["accuracy"]], marker=".", linewidth=1, label=label)
+    axes.plot(
+        frames, [100.0 * value for value in block["accuracy"]], marker="o", color="black", linewidth=2.5,
+        label=f"all tracks (n={block['num_tracks']})",
+    )  # fmt: skip
+    axes.set_xticks(frames)
+    axes.set_xlabel("frames read per track (the first k)")
+    axes.set_ylabel("exact match (%)")
+    axes.set_ylim(-2, 102)
+    fusion = block.get("fusion")
+    axes.set_title("Accuracy vs frames per track" + (f" ({fusion} fusion)" if fusion else ""))
+    axes.grid(alpha=0.3)
+    axes.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def write_plots(results: dict, output_dir: str | Path) -> list[str]:
-    """Writes the PNG figures into `output_dir`: the three of every report, and the two of `CALIBRATION_PLOT_FILES`
-    when the results have a `calibration` block. Returns their file names."""
+    """Writes the PNG figures into `output_dir`: the three of every report, the two of `CALIBRATION_PLOT_FILES` when
+    the results have a `calibration` block, and `TRACK_FRAMES_PLOT` when they have a `track_frames` block. Returns
+    their file names."""
     output_dir = Path(output_dir)
     figures = [
         (SEVERITY_PLOT, severity_figure, results),
@@ -244,6 +273,8 @@ def write_plots(results: dict, output_dir: str | Path) -> list[str]:
             (RELIABILITY_PLOT, reliability_figure, calibration),
             (RISK_COVERAGE_PLOT, risk_coverage_figure, calibration),
         ]
+    if results.get("track_frames"):
+        figures.append((TRACK_FRAMES_PLOT, track_frames_figure, results["track_frames"]))
     with _font_context(), warnings.catch_warnings():
         # Without a CJK font installed, province characters render as boxes: one warning per glyph is only noise.
         warnings.filterwarnings("ignore", message="Glyph .* missing from")
@@ -257,10 +288,12 @@ __all__ = [
     "PLOT_FILES",
     "RELIABILITY_PLOT",
     "RISK_COVERAGE_PLOT",
+    "TRACK_FRAMES_PLOT",
     "confusion_figure",
     "position_figure",
     "reliability_figure",
     "risk_coverage_figure",
     "severity_figure",
+    "track_frames_figure",
     "write_plots",
 ]

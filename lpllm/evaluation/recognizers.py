@@ -17,11 +17,11 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, LPLLMProcessor
 from modeling_lpllm.plate_reading import (
-    check_fusion,
     check_region,
     rank_by_region,
     read_plate_readings,
     region_pattern_table,
+    resolve_fusion,
     resolve_max_new_tokens,
     resolve_num_views,
 )
@@ -63,7 +63,8 @@ class VisionLanguageRecognizer:
     `region` (`"auto"`: those fitting some region's plate pattern first); `constrain` writes only texts fitting
     `region`'s patterns (`modeling_lpllm.read_plate_readings`). A sample of several images (a track, the frames of
     one plate) is read by `fusion`: `"late"`, each frame a prompt of its own, their next-token log-probabilities
-    averaged, or `"joint"`, all frames in one prompt."""
+    averaged, or `"joint"`, all frames in one prompt; None takes the model's (`"joint"` with `cmrm_fuse_frames`, else
+    `"late"`: `modeling_lpllm.plate_reading.resolve_fusion`)."""
 
     def __init__(
         self,
@@ -80,7 +81,7 @@ class VisionLanguageRecognizer:
         top_k: int = 1,
         region: str | None = "auto",
         constrain: bool = False,
-        fusion: str = "late",
+        fusion: str | None = None,
     ):
         self.model = model.to(device).eval()
         self.processor = processor
@@ -95,7 +96,7 @@ class VisionLanguageRecognizer:
         self.top_k = check_top_k(top_k)
         self.region = check_region(region, processor, constrain)
         self.constrain = constrain
-        self.fusion = check_fusion(fusion)
+        self.fusion = resolve_fusion(model, fusion)
         self._constraints = {}  # the region's pattern constraint, built once (it reads the vocabulary)
         config = model.config
         self.model_type = config.model_type
@@ -149,6 +150,7 @@ class VisionLanguageRecognizer:
                 "cmrm_num_heads",
                 "cmrm_alpha",
                 "cmrm_apply_to_deepstack",
+                "cmrm_fuse_frames",
             ):
                 description[key] = getattr(config, key, None)
             cmrm = getattr(self.model, "cmrm", None)
@@ -219,7 +221,7 @@ def load_vision_language_recognizer(
     top_k: int = 1,
     region: str | None = "auto",
     constrain: bool = False,
-    fusion: str = "late",
+    fusion: str | None = None,
 ) -> VisionLanguageRecognizer:
     """Loads an LP-LLM checkpoint (or Hub id) or a stock Qwen3-VL with its processor; `max_new_tokens` None reads
     with the checkpoint's generation config; `fusion` reads multi-frame samples (`VisionLanguageRecognizer`).

@@ -12,6 +12,7 @@ from .plots import (
     RELIABILITY_PLOT,
     RISK_COVERAGE_PLOT,
     SEVERITY_PLOT,
+    TRACK_FRAMES_PLOT,
     write_plots,
 )
 from .tables import comparison_table, format_count, format_number, format_percent
@@ -169,6 +170,26 @@ def _confidence_section(calibration: dict) -> list[str]:
     return lines + [""]
 
 
+def _track_frames_section(block: dict) -> list[str]:
+    frames = block["frames"]
+    fusion = f" by {block['fusion']} fusion" if block.get("fusion") else ""
+    lines = [
+        "## Accuracy vs frames per track",
+        "",
+        f"Exact match (%) of the {block['num_tracks']} tracks of at least {max(frames)} frames, each read{fusion} from "
+        "its first k frames.",
+        "",
+        "| Degradation | n | " + " | ".join(f"{k} frame{'s' * (k > 1)}" for k in frames) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in frames) + " |",
+    ]
+    rows = [("**all**", block), *block["per_degradation"].items()]
+    lines.extend(
+        f"| {name} | {group['num_tracks']} | " + " | ".join(format_percent(value) for value in group["accuracy"]) + " |"
+        for name, group in rows
+    )
+    return lines + ["", f"![Accuracy vs frames per track]({TRACK_FRAMES_PLOT})", ""]
+
+
 def render_markdown(results: dict) -> str:
     """The human-readable report."""
     model = results.get("model") or {}
@@ -196,6 +217,8 @@ def render_markdown(results: dict) -> str:
     calibration = results.get("calibration")
     if calibration:
         parts += _confidence_section(calibration)
+    if results.get("track_frames"):
+        parts += _track_frames_section(results["track_frames"])
     breakdowns = results.get("breakdowns") or {}
     if breakdowns:
         parts += ["## Breakdowns", ""]

@@ -67,6 +67,7 @@ MODEL_OVERRIDE_FIELDS = (
     "cmrm_alpha",
     "cmrm_learnable_alpha",
     "cmrm_apply_to_deepstack",
+    "cmrm_fuse_frames",
 )
 
 
@@ -220,6 +221,11 @@ class PlateTrainingArguments:
     cmrm_learnable_alpha: bool | None = field(default=None, metadata={"help": "Override: train alpha."})
     cmrm_apply_to_deepstack: bool | None = field(
         default=None, metadata={"help": "Override: also add the character context to DeepStack features."}
+    )
+    cmrm_fuse_frames: bool | None = field(
+        default=None,
+        metadata={"help": "Override, beyond the paper: the frames of a track (the images of one training row, one "
+        "prompt) share one CMRM character context, pooled over all their visual tokens."},
     )
     vision_weights: str | None = field(
         default=None,
