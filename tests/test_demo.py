@@ -221,6 +221,17 @@ def test_the_page_reads_as_the_pipeline_reads(client, reader, crops):
     assert "Unreadable" in bars
 
 
+def test_the_page_reads_a_track_as_the_pipeline_reads_it(client, reader, crops):
+    from gradio_client import handle_file
+
+    crop, frame = str(crops / "0.png"), str(crops / "1.png")
+    text, score, _, _, _ = client.predict(
+        handle_file(crop), 1, "none", False, 0.0, [handle_file(frame)], api_name="/read"
+    )
+    expected = reader([[crop, frame]], region=None)[0][0]
+    assert text == expected["generated_text"] and score == pytest.approx(expected["score"], rel=1e-4)
+
+
 def test_the_page_reports_bad_options_as_the_pipeline_words_them(client, crops):
     from gradio_client import handle_file
 

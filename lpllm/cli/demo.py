@@ -152,14 +152,16 @@ def build_demo(model_path: str, device: str | None = None, trust_remote_code: bo
     except ValueError as error:
         no_attention = str(error)
 
-    def read(image, top_k, region, constrain, min_score):
+    def read(image, top_k, region, constrain, min_score, frames=None):
         if image is None:
             raise gr.Error("Upload a plate crop first.")
+        # More frames of the same plate make the crop the first frame of a track, read as one plate (late fusion).
+        plate = [image, *frames] if frames else image
         options = {"top_k": int(top_k), "region": None if region == "none" else region, "constrain": bool(constrain)}
         if min_score:
             options["min_score"] = float(min_score)
         try:
-            result = reader(image, **options)[0]
+            result = reader([plate], **options)[0][0]
         except ValueError as error:
             raise gr.Error(str(error)) from error
         bars = confidence_bars(result["generated_text"], result.get("char_scores"))
@@ -176,10 +178,14 @@ def build_demo(model_path: str, device: str | None = None, trust_remote_code: bo
 
     name = os.path.basename(os.path.normpath(model_path))
     with gr.Blocks(title=f"LP-LLM: {name}", analytics_enabled=False) as demo:
-        gr.Markdown(f"## LP-LLM plate reader\nModel: `{html.escape(model_path)}`. Upload a plate crop and press Read.")
+        gr.Markdown(f"## LP-LLM plate reader\nModel: `{html.escape(model_path)}`. Upload a plate crop (and any more frames of it) and press Read.")
         with gr.Row():
             with gr.Column():
                 image = gr.Image(type="pil", image_mode="RGB", sources=["upload", "clipboard"], label="Plate crop")
+                frames = gr.File(
+                    file_count="multiple", file_types=["image"], type="filepath",
+                    label="More frames of the same plate (optional: read as one track)",
+                )  # fmt: skip
                 top_k = gr.Slider(1, MAX_TOP_K, value=1, step=1, label="top_k (candidates; beam search above 1)")
                 region = gr.Dropdown(regions, value="auto", label="region (candidates fitting its patterns first)")
                 constrain = gr.Checkbox(False, label="constrain (write only texts fitting the region's patterns)")
@@ -196,7 +202,7 @@ def build_demo(model_path: str, device: str | None = None, trust_remote_code: bo
         if no_attention is not None:
             gr.Markdown(f"No slot attention maps: {no_attention}")
         button.click(
-            read, inputs=[image, top_k, region, constrain, min_score],
+            read, inputs=[image, top_k, region, constrain, min_score, frames],
             outputs=[reading, score, bars, candidates, attention], api_name="read",
         )  # fmt: skip
     return demo
