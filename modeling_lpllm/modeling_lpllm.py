@@ -252,6 +252,20 @@ class Qwen3VLForPlateRecognition(LPLLMPreTrainedModel, Qwen3VLForConditionalGene
         """`LPLLMModel.get_slot_attention`: each image's `(K, N_i)` slot attention weights."""
         return self.model.get_slot_attention(pixel_values, image_grid_thw)
 
+    def _expand_multimodal_outputs(self, input_ids, mm_encoder_output: dict, *args, **kwargs):
+        # Beam search repeats the encoded images per beam; transformers' expansion reads the first DeepStack feature,
+        # and a tower without DeepStack features (PP-OCR's) has an empty list: there is nothing of it to repeat.
+        empty = [
+            output for output in mm_encoder_output.values() if getattr(output, "deepstack_features", None) == []
+        ]
+        for output in empty:
+            output.deepstack_features = None
+        try:
+            return super()._expand_multimodal_outputs(input_ids, mm_encoder_output, *args, **kwargs)
+        finally:
+            for output in empty:
+                output.deepstack_features = []
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **_AUTO_MAP}
         self.config.custom_pipelines = _custom_pipelines()

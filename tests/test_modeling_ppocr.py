@@ -249,3 +249,16 @@ class TestTraining:
         save_file(PPOCRRecognizer().state_dict(), weights)
         with pytest.raises(ValueError, match="`vision_weights` starts the PP-OCR encoder of a from-scratch config"):
             load_model_and_processor(str(tmp_path), PlateTrainingArguments(vision_weights=str(weights)))
+
+
+def test_top_k_candidates_come_from_beam_search_with_the_ppocr_tower(model, processor):
+    # PP-OCR's tower has no DeepStack features; beam search must still repeat its images per beam.
+    from modeling_lpllm.plate_reading import read_plate_readings
+
+    images = [[random_plate_image(seed)] for seed in (1, 2)]
+    readings = read_plate_readings(model, processor, images, max_new_tokens=5, top_k=3, region=None)
+    for reading in readings:
+        assert len(reading["candidates"]) == 3 and reading["text"] == reading["candidates"][0]["text"]
+    one_by_one = [read_plate_readings(model, processor, [image], max_new_tokens=5, top_k=3, region=None)[0]
+                  for image in images]  # fmt: skip
+    assert [reading["text"] for reading in readings] == [reading["text"] for reading in one_by_one]
