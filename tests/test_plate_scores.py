@@ -8,9 +8,16 @@ import pytest
 import torch
 from transformers import LogitsProcessor, pipeline
 
-from modeling_lpllm.plate_reading import plate_reading_inputs, read_plate_readings
+from modeling_lpllm.plate_reading import read_plate_readings
 from modeling_lpllm.plate_scores import spell_with_scores
-from tiny_lpllm import assert_same_readings, random_plate_image, save_tiny_checkpoint, tiny_model, tiny_processor
+from tiny_lpllm import (
+    assert_same_readings,
+    random_plate_image,
+    save_tiny_checkpoint,
+    teacher_forced_step_log_probs,
+    tiny_model,
+    tiny_processor,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,22 +27,9 @@ def model_and_processor():
 
 
 def teacher_forced_log_probs(model, processor, image, tokens: list[int], temperature: float = 1.0) -> list[float]:
-    """The log-probability of each of `tokens` after the plate prompt, from one forward pass."""
-    inputs = plate_reading_inputs(processor, [[image]])
-    prompt_length = inputs["input_ids"].shape[1]
-    extended = torch.cat([inputs["input_ids"], torch.tensor([tokens])], dim=1)
-    with torch.no_grad():
-        logits = model(
-            input_ids=extended,
-            attention_mask=torch.ones_like(extended),
-            pixel_values=inputs["pixel_values"],
-            image_grid_thw=inputs["image_grid_thw"],
-            mm_token_type_ids=torch.cat(
-                [inputs["mm_token_type_ids"], torch.zeros(1, len(tokens), dtype=torch.long)], dim=1
-            ),
-        ).logits[0, prompt_length - 1 : -1]
-    log_probs = torch.log_softmax(torch.log_softmax(logits.float(), -1) / temperature, -1)
-    return log_probs.gather(1, torch.tensor(tokens).unsqueeze(1)).squeeze(1).tolist()
+    """The log-probability of each of `tokens` after the plate prompt, at `temperature`, from one forward pass."""
+    step_log_probs = torch.log_softmax(teacher_forced_step_log_probs(model, processor, image, tokens) / temperature, -1)
+    return step_log_probs.gather(1, torch.tensor(tokens).unsqueeze(1)).squeeze(1).tolist()
 
 
 def reading_tokens(processor, text: str) -> list[int]:

@@ -19,7 +19,7 @@ from modeling_lpllm.plate_reading import (
     reading_group_sizes,
 )
 from modeling_lpllm.plate_views import ViewAveragingLogitsProcessor
-from tiny_lpllm import assert_same_readings, random_plate_image, save_tiny_checkpoint
+from tiny_lpllm import assert_same_readings, random_plate_image, save_tiny_checkpoint, teacher_forced_step_log_probs
 
 
 CPU = torch.device("cpu")
@@ -37,25 +37,6 @@ def checkpoint(tmp_path_factory):
 def reader(checkpoint):
     directory, _, _ = checkpoint
     return pipeline("image-to-text", model=str(directory), trust_remote_code=True)
-
-
-def teacher_forced_step_log_probs(model, processor, image, tokens: list[int]) -> torch.Tensor:
-    """`(len(tokens), vocab)`: the next-token log-probabilities of the plate prompt on `image` followed by `tokens`,
-    one forward pass; row i is the distribution `tokens[i]` was drawn from."""
-    inputs = plate_reading_inputs(processor, [[image]])
-    prompt_length = inputs["input_ids"].shape[1]
-    extended = torch.cat([inputs["input_ids"], torch.tensor([tokens])], dim=1)
-    with torch.no_grad():
-        logits = model(
-            input_ids=extended,
-            attention_mask=torch.ones_like(extended),
-            pixel_values=inputs["pixel_values"],
-            image_grid_thw=inputs["image_grid_thw"],
-            mm_token_type_ids=torch.cat(
-                [inputs["mm_token_type_ids"], torch.zeros(1, len(tokens), dtype=torch.long)], dim=1
-            ),
-        ).logits[0, prompt_length - 1 : -1]
-    return torch.log_softmax(logits.float(), dim=-1)
 
 
 def fused_score(model, processor, frames, tokens: list[int]) -> float:
