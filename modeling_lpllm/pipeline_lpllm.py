@@ -17,13 +17,14 @@ from .plate_reading import (
     decode_plate_outputs,
     end_token_ids,
     generate_plate_outputs,
-    pattern_constraint,
     plate_reading_inputs,
     rank_by_region,
     reading_group_sizes,
     region_pattern_table,
     resolve_fusion,
+    resolve_num_beams,
     resolve_num_views,
+    with_pattern_constraint,
 )
 from .plate_scores import check_min_score, check_top_k
 from .plate_views import check_num_views
@@ -61,9 +62,9 @@ class PlateRecognitionPipeline(Pipeline):
     """Reads license plates: `reader(image)` -> `[{"generated_text": "皖A12345", "score": 0.97, "char_scores":
     [...]}]`; `reader([image, ...])` -> one such list per image. Images may be paths, PIL images or numpy arrays. An
     item that is itself a list or tuple of images is a track, the frames of one plate, read as one plate:
-    `reader([[f1, f2, f3], [g1, g2]])` -> one reading per track (`fusion`, `plate_reading.py`). Decoding is
-    greedy with the checkpoint's `max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is
-    `plate_reading.py`'s, the evaluation's.
+    `reader([[f1, f2, f3], [g1, g2]])` -> one reading per track (`fusion`, `plate_reading.py`). Decoding follows
+    the checkpoint's generation config: its `num_beams` (greedy when unset) and `max_new_tokens`
+    (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is `plate_reading.py`'s, the evaluation's.
 
     Each reading has `score`, the probability that the whole plate is right (calibrated when the processor holds a
     fitted `score_temperature`), and `char_scores`, one probability per character of `generated_text`
@@ -74,8 +75,9 @@ class PlateRecognitionPipeline(Pipeline):
     left-padded; default 8), `fusion` (how a track's frames are read together: `"late"`, each frame a prompt of its
     own, or `"joint"`, all frames in one prompt; default: `"joint"` for a model with `cmrm_fuse_frames`, else
     `"late"`), `num_views` (views of each crop a plate is read from, default: the processor's
-    `num_views`; see `plate_views.py`), `top_k` (above 1: beam search with `top_k` beams, and a `candidates` list of
-    the `top_k` best readings `{"text", "score", "char_scores"}`, best first; `generated_text` is the first),
+    `num_views`; see `plate_views.py`), `top_k` (above 1: a `candidates` list of the `top_k` best readings `{"text",
+    "score", "char_scores"}`, best first; `generated_text` is the first), `num_beams` (readings searched per plate by
+    beam search, at least `top_k`; default: the model's `generation_config.num_beams`, 1 when unset, i.e. greedy),
     `min_score` (a number in [0, 1], or `"saved"` for the processor's `abstain_threshold`: a reading scored below it
     comes back with `generated_text` "" and `unreadable` True, its text in `rejected_text`), `region` (`"auto"`, the
     default: candidates that fit some region's plate pattern first; a region code such as `"BR"`: candidates that
@@ -95,8 +97,8 @@ class PlateRecognitionPipeline(Pipeline):
         super().__init__(*args, **kwargs)
 
     def _sanitize_parameters(
-        self, prompt=None, max_new_tokens=None, num_views=None, top_k=None, min_score=None, region="auto",
-        constrain=False, fusion=None, generate_kwargs=None, **kwargs,
+        self, prompt=None, max_new_tokens=None, num_views=None, top_k=None, num_beams=None, min_score=None,
+        region="auto", constrain=False, fusion=None, generate_kwargs=None, **kwargs,
     ):
         preprocess_params = {} if prompt is None else {"prompt": check_prompt(prompt)}
         if fusion is not None:
@@ -109,8 +111,11 @@ class PlateRecognitionPipeline(Pipeline):
             forward_params["max_new_tokens"] = check_max_new_tokens(max_new_tokens)
         if num_views is not None:
             preprocess_params["num_views"] = check_num_views(num_views)
-        if top_k is not None:
-            forward_params["top_k"] = postprocess_params["top_k"] = check_top_k(top_k)
+        if top_k is not None or num_beams is not None:
+            postprocess_params["top_k"] = check_top_k(1 if top_k is None else top_k)
+            forward_params["num_beams"] = postprocess_params["num_beams"] = resolve_num_beams(
+                self.model, postprocess_params["top_k"], num_beams
+            )
         if min_score is not None:
             postprocess_params["min_score"] = self._resolve_min_score(min_score)
         if not isinstance(constrain, bool):
@@ -161,22 +166,27 @@ class PlateRecognitionPipeline(Pipeline):
             "group_sizes": reading_group_sizes(batch, num_views, fusion),
         }
 
-    def _forward(self, model_inputs, top_k=1, constrain_region=None, **generate_kwargs):
+    def _forward(self, model_inputs, num_beams=None, constrain_region=None, **generate_kwargs):
+        if num_beams is None:
+            num_beams = resolve_num_beams(self.model)
         if constrain_region is not None:
-            constraint = pattern_constraint(self.model, self.processor, constrain_region, self._constraints)
-            generate_kwargs["logits_processor"] = [*(generate_kwargs.get("logits_processor") or []), constraint]
+            generate_kwargs = with_pattern_constraint(
+                self.model, self.processor, constrain_region, generate_kwargs, self._constraints
+            )
         group_sizes = model_inputs["group_sizes"]
         outputs = generate_plate_outputs(
-            self.model, self.processor, model_inputs["inputs"], group_sizes, top_k=top_k, **generate_kwargs
+            self.model, self.processor, model_inputs["inputs"], group_sizes, top_k=num_beams, **generate_kwargs
         )
         return {**outputs, "group_sizes": group_sizes}
 
-    def postprocess(self, model_outputs, top_k=1, min_score=None, region="auto"):
+    def postprocess(self, model_outputs, top_k=1, num_beams=None, min_score=None, region="auto"):
+        if num_beams is None:
+            num_beams = resolve_num_beams(self.model)
         eos_token_ids = end_token_ids(self.model, self.processor)
         group_sizes = model_outputs["group_sizes"]
-        readings = decode_plate_outputs(self.processor, model_outputs, group_sizes, top_k, eos_token_ids)
+        readings = decode_plate_outputs(self.processor, model_outputs, group_sizes, num_beams, eos_token_ids)
         results = []
-        for reading in rank_by_region(readings, region, region_pattern_table(self.processor)):
+        for reading in rank_by_region(readings, region, region_pattern_table(self.processor), top_k):
             result = {"generated_text": reading.pop("text"), **reading}
             if min_score is not None:
                 result["unreadable"] = result["score"] < min_score

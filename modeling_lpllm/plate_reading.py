@@ -18,7 +18,9 @@ gives all rows of a sample the mean of their log-probabilities, renormalised, so
 row per sample is decoded, with one score.
 
 `max_new_tokens` is the caller's, else the model's `generation_config.max_new_tokens` (saved with the model by
-training), else `DEFAULT_MAX_NEW_TOKENS`.
+training), else `DEFAULT_MAX_NEW_TOKENS`. Likewise `num_beams`, the readings searched per plate (`resolve_num_beams`):
+above 1, beam search, and the reading is the best beam that fits a plate pattern (`rank_by_region`), so a model saved
+with `generation_config.num_beams` 5 reads an O in a letter's place where a greedy reading writes 0.
 """
 
 import math
@@ -213,6 +215,8 @@ def generation_settings(model, processor, group_sizes: int | list[int] = 1, max_
         generate_kwargs.setdefault("pad_token_id", processor.tokenizer.pad_token_id)
     if top_k > 1:
         generate_kwargs.update(num_beams=top_k, num_return_sequences=top_k, length_penalty=0.0, early_stopping=False)
+    else:
+        generate_kwargs["num_beams"] = 1  # not the generation config's: `resolve_num_beams` has read it already
     if score_temperature is None:
         score_temperature = getattr(processor, "score_temperature", 1.0)
     processors = [CalibratedLogProbabilities(score_temperature)]
@@ -222,6 +226,18 @@ def generation_settings(model, processor, group_sizes: int | list[int] = 1, max_
     generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *caller_processors])
     generate_kwargs.update(return_dict_in_generate=True, output_scores=True)
     return generate_kwargs
+
+
+def resolve_num_beams(model, top_k: int = 1, num_beams: int | None = None) -> int:
+    """The readings searched per plate: `num_beams`, else the model's `generation_config.num_beams` (1 when unset),
+    and at least `top_k`.
+
+    Raises:
+        ValueError: naming `num_beams` when it is not a whole number >= 1.
+    """
+    if num_beams is None:
+        num_beams = getattr(model.generation_config, "num_beams", None) or 1
+    return max(check_top_k(top_k), check_top_k(num_beams, "num_beams"))
 
 
 def end_token_ids(model, processor) -> list[int]:
@@ -324,11 +340,17 @@ def pattern_constraint(model, processor, region: str, cache: dict | None = None)
     return constraint
 
 
-def rank_by_region(readings: list[dict], region: str | None, table: Mapping) -> list[dict]:
+def with_pattern_constraint(model, processor, region: str, generate_kwargs: dict, cache: dict | None = None) -> dict:
+    """`generate_kwargs` with `region`'s `pattern_constraint` after the caller's logits processors."""
+    constraint = pattern_constraint(model, processor, region, cache)
+    return {**generate_kwargs, "logits_processor": [*(generate_kwargs.get("logits_processor") or []), constraint]}
+
+
+def rank_by_region(readings: list[dict], region: str | None, table: Mapping, top_k: int | None = None) -> list[dict]:
     """Adds `regions`, the codes whose patterns a text fits, to every reading and candidate, and with `region`
     re-ranks each reading's candidates: those fitting `region` (any region for `"auto"`) first, by score otherwise;
     the reading takes the first candidate's text and scores. Nothing is forced: a plate no candidate fits keeps the
-    model's order."""
+    model's order. `top_k` keeps that many candidates after ranking (1: none listed); None keeps them all."""
     ranked = []
     for reading in readings:
         candidates = [
@@ -340,8 +362,8 @@ def rank_by_region(readings: list[dict], region: str | None, table: Mapping) -> 
                 candidate["regions"] if region == "auto" else region in candidate["regions"]
             ))  # fmt: skip
         result = dict(candidates[0])
-        if "candidates" in reading:
-            result["candidates"] = candidates
+        if "candidates" in reading and top_k != 1:
+            result["candidates"] = candidates[:top_k]
         ranked.append(result)
     return ranked
 
@@ -359,6 +381,7 @@ def read_plate_readings(
     constrain: bool = False,
     constraint_cache: dict | None = None,
     fusion: str | None = None,
+    num_beams: int | None = None,
     **generate_kwargs,
 ) -> list[dict]:
     """One reading per sample of `batch` (see `plate_reading_inputs`), on the model's device: `{"text", "score",
@@ -374,20 +397,21 @@ def read_plate_readings(
         constraint_cache: a dict kept by the caller across calls, so the constraint is built once per region.
         fusion: how a track's frames are read together, `"late"` or `"joint"` (the module docstring); None for the
             model's (`resolve_fusion`).
+        num_beams: readings searched per plate, ranked by `region` (`resolve_num_beams`); None for the model's.
         generate_kwargs: passed to `model.generate`.
     """
     fusion = resolve_fusion(model, fusion)
     num_views = resolve_num_views(processor, num_views)
     group_sizes = reading_group_sizes(batch, num_views, fusion)
     top_k = check_top_k(top_k)
+    num_beams = resolve_num_beams(model, top_k, num_beams)
     region = check_region(region, processor, constrain)
     if constrain:
-        constraint = pattern_constraint(model, processor, region, constraint_cache)
-        generate_kwargs["logits_processor"] = [*(generate_kwargs.get("logits_processor") or []), constraint]
+        generate_kwargs = with_pattern_constraint(model, processor, region, generate_kwargs, constraint_cache)
     inputs = plate_reading_inputs(processor, batch, prompts, num_views, fusion).to(model.device)
-    outputs = generate_plate_outputs(model, processor, inputs, group_sizes, max_new_tokens, top_k, **generate_kwargs)
-    readings = decode_plate_outputs(processor, outputs, group_sizes, top_k, end_token_ids(model, processor))
-    return rank_by_region(readings, region, region_pattern_table(processor))
+    outputs = generate_plate_outputs(model, processor, inputs, group_sizes, max_new_tokens, num_beams, **generate_kwargs)
+    readings = decode_plate_outputs(processor, outputs, group_sizes, num_beams, end_token_ids(model, processor))
+    return rank_by_region(readings, region, region_pattern_table(processor), top_k)
 
 
 def read_plates(
@@ -429,5 +453,7 @@ __all__ = [
     "reading_group_sizes",
     "resolve_fusion",
     "resolve_max_new_tokens",
+    "resolve_num_beams",
     "resolve_num_views",
+    "with_pattern_constraint",
 ]

@@ -173,8 +173,8 @@ def test_a_reader_of_one_text_refuses_top_k_and_constrain_before_it_loads(crops,
     baseline = tmp_path / "crnn"
     baseline.mkdir()
     (baseline / "baseline_config.json").write_text("{}", encoding="utf-8")  # not a loadable baseline: never loaded
-    for options in (["--top_k", "2"], ["--region", "BR", "--constrain"]):
-        with pytest.raises(ValueError, match="is a CTC baseline, which reads one plate text; top_k/constrain/fusion need"):
+    for options in (["--top_k", "2"], ["--num_beams", "3"], ["--region", "BR", "--constrain"]):
+        with pytest.raises(ValueError, match="is a CTC baseline, which reads one plate text; top_k/num_beams/constrain/fusion need"):
             lpllm(["read", files[0], "--model", str(baseline), *options])
 
 

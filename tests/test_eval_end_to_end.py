@@ -221,7 +221,7 @@ def test_eval_refuses_top_k_for_a_baseline_and_constrain_without_a_region(plate_
     baseline.mkdir()
     (baseline / "baseline_config.json").write_text("{}", encoding="utf-8")  # never loaded: refused before
     common = ["--dataset_name", str(plate_dataset), "--output_dir", str(tmp_path / "out")]
-    with pytest.raises(ValueError, match="a CTC baseline, which reads one plate text; top_k/constrain/fusion need an LP-LLM"):
+    with pytest.raises(ValueError, match="a CTC baseline, which reads one plate text; top_k/num_beams/constrain/fusion need an LP-LLM"):
         eval_cli.parse_arguments(["--compare", "org/model", str(baseline), "--top_k", "2", *common])
     with pytest.raises(ValueError, match="give `region` a region code"):
         eval_cli.parse_arguments(["--model_name_or_path", "org/model", "--constrain", *common])

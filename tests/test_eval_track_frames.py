@@ -130,7 +130,7 @@ def test_bad_track_frames_fail_before_any_model_loads(track_dataset, tmp_path):
 
 
 def test_fusion_is_refused_for_a_reader_of_one_text(track_dataset, tmp_path):
-    with pytest.raises(ValueError, match="top_k/constrain/fusion need an LP-LLM or Qwen3-VL model"):
+    with pytest.raises(ValueError, match="top_k/num_beams/constrain/fusion need an LP-LLM or Qwen3-VL model"):
         eval_cli.main([
             "--model_name_or_path", "rapidocr", "--dataset_name", str(track_dataset), "--output_dir",
             str(tmp_path / "out"), "--fusion", "joint", *FAST,

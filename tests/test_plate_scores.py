@@ -232,3 +232,50 @@ def test_constrained_pipeline_readings_fit_the_region_with_views_and_beams(tmp_p
             texts = [reading["generated_text"], *(c["text"] for c in reading.get("candidates", []))]
             assert all(any(fits_pattern(text, p) for p in REGION_PATTERNS[region]) for text in texts), texts
             assert region in reading["regions"]
+
+
+def test_searched_beams_give_the_first_ranked_candidate_and_no_candidate_list(model_and_processor):
+    model, processor = model_and_processor
+    image = [[random_plate_image(1)]]
+    hand_made = lambda: [HandMadeDistribution(processor.tokenizer)]  # noqa: E731 (a fresh one per generate call)
+    processor.plate_patterns = {"XB": ["B"]}
+    try:
+        (greedy,) = read_plate_readings(model, processor, image, max_new_tokens=4, region="xb",
+                                        logits_processor=hand_made())  # fmt: skip
+        (searched,) = read_plate_readings(model, processor, image, max_new_tokens=4, region="xb", num_beams=4,
+                                          logits_processor=hand_made())  # fmt: skip
+        (listed,) = read_plate_readings(model, processor, image, max_new_tokens=4, region="xb", top_k=2, num_beams=4,
+                                        logits_processor=hand_made())  # fmt: skip
+        # The model's saved generation config decides when the caller does not.
+        model.generation_config.num_beams = 4
+        (saved,) = read_plate_readings(model, processor, image, max_new_tokens=4, region="xb",
+                                       logits_processor=hand_made())  # fmt: skip
+        (overridden,) = read_plate_readings(model, processor, image, max_new_tokens=4, region="xb", num_beams=1,
+                                            logits_processor=hand_made())  # fmt: skip
+    finally:
+        processor.plate_patterns = None
+        model.generation_config.num_beams = 1
+    # Greedy writes the most probable first token, A, and nothing fits XB; four beams find B (0.12), which fits it.
+    assert greedy["text"] == "A" and "candidates" not in greedy
+    assert searched["text"] == saved["text"] == "B" and searched["score"] == pytest.approx(0.12, rel=1e-5)
+    assert "candidates" not in searched and searched["regions"] == ["XB"]
+    assert [candidate["text"] for candidate in listed["candidates"]] == ["B", "A"] and listed["text"] == "B"
+    assert overridden == greedy
+    with pytest.raises(ValueError, match="num_beams"):
+        read_plate_readings(model, processor, image, num_beams=0)
+
+
+def test_pipeline_reads_with_the_saved_number_of_beams(tmp_path):
+    model, _ = save_tiny_checkpoint(tmp_path, seed=2)
+    reader = pipeline("image-to-text", model=str(tmp_path), trust_remote_code=True)
+    images = [random_plate_image(seed) for seed in range(4)]
+    searched = reader(images, num_beams=3, region=None)
+    by_score = [reading["candidates"][0] for (reading,) in reader(images, top_k=3, region=None)]
+    assert [reading["generated_text"] for (reading,) in searched] == [candidate["text"] for candidate in by_score]
+    assert all("candidates" not in reading for (reading,) in searched)
+    model.generation_config.num_beams = 3
+    model.generation_config.save_pretrained(tmp_path)
+    saved = pipeline("image-to-text", model=str(tmp_path), trust_remote_code=True)(images, region=None)
+    assert saved == searched
+    with pytest.raises(ValueError, match="num_beams"):
+        reader(images[0], num_beams=0)

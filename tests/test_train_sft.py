@@ -572,6 +572,23 @@ def test_demo_recipe_reads_each_plate_as_twenty_one_visual_tokens_and_decays_ove
     assert plate_args.augment_warmup_epochs == 1
 
 
+def test_base_recipe_trains_for_a_step_budget_and_saves_five_searched_beams(tmp_path):
+    from lpllm.training.model_setup import configure_generation
+
+    os.chdir(REPO)
+    _, training_args, _, plate_args = train_sft.parse_arguments(
+        ["--config", str(REPO / "recipes" / "base_cpu.yaml"), "--output_dir", str(tmp_path)]
+    )
+    assert training_args.max_steps == 2812 and plate_args.max_train_minutes is None  # the machine's load cannot change it
+    assert plate_args.ppocr_ctc_features and plate_args.freeze_vision_encoder
+    assert plate_args.generation_num_beams == 5
+    model, processor = save_tiny_checkpoint(tmp_path / "tiny")
+    configure_generation(model, processor, 10, plate_args.generation_num_beams)
+    assert model.generation_config.num_beams == 5
+    configure_generation(model, processor, 10, None)  # a fine-tuning run keeps its base's
+    assert model.generation_config.num_beams == 5 and model.generation_config.max_new_tokens == 10
+
+
 @pytest.mark.parametrize("start", ["from_scratch", "checkpoint"])
 def test_attn_implementation_reaches_the_language_model_and_the_vision_tower(tmp_path, start):
     from lpllm.training.arguments import PlateTrainingArguments

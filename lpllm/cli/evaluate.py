@@ -168,7 +168,7 @@ class EvalArguments(ReaderArguments):
         if RAPIDOCR_READER in readers:
             check_rapidocr_settings(self.num_views)
         for path in readers:
-            check_reader_options(path, self.top_k, self.constrain, self.fusion)
+            check_reader_options(path, self.top_k, self.constrain, self.fusion, self.num_beams)
         if self.model_name_or_path:
             check_model_reference(self.model_name_or_path, "model_name_or_path")
         if self.attention_maps:
@@ -314,6 +314,7 @@ class _Evaluator:
             charset=self.args.charset or DEFAULT_PLATE_CHARSET,
             num_views=self.args.num_views,
             top_k=self.args.top_k,
+            num_beams=self.args.num_beams,
             region=self.args.region,
             constrain=self.args.constrain,
             fusion=self.args.fusion,

@@ -422,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt=args.prompt,
         num_views=args.num_views,
         top_k=args.top_k,
+        num_beams=args.num_beams,
         region=args.region,
         constrain=args.constrain,
         fusion=args.fusion,

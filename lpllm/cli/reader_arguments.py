@@ -33,6 +33,11 @@ class ReaderArguments:
         metadata={"help": "Candidate readings per plate: above 1, beam search with that many beams, best first "
         "(an LP-LLM or Qwen3-VL model only)."},
     )
+    num_beams: int | None = field(
+        default=None,
+        metadata={"help": "Readings searched per plate by beam search (at least top_k); the reading is the best "
+        "one that fits `region`. None: the model's saved generation_config value (1, greedy, when it has none)."},
+    )
     region: str | None = field(
         default="auto",
         metadata={"help": "How candidates are ranked: auto (those fitting some region's plate pattern first), a "
@@ -52,6 +57,8 @@ class ReaderArguments:
 
     def __post_init__(self):
         self.top_k = check_top_k(self.top_k)
+        if self.num_beams is not None:
+            self.num_beams = check_top_k(self.num_beams, "num_beams")
         # The command line has no None: the word `none` stands for it.
         if isinstance(self.region, str) and self.region.strip().lower() == "none":
             self.region = None

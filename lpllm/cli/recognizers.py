@@ -25,6 +25,7 @@ def load_recognizer(
     region: str | None = "auto",
     constrain: bool = False,
     fusion: str | None = None,
+    num_beams: int | None = None,
     **vlm_kwargs,
 ):
     """The reader for `path`: a `lpllm.baselines.train` checkpoint, an exported fast-plate-ocr model, RapidOCR off the
@@ -32,10 +33,10 @@ def load_recognizer(
     Hub id (LP-LLM or stock). `num_views`: views of each crop a plate is read from (None: the checkpoint's processor's
     for a Qwen3-VL model, else 1; a fast-plate-ocr export and RapidOCR read one view only).
 
-    `top_k`, `region`, `constrain` (candidates, their ranking by plate pattern, pattern-constrained writing) and
-    `fusion` (how a track's frames are read together; None: the model's) go to a Qwen3-VL model's reader; the other
-    readers read one text per plate, so `region` means nothing to them and `top_k` > 1, `constrain` or a `fusion` is
-    refused. `vlm_kwargs` go to `load_vision_language_recognizer` (`trust_remote_code`
+    `top_k`, `num_beams`, `region`, `constrain` (candidates, the readings searched, their ranking by plate pattern,
+    pattern-constrained writing) and `fusion` (how a track's frames are read together; None: the model's) go to a
+    Qwen3-VL model's reader; the other readers read one text per plate, so `region` means nothing to them and `top_k`
+    or `num_beams` > 1, `constrain` or a `fusion` is refused. `vlm_kwargs` go to `load_vision_language_recognizer` (`trust_remote_code`
     among them).
 
     Raises:
@@ -44,7 +45,7 @@ def load_recognizer(
             a `fusion` with a reader other than a Qwen3-VL model, before it loads.
         ImportError: for `rapidocr` without the `baselines` extra installed.
     """
-    check_reader_options(path, top_k, constrain, fusion)
+    check_reader_options(path, top_k, constrain, fusion, num_beams)
     if path == RAPIDOCR_READER:
         return RapidOCRRecognizer.from_pretrained(num_views=num_views)
     check_model_reference(path, "model_name_or_path")
@@ -68,7 +69,7 @@ def load_recognizer(
         )
     return load_vision_language_recognizer(
         path, device, num_views=num_views, top_k=top_k, region=region, constrain=constrain, fusion=fusion,
-        **vlm_kwargs,
+        num_beams=num_beams, **vlm_kwargs,
     )
 
 
@@ -85,16 +86,18 @@ def one_text_reader(path: str) -> str | None:
     return None
 
 
-def check_reader_options(path: str, top_k: int = 1, constrain: bool = False, fusion: str | None = None) -> None:
-    """Refuses `top_k` > 1, `constrain` and a `fusion` for a reader of one text per plate (`one_text_reader`), before
+def check_reader_options(
+    path: str, top_k: int = 1, constrain: bool = False, fusion: str | None = None, num_beams: int | None = None
+) -> None:
+    """Refuses `top_k` or `num_beams` > 1, `constrain` and a `fusion` for a reader of one text per plate (`one_text_reader`), before
     it loads.
 
     Raises:
         ValueError: naming `path`, what it is and what the options need.
     """
     reader = one_text_reader(path)
-    if reader is not None and (top_k > 1 or constrain or fusion is not None):
+    if reader is not None and (top_k > 1 or (num_beams or 1) > 1 or constrain or fusion is not None):
         raise ValueError(
-            f"{path} is {reader}, which reads one plate text; top_k/constrain/fusion need an LP-LLM or Qwen3-VL model "
-            f"(got top_k={top_k}, constrain={constrain}, fusion={fusion})."
+            f"{path} is {reader}, which reads one plate text; top_k/num_beams/constrain/fusion need an LP-LLM or "
+            f"Qwen3-VL model (got top_k={top_k}, num_beams={num_beams}, constrain={constrain}, fusion={fusion})."
         )

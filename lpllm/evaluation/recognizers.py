@@ -23,6 +23,7 @@ from modeling_lpllm.plate_reading import (
     region_pattern_table,
     resolve_fusion,
     resolve_max_new_tokens,
+    resolve_num_beams,
     resolve_num_views,
 )
 from modeling_lpllm.plate_scores import check_top_k
@@ -59,7 +60,8 @@ class VisionLanguageRecognizer:
     `num_views` > 1 reads each plate from that many views of its crops (`LPLLMProcessor.plate_views`, their
     next-token log-probabilities averaged); None takes the processor's `num_views` (1 when it has none).
     `max_new_tokens` None takes the model's `generation_config.max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it
-    has none). `top_k` > 1 reads the `top_k` best readings by beam search (each reading's `candidates`), ranked by
+    has none), `num_beams` None its `num_beams` (readings searched per plate). `top_k` > 1 keeps the `top_k` best
+    readings (each reading's `candidates`, searched with at least `top_k` beams), ranked by
     `region` (`"auto"`: those fitting some region's plate pattern first); `constrain` writes only texts fitting
     `region`'s patterns (`modeling_lpllm.read_plate_readings`). A sample of several images (a track, the frames of
     one plate) is read by `fusion`: `"late"`, each frame a prompt of its own, their next-token log-probabilities
@@ -82,6 +84,7 @@ class VisionLanguageRecognizer:
         region: str | None = "auto",
         constrain: bool = False,
         fusion: str | None = None,
+        num_beams: int | None = None,
     ):
         self.model = model.to(device).eval()
         self.processor = processor
@@ -94,6 +97,7 @@ class VisionLanguageRecognizer:
         self.charset = charset
         self.num_views = resolve_num_views(processor, num_views)
         self.top_k = check_top_k(top_k)
+        self.num_beams = resolve_num_beams(model, self.top_k, num_beams)
         self.region = check_region(region, processor, constrain)
         self.constrain = constrain
         self.fusion = resolve_fusion(model, fusion)
@@ -120,7 +124,7 @@ class VisionLanguageRecognizer:
         readings = read_plate_readings(
             self.model, self.processor, batch, prompts, num_views=self.num_views, max_new_tokens=self.max_new_tokens,
             top_k=self.top_k, region=self.region, constrain=self.constrain, constraint_cache=self._constraints,
-            fusion=self.fusion,
+            fusion=self.fusion, num_beams=self.num_beams,
         )
         if self.extract_plate:
             # A sentence fits no plate pattern: the answers' regions and ranking say nothing about the plates in them,
@@ -158,7 +162,7 @@ class VisionLanguageRecognizer:
         description["peft"] = bool(getattr(self.model, "peft_config", None))
         description["num_views"] = self.num_views  # where the CTC baselines describe theirs: one place for reports
         description["generation"] = {
-            "decoding": ("greedy" if self.top_k == 1 else f"beam search, {self.top_k} beams")
+            "decoding": ("greedy" if self.num_beams == 1 else f"beam search, {self.num_beams} beams")
             + ("" if self.num_views == 1 else f" over {self.num_views} views"),
             "region": self.region,
             "constrain": self.constrain,
@@ -222,9 +226,10 @@ def load_vision_language_recognizer(
     region: str | None = "auto",
     constrain: bool = False,
     fusion: str | None = None,
+    num_beams: int | None = None,
 ) -> VisionLanguageRecognizer:
     """Loads an LP-LLM checkpoint (or Hub id) or a stock Qwen3-VL with its processor; `max_new_tokens` None reads
-    with the checkpoint's generation config; `fusion` reads multi-frame samples (`VisionLanguageRecognizer`).
+    (and `num_beams` None searches) with the checkpoint's generation config; `fusion` reads multi-frame samples (`VisionLanguageRecognizer`).
 
     `trust_remote_code`: run code the model ships (`model_sources.py`); an LP-LLM folder this project wrote loads
     without it.
@@ -282,6 +287,7 @@ def load_vision_language_recognizer(
         region=region,
         constrain=constrain,
         fusion=fusion,
+        num_beams=num_beams,
     )
 
 

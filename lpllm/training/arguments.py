@@ -264,6 +264,12 @@ class PlateTrainingArguments:
         default=DEFAULT_MAX_NEW_TOKENS,
         metadata={"help": "Generation length cap, saved with the model's generation config: every reader's default."},
     )
+    generation_num_beams: int | None = field(
+        default=None,
+        metadata={"help": "Readings searched per plate (beam search above 1), saved with the model's generation "
+        "config: every reader's default. The reading is the best beam that fits a region's plate pattern, so a "
+        "letter's place is not read as a digit (e.g. O, not 0). None: the starting model's (1 for a new one)."},
+    )
     bf16_if_native: bool = field(
         default=False,
         metadata={"help": "Beyond TRL: choose `bf16` by the hardware, bfloat16 autocast where the matrix products "
@@ -351,7 +357,7 @@ class PlateTrainingArguments:
             self.deskew_max_degrees = check_max_degrees(self.deskew_max_degrees)
         if self.num_views is not None:
             self.num_views = check_num_views(self.num_views)
-        for name in ("min_pixels", "max_pixels", "generation_batch_size", "max_new_tokens"):
+        for name in ("min_pixels", "max_pixels", "generation_batch_size", "max_new_tokens", "generation_num_beams"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")

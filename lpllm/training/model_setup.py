@@ -187,7 +187,7 @@ def load_model_and_processor(
             processor.image_processor.size = size
         set_plate_options(processor, args)
     check_processor_matches_model(processor, model.config, model_name_or_path)
-    configure_generation(model, processor, args.max_new_tokens)
+    configure_generation(model, processor, args.max_new_tokens, args.generation_num_beams)
     return model, processor
 
 
@@ -227,8 +227,9 @@ def check_processor_matches_model(processor, config, where: str) -> None:
             raise ValueError(f"{where}: the processor's {name} is {token_id} but the model's is {getattr(config, name)}.")
 
 
-def configure_generation(model, processor, max_new_tokens: int) -> None:
-    """Greedy decoding that stops at the end of the answer, saved with the model for the pipeline."""
+def configure_generation(model, processor, max_new_tokens: int, num_beams: int | None = None) -> None:
+    """Greedy decoding (or beam search with `num_beams`; None keeps the model's) that stops at the end of the answer,
+    saved with the model for the pipeline."""
     tokenizer = processor.tokenizer
     end_ids = [tokenizer.convert_tokens_to_ids("<|im_end|>")]
     if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in end_ids:
@@ -237,6 +238,8 @@ def configure_generation(model, processor, max_new_tokens: int) -> None:
     generation_config.eos_token_id = end_ids
     generation_config.pad_token_id = tokenizer.pad_token_id
     generation_config.max_new_tokens = max_new_tokens
+    if num_beams is not None:
+        generation_config.num_beams = num_beams
     generation_config.do_sample = False
     for sampling_only in ("temperature", "top_p", "top_k"):
         setattr(generation_config, sampling_only, None)
