@@ -13,10 +13,10 @@ read by one of two `fusion`s:
 
 `num_views` V is the views a *plate* is read from (`LPLLMProcessor.plate_views`: the crop, then fixed corner
 jitters), each a row of its own. Under late fusion a track of F frames spends them across its frames instead of
-multiplying them (`late_fusion_rows`): view j of the plate (j = 0..V-1) is view j of frame j mod F, so a track of
-F <= V identical frames reads exactly the V views one crop reads, and a track of F > V frames reads every frame once
-from its crop. A track takes max(V, F) rows: with 5 views a 3-frame track takes the rows of one crop, and frames,
-degraded independently, are better looks at a plate than jitters of one frame. Under joint fusion every row holds
+multiplying them (`late_fusion_rows`): every frame is read from its crop first, and the views left over go to the
+frames' corner jitters in turn. A track takes max(V, F) rows: with 5 views a 3-frame track takes the rows of one
+crop, and frames, degraded independently, are better looks at a plate than jitters of one frame. A track of
+identical frames read with one view reads exactly as the single frame. Under joint fusion every row holds
 one view of all frames: V rows. A sample's rows are consecutive and left-padded, so batched greedy decoding equals
 one-by-one decoding, and `ViewAveragingLogitsProcessor` gives all rows of a sample the mean of their
 log-probabilities, renormalised, so they take the same tokens and one row per sample is decoded, with one score.
@@ -120,12 +120,13 @@ def check_batch(batch: list[list]) -> list[list]:
 
 def late_fusion_rows(num_frames: int, num_views: int = 1) -> list[tuple[int, int]]:
     """`(frame, view)` of each row a track of `num_frames` frames is read from by late fusion with `num_views` views
-    of the plate: view j (j < `num_views`) of frame j mod `num_frames` when the views outnumber the frames, else view 0
-    (the crop) of every frame. A single crop is read from its `num_views` views."""
+    of the plate: max(`num_views`, `num_frames`) rows, row j from view j // `num_frames` of frame j mod `num_frames`.
+    Every frame is read from its crop (view 0) first, and the views left over go to the frames' corner jitters in
+    turn: a frame's own pixels are better evidence than another jitter of a frame already read (synthetic tracks of
+    severity 5, 3 frames at 5 views: 85.0% read right this way, 81.7% with the views spread as a single crop's are,
+    results/tracks.md). A single crop is read from its `num_views` views."""
     num_views = check_num_views(num_views)
-    if num_frames <= num_views:
-        return [(view % num_frames, view) for view in range(num_views)]
-    return [(frame, 0) for frame in range(num_frames)]
+    return [(row % num_frames, row // num_frames) for row in range(max(num_views, num_frames))]
 
 
 def reading_group_sizes(batch: list[list], num_views: int = 1, fusion: str = "late") -> list[int]:
