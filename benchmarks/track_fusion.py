@@ -4,7 +4,10 @@ Reads every track (a multi-frame sample) of a `dataset_scripts.build` split with
 first k frames for each k of `--frames`, by late fusion (each frame a prompt of its own, the frames' next-token
 log-probabilities averaged: `modeling_lpllm/plate_reading.py`), and from its first k frames of `--joint_frames` by
 joint fusion (all k frames in one prompt), and reports the exact-match accuracy of each (labels and readings
-normalised as `lpllm eval` does), overall and per degradation, with the seconds each setting took.
+normalised as `lpllm eval` does), overall and per degradation, with the seconds each setting took at `--batch_size`.
+The cost of a track at batch 1 is timed apart: the first `--batch1_tracks` tracks read one at a time, the late-fusion
+settings taking turns track by track (so a load from other processes falls on all of them alike), wall and CPU
+seconds per track and their ratio to 1 frame.
 
     python -m dataset_scripts.build --source synthetic --output data/tracks5_sev45 --num 300 --frames 5 \\
         --severities 4 5 --clean_fraction 0 --splits 0 0 1 --layouts br_old br_mercosur ar_mercosur eu_llnnnll \\
@@ -41,11 +44,12 @@ def parse_args(argv=None):
     parser.add_argument("--joint_frames", type=int, nargs="*", default=[3], help="Frames read by joint fusion.")
     parser.add_argument("--num_views", type=int, default=None, help="Views per frame (default: the processor's).")
     parser.add_argument("--batch_size", type=int, default=8, help="Tracks read together.")
+    parser.add_argument("--batch1_tracks", type=int, default=50, help="Tracks timed one at a time (0: none).")
     parser.add_argument("--max_samples", type=int, default=None)
     parser.add_argument("--output", help="Write the results to this JSON file.")
     args = parser.parse_args(argv)
-    if min(args.frames + args.joint_frames) < 1 or args.batch_size < 1:
-        parser.error("--frames, --joint_frames and --batch_size must be >= 1.")
+    if min(args.frames + args.joint_frames) < 1 or args.batch_size < 1 or args.batch1_tracks < 0:
+        parser.error("--frames, --joint_frames and --batch_size must be >= 1, --batch1_tracks >= 0.")
     if not Path(args.model).is_dir():
         parser.error(f"--model {args.model!r}: no such folder.")
     return args
@@ -78,6 +82,29 @@ def read_setting(recognizer, samples, frames: int, fusion: str, normalizer, batc
     }
 
 
+def time_one_by_one(recognizer, samples, frames: list[int]) -> list[dict]:
+    """Wall and CPU seconds per track of reading each of `samples` alone by late fusion from its first k frames, for
+    each k of `frames`, the settings taking turns track by track; with each setting's ratio to the first."""
+    recognizer.fusion = "late"
+    recognizer.read([samples[0].images[: frames[0]]])  # untimed: the first forward pass pays one-off costs
+    wall, cpu = [0.0] * len(frames), [0.0] * len(frames)
+    for sample in samples:
+        for index, count in enumerate(frames):
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            recognizer.read([sample.images[:count]])
+            wall[index] += time.perf_counter() - start_wall
+            cpu[index] += time.process_time() - start_cpu
+    return [
+        {
+            "fusion": "late", "frames": count, "num_tracks": len(samples),
+            "seconds_per_track": round(wall[index] / len(samples), 4),
+            "cpu_seconds_per_track": round(cpu[index] / len(samples), 4),
+            "ratio_to_first": round(wall[index] / wall[0], 3), "cpu_ratio_to_first": round(cpu[index] / cpu[0], 3),
+        }
+        for index, count in enumerate(frames)
+    ]  # fmt: skip
+
+
 def main(argv=None):
     args = parse_args(argv)
     torch.set_grad_enabled(False)
@@ -93,18 +120,28 @@ def main(argv=None):
     for fusion, frames in settings:
         results.append(read_setting(recognizer, samples, frames, fusion, normalizer, args.batch_size))
         print(json.dumps({key: results[-1][key] for key in ("fusion", "frames", "exact_match", "seconds")}), flush=True)
-    print(f"\n{len(samples)} tracks, {recognizer.num_views} view(s) per frame\n")
-    print("| fusion | frames | exact match (%) | right | seconds |")
+    batch1 = time_one_by_one(recognizer, samples[: args.batch1_tracks], args.frames) if args.batch1_tracks else []
+    print(f"\n{len(samples)} tracks, {recognizer.num_views} view(s) per plate\n")
+    print(f"| fusion | frames | exact match (%) | right | seconds (batch {args.batch_size}) |")
     print("| --- | --- | --- | --- | --- |")
     for result in results:
         print(
             f"| {result['fusion']} | {result['frames']} | {100 * result['exact_match']:.2f} | "
             f"{result['correct']}/{result['num_tracks']} | {result['seconds']} |"
         )
+    if batch1:
+        print(f"\nBatch 1, {batch1[0]['num_tracks']} tracks read one at a time\n")
+        print(f"| frames | s / track | x {batch1[0]['frames']} frame(s) | CPU s / track | CPU x |")
+        print("| --- | --- | --- | --- | --- |")
+        for timing in batch1:
+            print(
+                f"| {timing['frames']} | {timing['seconds_per_track']} | {timing['ratio_to_first']} | "
+                f"{timing['cpu_seconds_per_track']} | {timing['cpu_ratio_to_first']} |"
+            )
     if args.output:
         atomic_write_json(args.output, {
             "model": args.model, "dataset": args.dataset_name, "split": args.split, "num_tracks": len(samples),
-            "num_views": recognizer.num_views, "results": results,
+            "num_views": recognizer.num_views, "results": results, "batch1": batch1,
         })  # fmt: skip
 
 

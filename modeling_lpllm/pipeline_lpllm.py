@@ -74,8 +74,8 @@ class PlateRecognitionPipeline(Pipeline):
     `max_new_tokens` (1 to `MAX_NEW_TOKENS_LIMIT`), `batch_size` (plates, images or tracks, generated together,
     left-padded; default 8), `fusion` (how a track's frames are read together: `"late"`, each frame a prompt of its
     own, or `"joint"`, all frames in one prompt; default: `"joint"` for a model with `cmrm_fuse_frames`, else
-    `"late"`), `num_views` (views of each crop a plate is read from, default: the processor's
-    `num_views`; see `plate_views.py`), `top_k` (above 1: a `candidates` list of the `top_k` best readings `{"text",
+    `"late"`), `num_views` (views a plate is read from, default: the processor's `num_views`; a track spreads them
+    over its frames, `plate_reading.py`), `top_k` (above 1: a `candidates` list of the `top_k` best readings `{"text",
     "score", "char_scores"}`, best first; `generated_text` is the first), `num_beams` (readings searched per plate by
     beam search, at least `top_k`; default: the model's `generation_config.num_beams`, 1 when unset, i.e. greedy),
     `min_score` (a number in [0, 1], or `"saved"` for the processor's `abstain_threshold`: a reading scored below it

@@ -11,9 +11,10 @@ views (renormalised), so greedy decoding takes the same token in all of them and
 distributions, not voting on finished strings, lets views that agree on most characters outvote one view's slip on
 one character. Reading costs `num_views` times the compute of one view.
 
-The same averaging reads a track (several frames of one plate, late fusion in `plate_reading.py`): every view of
-every frame is a row of its own, and a track of F frames read with V views is F * V rows averaged together. Tracks
-of different lengths share a batch (`group_sizes`, one row count per plate).
+The same averaging reads a track (several frames of one plate, late fusion in `plate_reading.py`): the plate's
+`num_views` views are spread over its frames, each frame's crop first, then their jitters in turn, and a track of
+more frames than views reads every frame once from its crop; all its rows are averaged together. Tracks of different lengths share a
+batch (`group_sizes`, one row count per plate).
 """
 
 from collections.abc import Sequence
@@ -96,7 +97,7 @@ def plate_views(
 
 
 class ViewAveragingLogitsProcessor(LogitsProcessor):
-    """For `generate` on a batch holding each plate's rows in consecutive places (its views, or all views of all
+    """For `generate` on a batch holding each plate's rows in consecutive places (its views, or the views and
     frames of a track): every row's scores become its plate's rows' mean next-token log-probability, renormalised (a
     product of the rows' distributions), so greedy decoding (or any decoding that takes the same token for equal
     scores) gives every row of a plate the same text, and the scores are a distribution a plate's reading can be

@@ -79,7 +79,9 @@ class LPLLMProcessor(Qwen3VLProcessor):
         num_views (`int`, *optional*, defaults to 1):
             Beyond the paper: how many views of each crop the pipeline and `eval.py` read a plate from (the crop and
             `num_views - 1` fixed corner jitters, their next-token log-probabilities averaged; `plate_views.py`).
-            1: the crop alone. Saved with the processor; the pipeline's `num_views` argument overrides it.
+            1: the crop alone. A track of frames read by late fusion spreads these views over its frames
+            (`plate_reading.late_fusion_rows`). Saved with the processor; the pipeline's `num_views` argument
+            overrides it.
         view_shift (`tuple[float, float]`, *optional*, defaults to `(0.05, 0.2)`):
             The views' largest corner shift as a share of the crop's width and height.
         score_temperature (`float`, *optional*, defaults to 1.0):

@@ -13,6 +13,7 @@ from modeling_lpllm.plate_reading import (
     check_fusion,
     first_rows,
     generate_plate_outputs,
+    late_fusion_rows,
     plate_reading_inputs,
     read_plate_readings,
     read_plates,
@@ -51,10 +52,20 @@ def reading_tokens(processor, text: str) -> list[int]:
     return processor.tokenizer.encode(text, add_special_tokens=False) + [processor.tokenizer.eos_token_id]
 
 
+def test_a_tracks_views_are_spread_over_its_frames():
+    # Every frame's crop first, then the frames' jitters in turn: max(V, F) rows.
+    assert late_fusion_rows(1, 5) == [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)]
+    assert late_fusion_rows(3, 5) == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1)]
+    assert late_fusion_rows(2, 5) == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2)]
+    assert late_fusion_rows(5, 5) == [(frame, 0) for frame in range(5)]
+    assert late_fusion_rows(7, 5) == late_fusion_rows(7, 1) == [(frame, 0) for frame in range(7)]
+
+
 def test_group_sizes_first_rows_and_fusion_names():
     batch = [[FRAMES[0]], FRAMES, FRAMES[:2]]
     assert reading_group_sizes(batch, 1) == [1, 3, 2]
-    assert reading_group_sizes(batch, 2, "late") == [2, 6, 4]
+    assert reading_group_sizes(batch, 2, "late") == [2, 3, 2]
+    assert reading_group_sizes(batch, 5, "late") == [5, 5, 5]
     assert reading_group_sizes(batch, 2, "joint") == [2, 2, 2]
     assert first_rows([2, 6, 4], 12) == [0, 2, 8] and first_rows(3, 9) == [0, 3, 6]
     with pytest.raises(ValueError, match="add up to 12 rows; the batch holds 10"):
@@ -87,19 +98,50 @@ def test_averaging_groups_of_different_sizes_with_beams():
         ViewAveragingLogitsProcessor([2, 0])
 
 
-@pytest.mark.parametrize("num_views, top_k", [(1, 1), (2, 1), (1, 3)])
-def test_a_track_of_identical_frames_reads_as_the_single_frame(checkpoint, num_views, top_k):
+@pytest.mark.parametrize("num_frames, num_views, top_k", [(3, 1, 1), (3, 1, 3), (5, 1, 1), (1, 5, 1), (1, 5, 3)])
+def test_a_track_of_identical_frames_reads_as_the_single_frame(checkpoint, num_frames, num_views, top_k):
+    # Averaging F copies of one distribution gives that distribution back: the same reading and scores.
     _, model, processor = checkpoint
     frame = FRAMES[0]
     single = read_plate_readings(model, processor, [[frame]], num_views=num_views, max_new_tokens=6, top_k=top_k)
-    track = read_plate_readings(model, processor, [[frame] * 3], num_views=num_views, max_new_tokens=6, top_k=top_k)
-    assert_same_readings(track, single)
+    track = read_plate_readings(
+        model, processor, [[frame] * num_frames], num_views=num_views, max_new_tokens=6, top_k=top_k
+    )
+    assert_same_readings(track, single, rtol=1e-5)
+    assert len(track[0].get("candidates", [track[0]])) == top_k
+
+
+def test_a_track_of_fewer_frames_than_views_reads_every_crop_then_the_jitters_in_turn(checkpoint):
+    _, _, processor = checkpoint
+    frames = FRAMES[:2]
+    inputs = plate_reading_inputs(processor, [frames], num_views=5)
+    views = [processor.plate_views([frame], 5) for frame in frames]
+    prompt = processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
+    expected = processor(
+        images=[views[row % 2][row // 2] for row in range(5)], text=[prompt] * 5, padding=True, padding_side="left",
+        return_tensors="pt",
+    )
+    assert reading_group_sizes([frames], 5) == [inputs["input_ids"].shape[0]] == [5]
+    for key in ("input_ids", "pixel_values", "image_grid_thw"):
+        torch.testing.assert_close(inputs[key], expected[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("top_k", [1, 3])
+def test_a_track_of_more_frames_than_views_reads_each_frame_once_from_its_crop(checkpoint, top_k):
+    _, model, processor = checkpoint
+    track = [*FRAMES, FRAMES[1].transpose(0)]  # four different frames
+    assert reading_group_sizes([track], 2) == reading_group_sizes([track], 1) == [4]
+    assert plate_reading_inputs(processor, [track], num_views=2)["input_ids"].shape[0] == 4
+    two_views = read_plate_readings(model, processor, [track], num_views=2, max_new_tokens=6, top_k=top_k)
+    one_view = read_plate_readings(model, processor, [track], num_views=1, max_new_tokens=6, top_k=top_k)
+    assert_same_readings(two_views, one_view, rtol=1e-5)
 
 
 def test_batched_tracks_of_different_lengths_equal_one_by_one(checkpoint):
     _, model, processor = checkpoint
-    batch = [FRAMES, [FRAMES[1]], FRAMES[:2][::-1], [FRAMES[2], FRAMES[0]]]
-    for num_views, top_k in ((1, 1), (2, 2)):
+    # Tracks of fewer, as many and more frames than views, and a single crop.
+    batch = [FRAMES, [FRAMES[1]], FRAMES[:2][::-1], [FRAMES[2], FRAMES[0]], [*FRAMES, FRAMES[0]]]
+    for num_views, top_k in ((1, 1), (2, 2), (3, 1), (3, 3)):
         together = read_plate_readings(model, processor, batch, num_views=num_views, max_new_tokens=6, top_k=top_k)
         alone = [
             read_plate_readings(model, processor, [track], num_views=num_views, max_new_tokens=6, top_k=top_k)[0]

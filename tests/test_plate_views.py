@@ -66,6 +66,14 @@ def test_one_view_is_what_the_processor_prepares(checkpoint):
     assert not np.array_equal(views[0], views[1])
 
 
+def test_the_processors_views_do_not_depend_on_their_number(checkpoint):
+    # A track takes view j of a frame from that frame's first j + 1 views.
+    _, _, processor = checkpoint
+    image = random_plate_image(3)
+    for made, expected in zip(processor.plate_views([image], 3), processor.plate_views([image], 5)):
+        np.testing.assert_array_equal(made, expected)
+
+
 def test_pipeline_reads_from_views_like_averaged_generation(checkpoint):
     directory, model, processor = checkpoint
     images = [random_plate_image(seed) for seed in (1, 2)]

@@ -71,8 +71,8 @@ class EvalArguments(ReaderArguments):
     num_views: int | None = field(
         default=None,
         metadata={"help": "Read each plate from this many views of its crop (the crop and fixed corner jitters, "
-        "averaged). None: an LP-LLM checkpoint's processor's num_views, else 1. Give the same number to every "
-        "model compared."},
+        "averaged; a track read by late fusion spreads them over its frames). None: an LP-LLM checkpoint's "
+        "processor's num_views, else 1. Give the same number to every model compared."},
     )
     prompt: str | None = field(
         default=None, metadata={"help": "Instruction for VLMs (None: the dataset's prompt, else DEFAULT_PROMPT)."}

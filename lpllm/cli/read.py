@@ -105,8 +105,8 @@ class ReadArguments(ReaderArguments):
     )
     num_views: int | None = field(
         default=None,
-        metadata={"help": "Read each plate from this many views of its crop (None: the checkpoint's processor's "
-        "num_views, else 1)."},
+        metadata={"help": "Read each plate from this many views of its crop (a track read by late fusion spreads "
+        "them over its frames; None: the checkpoint's processor's num_views, else 1)."},
     )
     prompt: str | None = field(
         default=None, metadata={"help": "Instruction for a Qwen3-VL-family model (None: DEFAULT_PROMPT)."}

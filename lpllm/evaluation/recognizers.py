@@ -57,8 +57,9 @@ class VisionLanguageRecognizer:
     """Reads plates with a Qwen3-VL-family model (LP-LLM or stock) through `modeling_lpllm.read_plates`, the
     pipeline's reader: greedy generation on left-padded batches.
 
-    `num_views` > 1 reads each plate from that many views of its crops (`LPLLMProcessor.plate_views`, their
-    next-token log-probabilities averaged); None takes the processor's `num_views` (1 when it has none).
+    `num_views` > 1 reads each plate from that many views (`LPLLMProcessor.plate_views`, their next-token
+    log-probabilities averaged; a track spreads them over its frames, `modeling_lpllm.plate_reading.late_fusion_rows`);
+    None takes the processor's `num_views` (1 when it has none).
     `max_new_tokens` None takes the model's `generation_config.max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it
     has none), `num_beams` None its `num_beams` (readings searched per plate). `top_k` > 1 keeps the `top_k` best
     readings (each reading's `candidates`, searched with at least `top_k` beams), ranked by
