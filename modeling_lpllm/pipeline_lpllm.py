@@ -11,6 +11,7 @@ from .image_checks import PLATE_IMAGE_LIMITS, load_image_input
 from .plate_reading import (
     check_batch_size,
     check_fusion,
+    check_generate_kwargs,
     check_max_new_tokens,
     check_prompt,
     check_region,
@@ -105,7 +106,7 @@ class PlateRecognitionPipeline(Pipeline):
             preprocess_params["fusion"] = check_fusion(fusion)
         if generate_kwargs is not None and not isinstance(generate_kwargs, dict):
             raise ValueError(f"`generate_kwargs` must be a dict of `model.generate` arguments; got {generate_kwargs!r}.")
-        forward_params = dict(generate_kwargs or {})
+        forward_params = dict(check_generate_kwargs(generate_kwargs or {}))
         postprocess_params = {}
         if max_new_tokens is not None:
             forward_params["max_new_tokens"] = check_max_new_tokens(max_new_tokens)

@@ -245,6 +245,7 @@ def generation_settings(model, processor, group_sizes: int | list[int] = 1, max_
     gives it). `score_temperature` None takes the processor's."""
     generation_config = model.generation_config
     top_k = check_top_k(top_k)
+    check_generate_kwargs(generate_kwargs)
     generate_kwargs.setdefault("do_sample", False)
     generate_kwargs["max_new_tokens"] = resolve_max_new_tokens(generation_config, max_new_tokens)
     if generation_config.pad_token_id is None:
@@ -261,6 +262,22 @@ def generation_settings(model, processor, group_sizes: int | list[int] = 1, max_
     caller_processors = generate_kwargs.pop("logits_processor", None) or []
     generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *caller_processors])
     generate_kwargs.update(return_dict_in_generate=True, output_scores=True)
+    return generate_kwargs
+
+
+def check_generate_kwargs(generate_kwargs: Mapping) -> Mapping:
+    """`generate_kwargs` for reading, refusing the beam settings the reader owns.
+
+    Raises:
+        ValueError: for `num_beams` or `num_return_sequences`: the readings' decoding and the views' averaging are
+            laid out for the reader's own `num_beams` and `top_k`.
+    """
+    for owned in ("num_beams", "num_return_sequences"):
+        if owned in generate_kwargs:
+            raise ValueError(
+                f"`{owned}` cannot go to `model.generate` directly: give the reader's `num_beams` (readings searched "
+                "per plate) and `top_k` (readings returned) instead."
+            )
     return generate_kwargs
 
 
@@ -472,6 +489,7 @@ __all__ = [
     "check_batch",
     "check_batch_size",
     "check_fusion",
+    "check_generate_kwargs",
     "check_max_new_tokens",
     "check_prompt",
     "check_region",

@@ -279,3 +279,5 @@ def test_pipeline_reads_with_the_saved_number_of_beams(tmp_path):
     assert saved == searched
     with pytest.raises(ValueError, match="num_beams"):
         reader(images[0], num_beams=0)
+    with pytest.raises(ValueError, match="`num_beams` cannot go to `model.generate` directly"):
+        reader(images[0], generate_kwargs={"num_beams": 3})

@@ -15,12 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from PIL import Image
 
 from modeling_lpllm import to_rgb
-
-from .plots import _font_context
 
 
 ATTENTION_MAPS_FILE = "attention_maps.png"
@@ -124,7 +121,7 @@ def _draw(axes, image: Image.Image, heat: np.ndarray | None, title: str) -> None
     axes.set_yticks([])
 
 
-def attention_figure(items: list[SlotAttention], titles: list[str] | None = None, columns: int | None = None) -> Figure:
+def attention_figure(items: list[SlotAttention], titles: list[str] | None = None, columns: int | None = None) -> "Figure":
     """One block of panels per image, in order: the crop (titled with `titles`), the mean of its slots' maps, then
     slot 1 to K's, each drawn over the crop; `columns` panels a row (None: a block's panels on one row)."""
     if not items:
@@ -134,6 +131,12 @@ def attention_figure(items: list[SlotAttention], titles: list[str] | None = None
     columns = columns or panels_per_item
     rows_per_item = -(-panels_per_item // columns)
     heights = [_panel_height(item.image) + TITLE_HEIGHT for item in items for _ in range(rows_per_item)]
+    # Imported when a figure is drawn: matplotlib takes ~0.5 s to import, and the commands that import this module
+    # mostly draw nothing.
+    from matplotlib.figure import Figure
+
+    from .plots import _font_context
+
     with _font_context():
         figure = Figure(figsize=(columns * PANEL_WIDTH, sum(heights)), layout="constrained")
         grid = figure.subplots(len(heights), columns, squeeze=False, gridspec_kw={"height_ratios": heights})
@@ -148,14 +151,14 @@ def attention_figure(items: list[SlotAttention], titles: list[str] | None = None
     return figure
 
 
-def figure_png(figure: Figure, dpi: int = 110) -> bytes:
+def figure_png(figure: "Figure", dpi: int = 110) -> bytes:
     """`figure` as PNG bytes."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 
-def attention_sheet(recognizer, samples, batch_size: int = 8) -> Figure:
+def attention_sheet(recognizer, samples, batch_size: int = 8) -> "Figure":
     """The slot attention sheet of `samples` (`data.EvalSample`; a multi-frame sample shows its first frame), each
     titled with its id, what `recognizer` (a `VisionLanguageRecognizer` of an LP-LLM model with CMRM) reads and its
     label.
