@@ -36,6 +36,10 @@ from .configuration_lpllm import LPLLMConfig
 from .ppocr_recognizer import PPOCREncoder, PPOCRRecognizerConfig
 
 
+# Logits of the CTC head computed at a time: 4 MiB in float32 (56 positions of the 18,710 classes).
+CTC_CHUNK_LOGITS = 2**20
+
+
 def unpatchify(
     patches: torch.Tensor, grid_thw: torch.Tensor, merge_size: int, temporal_patch_size: int, patch_size: int
 ) -> list[torch.Tensor]:
@@ -119,9 +123,23 @@ class PPOCRVisionModel(nn.Module):
         features = self.encoder(images)
         if self.head is None:
             return features
-        # In float32: the normaliser sums 18,710 exponentials.
-        log_probs = F.log_softmax(self.head(features).float(), dim=-1)[..., self.ctc_classes]
-        return torch.cat([features, log_probs.to(features.dtype)], dim=-1)
+        return torch.cat([features, self.ctc_log_probs(features).to(features.dtype)], dim=-1)
+
+    def ctc_log_probs(self, features: torch.Tensor) -> torch.Tensor:
+        """`(..., 120)` encoder features -> `(..., C)`: `log_softmax(head(features))` at the kept classes, in float32
+        (the normaliser sums 18,710 exponentials).
+
+        The positions go through the head a chunk of rows at a time: the whole head output of one training batch
+        ((48 x 24, 18,710) logits) is 86 MB in float32, and with glibc's malloc such a buffer each step fragmented the
+        heap (the training process grew by ~10 MB a step), while chunks of a few MB are reused. `log_softmax` is per
+        row, so the chunks give the same numbers.
+        """
+        rows = features.reshape(-1, features.shape[-1])
+        chunk_rows = max(1, CTC_CHUNK_LOGITS // self.head.out_features)
+        log_probs = [
+            F.log_softmax(self.head(chunk).float(), dim=-1)[:, self.ctc_classes] for chunk in rows.split(chunk_rows)
+        ]
+        return torch.cat(log_probs).view(*features.shape[:-1], len(self.ctc_classes))
 
     def forward(
         self, hidden_states: torch.Tensor, grid_thw: torch.Tensor, **kwargs

@@ -21,6 +21,7 @@ from lpllm.training.ppocr_conversion import load_dictionary, save_recognizer
 from modeling_lpllm import LPLLMConfig
 from modeling_lpllm.configuration_lpllm import PPOCR_CTC_NUM_CLASSES
 from modeling_lpllm.ppocr_recognizer import PPOCRRecognizer, PPOCRRecognizerConfig, ctc_greedy_decode
+from modeling_lpllm.ppocr_vision import CTC_CHUNK_LOGITS
 from test_modeling_lpllm import plate_inputs
 from tiny_lpllm import TINY_MODEL_CONFIG, random_plate_image, run_without_the_package, tiny_model, tiny_processor
 
@@ -137,6 +138,42 @@ class TestFeatures:
             visual.head.bias[CLASSES[1]] += 5.0
             after = model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]).pooler_output
         assert not torch.allclose(before, after, atol=1e-4)
+
+
+    def test_the_head_runs_in_chunks_of_rows_and_gives_the_whole_heads_log_softmax_and_gradients(self, processor):
+        model = tiny_model(processor, **PPOCR, ppocr_ctc_classes=CLASSES)
+        visual = model.model.visual
+        torch.manual_seed(3)
+        images = torch.rand(6, 3, 48, 96)  # 72 positions: more than one chunk, the last one partial
+        weights = torch.randn(6, 12, NECK + len(CLASSES))
+
+        def reference(images):
+            features = visual.encoder(images)
+            log_probs = F.log_softmax(visual.head(features).float(), dim=-1)[..., CLASSES]
+            return torch.cat([features, log_probs.to(features.dtype)], dim=-1)
+
+        def features_and_gradients(encode):
+            model.zero_grad()
+            features = encode(images)
+            (features * weights).sum().backward()
+            return features, {name: parameter.grad.clone() for name, parameter in visual.named_parameters()
+                              if parameter.grad is not None}
+
+        chunk_sizes = []
+        hook = visual.head.register_forward_hook(lambda module, args, output: chunk_sizes.append(output.shape))
+        try:
+            features, gradients = features_and_gradients(visual.encode)
+        finally:
+            hook.remove()
+        assert len(chunk_sizes) > 1
+        assert all(rows * classes <= CTC_CHUNK_LOGITS for rows, classes in chunk_sizes)
+        expected, expected_gradients = features_and_gradients(reference)
+        torch.testing.assert_close(features, expected, rtol=1e-5, atol=1e-5)
+        # The head and the encoder (trainable without `freeze_vision_encoder`) get the same gradients too.
+        assert gradients.keys() == expected_gradients.keys()
+        assert any(name.startswith("head.") for name in gradients)
+        for name, gradient in gradients.items():
+            torch.testing.assert_close(gradient, expected_gradients[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
 FRESH_PROCESS_SCRIPT = textwrap.dedent(
