@@ -576,9 +576,12 @@ def test_base_recipe_trains_for_a_step_budget_and_saves_five_searched_beams(tmp_
     from lpllm.training.model_setup import configure_generation
 
     os.chdir(REPO)
+    weights = tmp_path / "ppocr.safetensors"  # `lpllm convert-ppocr` writes it; only its presence is checked here
+    weights.touch()
     _, training_args, _, plate_args = train_sft.parse_arguments(
-        ["--config", str(REPO / "recipes" / "base_cpu.yaml"), "--output_dir", str(tmp_path)]
-    )
+        ["--config", str(REPO / "recipes" / "base_cpu.yaml"), "--output_dir", str(tmp_path / "out"),
+         "--vision_weights", str(weights)]
+    )  # fmt: skip
     assert training_args.max_steps == 2812 and plate_args.max_train_minutes is None  # the machine's load cannot change it
     assert plate_args.ppocr_ctc_features and plate_args.freeze_vision_encoder
     assert plate_args.generation_num_beams == 5
