@@ -203,9 +203,12 @@ def test_collator_batches_equal_trls_while_reusing_its_tokenization(max_length):
         batch = cached(copy.deepcopy(examples))
         assert sorted(batch) == sorted(reference)
         for name in reference:
-            assert torch.equal(batch[name], reference[name]), name
+            assert torch.equal(batch[name], reference[name]) and batch[name].dtype == reference[name].dtype, name
     # each answer tokenized once per prompt it follows: XY9 after the 3-frame prompt, then after the 1-frame one
     assert len(cached._completion_ids) == 4
+    # remembered as Python ints, not tensors, which would stay in the C heap among the batches' buffers
+    remembered = [*cached._completion_ids.values(), *(ids for ids, _ in cached._prompt_ids.values())]
+    assert all(isinstance(ids, tuple) and all(type(id_) is int for id_ in ids) for ids in remembered)
     # a prompt per image count and visual token counts: 1 frame of 94x24, 1 of 64x32, 3 of 94x24
     assert len(cached._prompt_ids) == 3
 

@@ -137,9 +137,9 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
                 images=example["images"], text=[self._rendered(example)["prompt"]], add_special_tokens=False,
                 return_tensors="pt",
             )
-            types = prompt["mm_token_type_ids"][0] if "mm_token_type_ids" in prompt else None
+            types = _token_ids(prompt["mm_token_type_ids"][0]) if "mm_token_type_ids" in prompt else None
             # Remembered as None too, so later batches of such a processor go to the parent without tokenizing first.
-            self._prompt_ids[key] = None if "token_type_ids" in prompt else (prompt["input_ids"][0], types)
+            self._prompt_ids[key] = None if "token_type_ids" in prompt else (_token_ids(prompt["input_ids"][0]), types)
         return self._prompt_ids[key]
 
     def _cached_completion(self, example, key):
@@ -149,7 +149,7 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
             completion = self.processor.tokenizer(
                 [self._rendered(example)["completion"]], add_special_tokens=False, return_tensors="pt"
             )
-            self._completion_ids[key] = completion["input_ids"][0]
+            self._completion_ids[key] = _token_ids(completion["input_ids"][0])
         return self._completion_ids[key]
 
     def _make_room(self, cache: dict):
@@ -167,13 +167,25 @@ class PlateCollator(DataCollatorForVisionLanguageModeling):
         labels[after_answer] = -100
 
 
-def _pad(rows: list[torch.Tensor], value: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(padded, mask)`: 1-D tensors stacked into one `(len(rows), longest)` tensor, padded on the left or right."""
+def _token_ids(ids: torch.Tensor) -> tuple[int, ...]:
+    """A 1-D tensor of ids as the collator remembers it: a tuple of Python ints, not a tensor.
+
+    The memory grows by a row at every new answer, all through the first epoch. Tensors are allocated by the C
+    allocator (glibc's malloc on Linux), and tensors kept that long land in the holes that each batch's large buffers
+    (27 MiB of `pixel_values` for 48 plates of 32x768) leave in its heap, which then no longer fit the next batch's:
+    kept as tensors, they grow the training process by 11-17 MiB a step through the first epoch
+    (results/real_plates.md, row 5). Python's small objects live in Python's own arenas, away from those buffers.
+    """
+    return tuple(ids.tolist())
+
+
+def _pad(rows: list[tuple[int, ...]], value: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(padded, mask)`: rows of ids stacked into one `(len(rows), longest)` tensor, padded on the left or right."""
     width = max(len(row) for row in rows)
-    padded = torch.full((len(rows), width), value, dtype=rows[0].dtype)
+    padded = torch.full((len(rows), width), value, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for index, row in enumerate(rows):
         columns = slice(width - len(row), width) if left else slice(0, len(row))
-        padded[index, columns] = row
+        padded[index, columns] = torch.tensor(row, dtype=torch.long)
         mask[index, columns] = 1
     return padded, mask
