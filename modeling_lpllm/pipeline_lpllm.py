@@ -114,9 +114,7 @@ class PlateRecognitionPipeline(Pipeline):
             preprocess_params["num_views"] = check_num_views(num_views)
         if top_k is not None or num_beams is not None:
             postprocess_params["top_k"] = check_top_k(1 if top_k is None else top_k)
-            forward_params["num_beams"] = postprocess_params["num_beams"] = resolve_num_beams(
-                self.model, postprocess_params["top_k"], num_beams
-            )
+            forward_params["num_beams"] = resolve_num_beams(self.model, postprocess_params["top_k"], num_beams)
         if min_score is not None:
             postprocess_params["min_score"] = self._resolve_min_score(min_score)
         if not isinstance(constrain, bool):
@@ -178,13 +176,11 @@ class PlateRecognitionPipeline(Pipeline):
         outputs = generate_plate_outputs(
             self.model, self.processor, model_inputs["inputs"], group_sizes, top_k=num_beams, **generate_kwargs
         )
-        return {**outputs, "group_sizes": group_sizes}
+        return {**outputs, "group_sizes": group_sizes, "num_beams": num_beams}
 
-    def postprocess(self, model_outputs, top_k=1, num_beams=None, min_score=None, region="auto"):
-        if num_beams is None:
-            num_beams = resolve_num_beams(self.model)
+    def postprocess(self, model_outputs, top_k=1, min_score=None, region="auto"):
         eos_token_ids = end_token_ids(self.model, self.processor)
-        group_sizes = model_outputs["group_sizes"]
+        group_sizes, num_beams = model_outputs["group_sizes"], model_outputs["num_beams"]
         readings = decode_plate_outputs(self.processor, model_outputs, group_sizes, num_beams, eos_token_ids)
         results = []
         for reading in rank_by_region(readings, region, region_pattern_table(self.processor), top_k):

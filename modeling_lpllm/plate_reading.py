@@ -214,7 +214,7 @@ def plate_reading_inputs(
     if fusion == "late":
         rows = [late_fusion_rows(len(sample), num_views) for sample in batch]
         prompts = [prompt for sample_rows, prompt in zip(rows, prompts) for _ in sample_rows]
-        if num_views == 1:  # the frames themselves, one a row: no view to make
+        if num_views == 1:  # the frames themselves, one a row: a stock processor, which makes no views, reads them too
             batch = [[image] for sample in batch for image in sample]
         else:
             views = [track_views(processor, sample, sample_rows) for sample, sample_rows in zip(batch, rows)]
@@ -462,7 +462,9 @@ def read_plate_readings(
     if constrain:
         generate_kwargs = with_pattern_constraint(model, processor, region, generate_kwargs, constraint_cache)
     inputs = plate_reading_inputs(processor, batch, prompts, num_views, fusion).to(model.device)
-    outputs = generate_plate_outputs(model, processor, inputs, group_sizes, max_new_tokens, num_beams, **generate_kwargs)
+    outputs = generate_plate_outputs(
+        model, processor, inputs, group_sizes, max_new_tokens, num_beams, **generate_kwargs
+    )
     readings = decode_plate_outputs(processor, outputs, group_sizes, num_beams, end_token_ids(model, processor))
     return rank_by_region(readings, region, region_pattern_table(processor), top_k)
 

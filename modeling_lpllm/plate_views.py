@@ -13,8 +13,8 @@ one character. Reading costs `num_views` times the compute of one view.
 
 The same averaging reads a track (several frames of one plate, late fusion in `plate_reading.py`): the plate's
 `num_views` views are spread over its frames, each frame's crop first, then their jitters in turn, and a track of
-more frames than views reads every frame once from its crop; all its rows are averaged together. Tracks of different lengths share a
-batch (`group_sizes`, one row count per plate).
+more frames than views reads every frame once from its crop; all its rows are averaged together. Tracks of
+different lengths share a batch (`group_sizes`, one row count per plate).
 """
 
 from collections.abc import Sequence

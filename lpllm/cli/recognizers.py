@@ -36,8 +36,8 @@ def load_recognizer(
     `top_k`, `num_beams`, `region`, `constrain` (candidates, the readings searched, their ranking by plate pattern,
     pattern-constrained writing) and `fusion` (how a track's frames are read together; None: the model's) go to a
     Qwen3-VL model's reader; the other readers read one text per plate, so `region` means nothing to them and `top_k`
-    or `num_beams` > 1, `constrain` or a `fusion` is refused. `vlm_kwargs` go to `load_vision_language_recognizer` (`trust_remote_code`
-    among them).
+    or `num_beams` > 1, `constrain` or a `fusion` is refused. `vlm_kwargs` go to `load_vision_language_recognizer`
+    (`trust_remote_code` among them).
 
     Raises:
         FileNotFoundError: for a local path that does not exist (not reported as a bad Hub repo id).
@@ -89,8 +89,8 @@ def one_text_reader(path: str) -> str | None:
 def check_reader_options(
     path: str, top_k: int = 1, constrain: bool = False, fusion: str | None = None, num_beams: int | None = None
 ) -> None:
-    """Refuses `top_k` or `num_beams` > 1, `constrain` and a `fusion` for a reader of one text per plate (`one_text_reader`), before
-    it loads.
+    """Refuses `top_k` or `num_beams` > 1, `constrain` and a `fusion` for a reader of one text per plate
+    (`one_text_reader`), before it loads.
 
     Raises:
         ValueError: naming `path`, what it is and what the options need.

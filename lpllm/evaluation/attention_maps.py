@@ -121,7 +121,9 @@ def _draw(axes, image: Image.Image, heat: np.ndarray | None, title: str) -> None
     axes.set_yticks([])
 
 
-def attention_figure(items: list[SlotAttention], titles: list[str] | None = None, columns: int | None = None) -> "Figure":
+def attention_figure(
+    items: list[SlotAttention], titles: list[str] | None = None, columns: int | None = None
+) -> "Figure":
     """One block of panels per image, in order: the crop (titled with `titles`), the mean of its slots' maps, then
     slot 1 to K's, each drawn over the crop; `columns` panels a row (None: a block's panels on one row)."""
     if not items:

@@ -230,7 +230,8 @@ def load_vision_language_recognizer(
     num_beams: int | None = None,
 ) -> VisionLanguageRecognizer:
     """Loads an LP-LLM checkpoint (or Hub id) or a stock Qwen3-VL with its processor; `max_new_tokens` None reads
-    (and `num_beams` None searches) with the checkpoint's generation config; `fusion` reads multi-frame samples (`VisionLanguageRecognizer`).
+    (and `num_beams` None searches) with the checkpoint's generation config; `fusion` reads multi-frame samples
+    (`VisionLanguageRecognizer`).
 
     `trust_remote_code`: run code the model ships (`model_sources.py`); an LP-LLM folder this project wrote loads
     without it.
