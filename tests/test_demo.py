@@ -260,6 +260,8 @@ def test_a_browser_uploads_a_crop_and_sees_the_reading(checkpoint, crops, tmp_pa
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(url, wait_until="domcontentloaded")
             page.locator("input[type=file]").first.set_input_files(crop)
+            # The upload travels to the server before the image shows: pressing Read sooner sends no image.
+            page.locator("#crop img").wait_for(state="visible", timeout=60_000)
             page.get_by_role("button", name="Read").click()
             # The attention maps come last: once they show, every output is on the page.
             page.locator("#attention img").wait_for(state="visible", timeout=120_000)
