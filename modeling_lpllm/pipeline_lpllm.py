@@ -174,7 +174,7 @@ class PlateRecognitionPipeline(Pipeline):
             )
         group_sizes = model_inputs["group_sizes"]
         outputs = generate_plate_outputs(
-            self.model, self.processor, model_inputs["inputs"], group_sizes, top_k=num_beams, **generate_kwargs
+            self.model, self.processor, model_inputs["inputs"], group_sizes, num_beams=num_beams, **generate_kwargs
         )
         return {**outputs, "group_sizes": group_sizes, "num_beams": num_beams}
 

@@ -235,30 +235,32 @@ def plate_reading_inputs(
 
 
 def generation_settings(model, processor, group_sizes: int | list[int] = 1, max_new_tokens: int | None = None,
-                        top_k: int = 1, score_temperature: float | None = None, **generate_kwargs) -> dict:
-    """`model.generate` arguments for reading: greedy (`top_k` 1) or beam search with `top_k` beams and as many
-    readings returned, no length penalty; scores returned. `group_sizes` is the rows of each sample (an int, its
+                        num_beams: int = 1, score_temperature: float | None = None, **generate_kwargs) -> dict:
+    """`model.generate` arguments for reading: greedy (`num_beams` 1) or beam search with `num_beams` beams and as
+    many readings returned, no length penalty; scores returned. `group_sizes` is the rows of each sample (an int, its
     `num_views`, for every sample alike, or one count per sample, `reading_group_sizes`). The logits processors, in
     order: the average of each sample's rows (`ViewAveragingLogitsProcessor`, when a sample has several), the
     processor's `score_temperature` (`CalibratedLogProbabilities`), then any `logits_processor` of the caller (a
     plate pattern's constraint masks tokens without renormalising, so a constrained reading keeps the score the model
     gives it). `score_temperature` None takes the processor's."""
     generation_config = model.generation_config
-    top_k = check_top_k(top_k)
+    num_beams = check_top_k(num_beams, "num_beams")
     check_generate_kwargs(generate_kwargs)
     generate_kwargs.setdefault("do_sample", False)
     generate_kwargs["max_new_tokens"] = resolve_max_new_tokens(generation_config, max_new_tokens)
     if generation_config.pad_token_id is None:
         generate_kwargs.setdefault("pad_token_id", processor.tokenizer.pad_token_id)
-    if top_k > 1:
-        generate_kwargs.update(num_beams=top_k, num_return_sequences=top_k, length_penalty=0.0, early_stopping=False)
+    if num_beams > 1:
+        generate_kwargs.update(
+            num_beams=num_beams, num_return_sequences=num_beams, length_penalty=0.0, early_stopping=False
+        )
     else:
         generate_kwargs["num_beams"] = 1  # not the generation config's: `resolve_num_beams` has read it already
     if score_temperature is None:
         score_temperature = getattr(processor, "score_temperature", 1.0)
     processors = [CalibratedLogProbabilities(score_temperature)]
     if (group_sizes if isinstance(group_sizes, (int, np.integer)) else max(group_sizes)) > 1:
-        processors.insert(0, ViewAveragingLogitsProcessor(group_sizes, num_beams=top_k))
+        processors.insert(0, ViewAveragingLogitsProcessor(group_sizes, num_beams=num_beams))
     caller_processors = generate_kwargs.pop("logits_processor", None) or []
     generate_kwargs["logits_processor"] = LogitsProcessorList([*processors, *caller_processors])
     generate_kwargs.update(return_dict_in_generate=True, output_scores=True)
@@ -304,16 +306,16 @@ def end_token_ids(model, processor) -> list[int]:
 
 def generate_plate_outputs(
     model, processor, inputs: BatchFeature, group_sizes: int | list[int] = 1, max_new_tokens: int | None = None,
-    top_k: int = 1, score_temperature: float | None = None, return_step_scores: bool = False, **generate_kwargs,
+    num_beams: int = 1, score_temperature: float | None = None, return_step_scores: bool = False, **generate_kwargs,
 ) -> dict:
     """Generates the readings of `inputs` (`plate_reading_inputs`), each sample's `group_sizes` rows (an int for
     every sample alike, or `reading_group_sizes`) read as one plate: `sequences`, the tokens after each row's prompt,
-    `(input rows * top_k, steps)` (input row by input row, each row's `top_k` readings best first), and
+    `(input rows * num_beams, steps)` (input row by input row, each row's `num_beams` readings best first), and
     `token_log_probs`, their calibrated log-probabilities (0 past each reading's end token). With
     `return_step_scores`, `step_scores` too: `generate`'s processed scores, one `(rows, vocab)` tensor per step (what
     a temperature is fitted on)."""
     settings = generation_settings(
-        model, processor, group_sizes, max_new_tokens, top_k, score_temperature, **generate_kwargs
+        model, processor, group_sizes, max_new_tokens, num_beams, score_temperature, **generate_kwargs
     )
     generated = model.generate(**inputs, **settings)
     sequences = generated.sequences[:, inputs["input_ids"].shape[1] :]
@@ -327,19 +329,20 @@ def generate_plate_outputs(
 
 
 def decode_plate_outputs(
-    processor, outputs: dict, group_sizes: int | list[int] = 1, top_k: int = 1, eos_token_ids: list[int] | None = None
+    processor, outputs: dict, group_sizes: int | list[int] = 1, num_beams: int = 1,
+    eos_token_ids: list[int] | None = None,
 ) -> list[dict]:
     """One reading per sample of `generate_plate_outputs`' output (read with the same `group_sizes`): `{"text",
-    "score", "char_scores"}`, plus, when `top_k` > 1, `"candidates"`: the `top_k` readings `{"text", "score",
+    "score", "char_scores"}`, plus, when `num_beams` > 1, `"candidates"`: the `num_beams` readings `{"text", "score",
     "char_scores"}` best first, the first being the reading itself. A sample's rows all generated the same tokens, so
     its first row's readings are decoded."""
     eos_token_ids = set(eos_token_ids or [processor.tokenizer.eos_token_id])
     sequences, log_probs = outputs["sequences"].tolist(), outputs["token_log_probs"]
     readings = []
-    for first_input_row in first_rows(group_sizes, len(sequences) // top_k):
-        first = first_input_row * top_k
+    for first_input_row in first_rows(group_sizes, len(sequences) // num_beams):
+        first = first_input_row * num_beams
         candidates = []
-        for row in range(first, first + top_k):
+        for row in range(first, first + num_beams):
             tokens = sequences[row]
             end = next((index + 1 for index, token in enumerate(tokens) if token in eos_token_ids), len(tokens))
             text, char_scores = spell_with_scores(processor.tokenizer, tokens[:end], log_probs[row, :end].tolist())
@@ -347,7 +350,7 @@ def decode_plate_outputs(
             candidates.append({"text": text, "score": score, "char_scores": char_scores})
         candidates.sort(key=lambda candidate: -candidate["score"])  # stable: generate's order among equals
         reading = dict(candidates[0])
-        if top_k > 1:
+        if num_beams > 1:
             reading["candidates"] = candidates
         readings.append(reading)
     return readings

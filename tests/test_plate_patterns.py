@@ -127,9 +127,9 @@ def test_constrained_greedy_reading_from_a_random_model_fits_a_pattern(tiny, pat
 def test_constrained_reading_with_beams_and_views(tiny):
     processor, model = tiny
     images = [random_plate_image(seed) for seed in range(3)]
-    for kwargs in ({"num_views": 2}, {"top_k": 3}, {"num_views": 2, "top_k": 2}):
+    for kwargs in ({"num_views": 2}, {"num_beams": 3}, {"num_views": 2, "num_beams": 2}):
         texts = _read_constrained(model, processor, ["@@@#@##"], images, **kwargs)
-        assert len(texts) == len(images) * kwargs.get("num_views", 1) * kwargs.get("top_k", 1)  # every view and beam
+        assert len(texts) == len(images) * kwargs.get("num_views", 1) * kwargs.get("num_beams", 1)  # every view, beam
         assert all(fits_pattern(text, parse_plate_pattern("@@@#@##")) for text in texts), (kwargs, texts)
 
 
