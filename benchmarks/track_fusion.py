@@ -5,9 +5,9 @@ first k frames for each k of `--frames`, by late fusion (each frame a prompt of 
 log-probabilities averaged: `modeling_lpllm/plate_reading.py`), and from its first k frames of `--joint_frames` by
 joint fusion (all k frames in one prompt), and reports the exact-match accuracy of each (labels and readings
 normalised as `lpllm eval` does), overall and per degradation, with the seconds each setting took at `--batch_size`.
-The cost of a track at batch 1 is timed apart: the first `--batch1_tracks` tracks read one at a time, the late-fusion
-settings taking turns track by track (so a load from other processes falls on all of them alike), wall and CPU
-seconds per track and their ratio to 1 frame.
+The cost of a track at batch 1 is timed apart: the first `--batch1_tracks` tracks read one at a time, every setting
+taking turns track by track (so a load from other processes falls on all of them alike), wall and CPU seconds per
+track and their ratio to the first setting (late fusion of `--frames`' first count).
 
     python -m dataset_scripts.build --source synthetic --output data/tracks5_sev45 --num 300 --frames 5 \\
         --severities 4 5 --clean_fraction 0 --splits 0 0 1 --layouts br_old br_mercosur ar_mercosur eu_llnnnll \\
@@ -82,26 +82,28 @@ def read_setting(recognizer, samples, frames: int, fusion: str, normalizer, batc
     }
 
 
-def time_one_by_one(recognizer, samples, frames: list[int]) -> list[dict]:
-    """Wall and CPU seconds per track of reading each of `samples` alone by late fusion from its first k frames, for
-    each k of `frames`, the settings taking turns track by track; with each setting's ratio to the first."""
-    recognizer.fusion = "late"
-    recognizer.read([samples[0].images[: frames[0]]])  # untimed: the first forward pass pays one-off costs
-    wall, cpu = [0.0] * len(frames), [0.0] * len(frames)
+def time_one_by_one(recognizer, samples, settings: list[tuple[str, int]]) -> list[dict]:
+    """Wall and CPU seconds per track of reading each of `samples` alone, for each `(fusion, frames)` of `settings`
+    (its first `frames` frames), the settings taking turns track by track; with each setting's ratio to the first."""
+    for fusion, count in settings:  # untimed: the first forward pass of each setting pays one-off costs
+        recognizer.fusion = fusion
+        recognizer.read([samples[0].images[:count]])
+    wall, cpu = [0.0] * len(settings), [0.0] * len(settings)
     for sample in samples:
-        for index, count in enumerate(frames):
+        for index, (fusion, count) in enumerate(settings):
+            recognizer.fusion = fusion
             start_wall, start_cpu = time.perf_counter(), time.process_time()
             recognizer.read([sample.images[:count]])
             wall[index] += time.perf_counter() - start_wall
             cpu[index] += time.process_time() - start_cpu
     return [
         {
-            "fusion": "late", "frames": count, "num_tracks": len(samples),
+            "fusion": fusion, "frames": count, "num_tracks": len(samples),
             "seconds_per_track": round(wall[index] / len(samples), 4),
             "cpu_seconds_per_track": round(cpu[index] / len(samples), 4),
             "ratio_to_first": round(wall[index] / wall[0], 3), "cpu_ratio_to_first": round(cpu[index] / cpu[0], 3),
         }
-        for index, count in enumerate(frames)
+        for index, (fusion, count) in enumerate(settings)
     ]  # fmt: skip
 
 
@@ -120,7 +122,7 @@ def main(argv=None):
     for fusion, frames in settings:
         results.append(read_setting(recognizer, samples, frames, fusion, normalizer, args.batch_size))
         print(json.dumps({key: results[-1][key] for key in ("fusion", "frames", "exact_match", "seconds")}), flush=True)
-    batch1 = time_one_by_one(recognizer, samples[: args.batch1_tracks], args.frames) if args.batch1_tracks else []
+    batch1 = time_one_by_one(recognizer, samples[: args.batch1_tracks], settings) if args.batch1_tracks else []
     print(f"\n{len(samples)} tracks, {recognizer.num_views} view(s) per plate\n")
     print(f"| fusion | frames | exact match (%) | right | seconds (batch {args.batch_size}) |")
     print("| --- | --- | --- | --- | --- |")
@@ -131,11 +133,13 @@ def main(argv=None):
         )
     if batch1:
         print(f"\nBatch 1, {batch1[0]['num_tracks']} tracks read one at a time\n")
-        print(f"| frames | s / track | x {batch1[0]['frames']} frame(s) | CPU s / track | CPU x |")
-        print("| --- | --- | --- | --- | --- |")
+        first = f"{batch1[0]['fusion']}, {batch1[0]['frames']} frame(s)"
+        print(f"| fusion | frames | s / track | x {first} | CPU s / track | CPU x |")
+        print("| --- | --- | --- | --- | --- | --- |")
         for timing in batch1:
             print(
-                f"| {timing['frames']} | {timing['seconds_per_track']} | {timing['ratio_to_first']} | "
+                f"| {timing['fusion']} | {timing['frames']} | {timing['seconds_per_track']} | "
+                f"{timing['ratio_to_first']} | "
                 f"{timing['cpu_seconds_per_track']} | {timing['cpu_ratio_to_first']} |"
             )
     if args.output:

@@ -37,7 +37,14 @@ from transformers import BatchFeature, LogitsProcessorList
 
 from .plate_constraints import PlatePatternLogitsProcessor
 from .plate_patterns import all_region_patterns, matching_regions, resolve_patterns
-from .plate_scores import CalibratedLogProbabilities, check_top_k, generated_token_log_probs, spell_with_scores
+from .plate_scores import (
+    CalibratedLogProbabilities,
+    check_score_map,
+    check_top_k,
+    generated_token_log_probs,
+    map_plate_score,
+    spell_with_scores,
+)
 from .plate_views import ViewAveragingLogitsProcessor, check_num_views
 from .processing_lpllm import DEFAULT_PROMPT, plate_messages
 
@@ -334,9 +341,10 @@ def decode_plate_outputs(
 ) -> list[dict]:
     """One reading per sample of `generate_plate_outputs`' output (read with the same `group_sizes`): `{"text",
     "score", "char_scores"}`, plus, when `num_beams` > 1, `"candidates"`: the `num_beams` readings `{"text", "score",
-    "char_scores"}` best first, the first being the reading itself. A sample's rows all generated the same tokens, so
-    its first row's readings are decoded."""
+    "char_scores"}` best first, the first being the reading itself. Scores go through the processor's `score_map`.
+    A sample's rows all generated the same tokens, so its first row's readings are decoded."""
     eos_token_ids = set(eos_token_ids or [processor.tokenizer.eos_token_id])
+    score_map = check_score_map(getattr(processor, "score_map", None))
     sequences, log_probs = outputs["sequences"].tolist(), outputs["token_log_probs"]
     readings = []
     for first_input_row in first_rows(group_sizes, len(sequences) // num_beams):
@@ -346,7 +354,7 @@ def decode_plate_outputs(
             tokens = sequences[row]
             end = next((index + 1 for index, token in enumerate(tokens) if token in eos_token_ids), len(tokens))
             text, char_scores = spell_with_scores(processor.tokenizer, tokens[:end], log_probs[row, :end].tolist())
-            score = math.exp(float(log_probs[row].sum()))
+            score = map_plate_score(math.exp(float(log_probs[row].sum())), score_map)
             candidates.append({"text": text, "score": score, "char_scores": char_scores})
         candidates.sort(key=lambda candidate: -candidate["score"])  # stable: generate's order among equals
         reading = dict(candidates[0])

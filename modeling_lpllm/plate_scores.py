@@ -4,8 +4,13 @@ A reading's score is the probability the model gives its whole text, end token i
 tokens of the next-token probability of the token taken, with every view of the plate averaged in
 (`ViewAveragingLogitsProcessor`) and the log-probabilities divided by the processor's `score_temperature`, a single
 number fitted on a validation split after training so that a score of 0.9 means nine plates in ten are right
-(`lpllm.training.score_calibration`). Dividing log-probabilities by a temperature changes no greedy choice: only the
-scores move.
+(`lpllm.evaluation.score_calibration`). Dividing log-probabilities by a temperature changes no greedy choice: only the
+scores move. The processor's `score_map` then maps every plate score `s` (a reading's and its candidates') to
+`sigmoid(a * log(s) - b * log(1 - s) + c)` (beta calibration, Kull et al. 2017), fitted on the same split from the
+readings as the model reads them (its beams and plate-pattern ranking included): a temperature scales every step
+alike, and the map bends the plate score where the steps' product alone is over- or under-confident (a search over
+beams picks the likeliest of several readings, so its reading is more often right than its probability says). The
+map is increasing, so it changes no ranking; `(1, 1, 0)` is the identity.
 
 A character's score is the probability of the token that wrote it; where one token writes several characters (a
 stock tokenizer's) they share its probability, and where a character takes several tokens (a multi-byte character
@@ -48,6 +53,37 @@ def check_min_score(min_score, name: str = "min_score") -> float | None:
     if not 0.0 <= float(min_score) <= 1.0:
         raise ValueError(f"`{name}` must be in [0, 1] (the lowest plate score accepted); got {min_score!r}.")
     return float(min_score)
+
+
+def check_score_map(score_map, name: str = "score_map") -> tuple[float, float, float] | None:
+    """`score_map` as `(a, b, c)`, three finite floats with `a`, `b` >= 0 (an increasing map), or None; ValueError
+    naming `name` otherwise."""
+    if score_map is None:
+        return None
+    if isinstance(score_map, (str, bytes)) or not hasattr(score_map, "__len__") or len(score_map) != 3:
+        raise ValueError(f"`{name}` must be three numbers (a, b, c) or None; got {score_map!r}.")
+    values = []
+    for value in score_map:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            raise ValueError(f"`{name}` must be three numbers (a, b, c) or None; got {score_map!r}.")
+        if not math.isfinite(float(value)):
+            raise ValueError(f"`{name}` must hold finite numbers; got {score_map!r}.")
+        values.append(float(value))
+    if values[0] < 0 or values[1] < 0:
+        raise ValueError(f"`{name}`'s a and b must be >= 0 (the map must be increasing); got {score_map!r}.")
+    return tuple(values)
+
+
+def map_plate_score(score: float, score_map: tuple[float, float, float] | None) -> float:
+    """`score` through `score_map` (`sigmoid(a * log(score) - b * log(1 - score) + c)`); unchanged when it is None."""
+    if score_map is None:
+        return score
+    a, b, c = score_map
+    score = min(max(score, 1e-300), 1.0)
+    log_right = math.log(score)
+    log_wrong = math.log1p(-score) if score < 1.0 else -745.0  # the log of the smallest positive float
+    logit = a * log_right - b * log_wrong + c
+    return 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (1.0 + math.exp(logit))
 
 
 class CalibratedLogProbabilities(LogitsProcessor):
@@ -146,8 +182,10 @@ def spell_with_scores(tokenizer, token_ids: list[int], token_log_probs: list[flo
 __all__ = [
     "CalibratedLogProbabilities",
     "check_min_score",
+    "check_score_map",
     "check_score_temperature",
     "check_top_k",
     "generated_token_log_probs",
+    "map_plate_score",
     "spell_with_scores",
 ]

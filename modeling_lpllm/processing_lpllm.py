@@ -14,7 +14,7 @@ from transformers.processing_utils import ProcessorMixin
 from .deskew import check_max_degrees, check_rectify, deskew
 from .image_checks import PLATE_IMAGE_LIMITS, check_image_size, load_image_input, pixel_array, to_rgb
 from .plate_patterns import all_region_patterns
-from .plate_scores import check_min_score, check_score_temperature
+from .plate_scores import check_min_score, check_score_map, check_score_temperature
 from .plate_views import DEFAULT_VIEW_SHIFT, check_num_views, check_view_shift, plate_views
 from .tokenization_lpllm import (
     DEFAULT_PLATE_CHARSET,
@@ -88,6 +88,10 @@ class LPLLMProcessor(Qwen3VLProcessor):
             Beyond the paper: the temperature a reading's log-probabilities are divided by before it is scored
             (`plate_scores.py`), fitted on a validation split after training so that scores are calibrated
             probabilities of a right plate. It changes no reading. 1.0: the model's own probabilities.
+        score_map (`list[float]`, *optional*):
+            Beyond the paper: `(a, b, c)`, mapping every plate score `s` to `sigmoid(a * log(s) - b * log(1 - s) +
+            c)` after the temperature (`plate_scores.py`), fitted on the validation split's readings as the model
+            reads them. It changes no reading or ranking. None: scores are the tempered probabilities.
         abstain_threshold (`float`, *optional*):
             Beyond the paper: the lowest score at which the validation split's accepted plates were read right
             99.5% of the time, saved with the calibration; `pipeline(..., min_score="saved")` abstains below it.
@@ -112,6 +116,7 @@ class LPLLMProcessor(Qwen3VLProcessor):
         num_views=1,
         view_shift=DEFAULT_VIEW_SHIFT,
         score_temperature=1.0,
+        score_map=None,
         abstain_threshold=None,
         plate_patterns=None,
         **kwargs,
@@ -134,6 +139,8 @@ class LPLLMProcessor(Qwen3VLProcessor):
         self.num_views = check_num_views(num_views)
         self.view_shift = list(check_view_shift(view_shift))
         self.score_temperature = check_score_temperature(score_temperature)
+        score_map = check_score_map(score_map)
+        self.score_map = list(score_map) if score_map is not None else None  # a list, as JSON gives it back
         self.abstain_threshold = check_min_score(abstain_threshold, "abstain_threshold")
         all_region_patterns(plate_patterns)  # checked now, not at the first reading
         self.plate_patterns = {code: list(patterns) for code, patterns in (plate_patterns or {}).items()} or None
@@ -154,15 +161,19 @@ class LPLLMProcessor(Qwen3VLProcessor):
         if num_views is not None:
             self.num_views = check_num_views(num_views)
 
-    def set_score_calibration(self, score_temperature: float, abstain_threshold: float | None = None):
-        """Sets the calibration fitted on a validation split (see the `score_temperature` and `abstain_threshold`
-        arguments); saved with the processor.
+    def set_score_calibration(
+        self, score_temperature: float, abstain_threshold: float | None = None, score_map=None
+    ):
+        """Sets the calibration fitted on a validation split (see the `score_temperature`, `score_map` and
+        `abstain_threshold` arguments); saved with the processor.
 
         Raises:
-            ValueError: naming the argument, for a temperature that is not a positive number or a threshold
-                outside [0, 1].
+            ValueError: naming the argument, for a temperature that is not a positive number, a map that is not
+                three finite numbers with a, b >= 0, or a threshold outside [0, 1].
         """
         self.score_temperature = check_score_temperature(score_temperature)
+        score_map = check_score_map(score_map)
+        self.score_map = list(score_map) if score_map is not None else None  # a list, as JSON gives it back
         self.abstain_threshold = check_min_score(abstain_threshold, "abstain_threshold")
 
     def set_image_size(self, image_size):

@@ -1,6 +1,6 @@
 """Reading scores: plate and character scores are the model's probabilities (checked by teacher forcing), top-k
-candidates are the k most probable readings of a hand-made distribution, the temperature moves scores and not
-readings, and the pipeline abstains below `min_score`."""
+candidates are the k most probable readings of a hand-made distribution, the temperature and the score map move
+scores and not readings, and the pipeline abstains below `min_score`."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 from transformers import LogitsProcessor, pipeline
 
 from modeling_lpllm.plate_reading import read_plate_readings
-from modeling_lpllm.plate_scores import spell_with_scores
+from modeling_lpllm.plate_scores import check_score_map, map_plate_score, spell_with_scores
 from tiny_lpllm import (
     assert_same_readings,
     random_plate_image,
@@ -70,6 +70,42 @@ def test_temperature_changes_scores_not_readings(model_and_processor):
         processor.set_score_calibration(0.0)
     with pytest.raises(ValueError, match="abstain_threshold"):
         processor.set_score_calibration(1.0, abstain_threshold=1.5)
+
+
+def test_the_score_map_is_increasing_and_identity_at_1_1_0():
+    scores = [1e-12, 0.01, 0.3, 0.5, 0.9, 0.999999, 1.0]
+    assert [map_plate_score(score, (1.0, 1.0, 0.0)) for score in scores] == pytest.approx(scores, rel=1e-9)
+    assert [map_plate_score(score, None) for score in scores] == scores
+    mapped = [map_plate_score(score, (2.0, 0.5, 1.0)) for score in scores]
+    assert all(0.0 <= value <= 1.0 for value in mapped)
+    assert mapped == sorted(mapped) and len(set(mapped)) == len(mapped)
+    for bad in [(1.0, 1.0), "abc", (1.0, -0.1, 0.0), (1.0, 1.0, float("nan")), (True, 1.0, 0.0)]:
+        with pytest.raises(ValueError, match="score_map"):
+            check_score_map(bad)
+
+
+def test_score_map_maps_every_score_and_changes_no_reading_or_ranking(model_and_processor, tmp_path):
+    model, processor = model_and_processor
+    images = [[random_plate_image(seed)] for seed in range(3)]
+    plain = read_plate_readings(model, processor, images, max_new_tokens=10, top_k=3, region=None)
+    score_map = (1.7, 0.4, 2.0)
+    processor.set_score_calibration(1.0, score_map=score_map)
+    try:
+        mapped = read_plate_readings(model, processor, images, max_new_tokens=10, top_k=3, region=None)
+        processor.save_pretrained(tmp_path)
+    finally:
+        processor.set_score_calibration(1.0)
+    assert processor.score_map is None
+    for before, after in zip(plain, mapped):
+        assert after["text"] == before["text"] and after["char_scores"] == before["char_scores"]
+        assert after["score"] == pytest.approx(map_plate_score(before["score"], score_map), rel=1e-9)
+        assert [c["text"] for c in after["candidates"]] == [c["text"] for c in before["candidates"]]
+        assert [c["score"] for c in after["candidates"]] == pytest.approx(
+            [map_plate_score(c["score"], score_map) for c in before["candidates"]], rel=1e-9
+        )
+    assert type(processor).from_pretrained(tmp_path).score_map == pytest.approx(list(score_map))
+    with pytest.raises(ValueError, match="score_map"):
+        processor.set_score_calibration(1.0, score_map=(1.0, 1.0))
 
 
 class HandMadeDistribution(LogitsProcessor):

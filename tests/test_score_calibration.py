@@ -1,5 +1,6 @@
 """Fitting the score temperature: the fitted scores are the reading's scores, fitting lowers the calibration error
-of a miscalibrated set, and calibrating a model sets (and saves) its processor's temperature and threshold."""
+of a miscalibrated set (the temperature of a set too sure everywhere, the score map of one bent otherwise), and
+calibrating a model sets (and saves) its processor's temperature, score map and threshold."""
 
 import math
 from types import SimpleNamespace
@@ -13,11 +14,13 @@ from lpllm.evaluation.normalization import PlateNormalizer
 from lpllm.evaluation.recognizers import VisionLanguageRecognizer
 from lpllm.evaluation.score_calibration import (
     calibrate_scores,
+    fit_score_map,
     fit_temperature,
     plate_log_scores,
     read_step_distributions,
 )
 from modeling_lpllm import LPLLMProcessor
+from modeling_lpllm.plate_scores import map_plate_score
 from tiny_lpllm import random_plate_image, tiny_model, tiny_processor
 
 
@@ -66,16 +69,38 @@ def test_fitting_a_temperature_calibrates_an_overconfident_set():
         fit_temperature(distributions, correct[:10])
 
 
+def test_fitting_a_score_map_calibrates_an_underconfident_set():
+    rng = np.random.default_rng(1)
+    # Scores whose plates are right with probability sigmoid(log s - 0.4 log(1 - s) + 1.5), more often than the
+    # scores say (as when beam search picks the likeliest of several readings).
+    scores = rng.uniform(0.0, 1.0, size=6000) ** 3
+    truth = (1.0, 0.4, 1.5)
+    correct = rng.random(len(scores)) < np.array([map_plate_score(score, truth) for score in scores])
+    score_map = fit_score_map(scores, correct)
+    mapped = np.array([map_plate_score(score, score_map) for score in scores])
+    assert expected_calibration_error(scores, correct) > 0.1 and expected_calibration_error(mapped, correct) < 0.02
+    assert score_map == pytest.approx(truth, abs=0.25)
+    # Scores that are already calibrated keep (about) the identity.
+    calibrated = rng.random(len(scores)) < scores
+    assert fit_score_map(scores, calibrated) == pytest.approx([1.0, 1.0, 0.0], abs=0.15)
+    with pytest.raises(ValueError, match="one `correct` flag per plate"):
+        fit_score_map(scores, correct[:10])
+
+
 def test_calibrating_sets_the_processors_temperature_and_it_is_saved(recognizer, tmp_path):
     processor = recognizer.processor
     # A random model reads nothing right: its fitted scores must say so, and no threshold reaches 99.5%.
     fit = calibrate_scores(recognizer, samples(6), PlateNormalizer(), batch_size=4)
     try:
         assert fit.accuracy == 0.0 and fit.abstain_threshold is None
-        assert processor.score_temperature == fit.temperature
+        assert processor.score_temperature == fit.temperature and processor.score_map == fit.score_map
         assert fit.ece_after <= fit.ece_before + 1e-9 and fit.log_loss_after <= fit.log_loss_before + 1e-9
+        # Nothing is right: the map pulls every score down.
+        assert fit.ece_mapped <= fit.ece_read + 1e-9
         processor.save_pretrained(tmp_path)
-        assert LPLLMProcessor.from_pretrained(tmp_path).score_temperature == pytest.approx(fit.temperature)
+        saved = LPLLMProcessor.from_pretrained(tmp_path)
+        assert saved.score_temperature == pytest.approx(fit.temperature)
+        assert saved.score_map == pytest.approx(fit.score_map)
     finally:
         processor.set_score_calibration(1.0)
     with pytest.raises(ValueError, match="needs validation plates"):

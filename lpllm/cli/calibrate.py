@@ -1,15 +1,16 @@
-"""`lpllm calibrate`: fits a saved LP-LLM model's score temperature and abstain threshold on validation plates
-(`lpllm.evaluation.score_calibration`), the step training runs after it ends, for a model trained before it existed
-or to calibrate on other plates (a region's own validation crops).
+"""`lpllm calibrate`: fits a saved LP-LLM model's score temperature, score map and abstain threshold on validation
+plates (`lpllm.evaluation.score_calibration`), the step training runs after it ends, for a model trained before it
+existed or to calibrate on other plates (a region's own validation crops).
 
     lpllm calibrate --model runs/lpllm/final --dataset_name data/plates --output_dir runs/lpllm/calibrated
     lpllm calibrate --model runs/lpllm/final --dataset_name data/plates crops_uz/ --in_place
 
 Several datasets pool their plates (the first `samples_per_source` of each one's `split`). A crops folder with a
 labels.csv is split as training splits it (built once into the same cache, `lpllm.training.data`), so its
-`validation` split holds the crops a model trained on the folder did not train on. The result is the model folder with `score_temperature` and `abstain_threshold` in its
-`processor_config.json` and the fit in `score_calibration.json`: a copy in `--output_dir`, or the model's own folder
-with `--in_place` (nothing else in it changes). Never calibrate on the plates you report results on.
+`validation` split holds the crops a model trained on the folder did not train on. The result is the model folder
+with `score_temperature`, `score_map` and `abstain_threshold` in its `processor_config.json` and the fit in
+`score_calibration.json`: a copy in `--output_dir`, or the model's own folder with `--in_place` (nothing else in it
+changes). Never calibrate on the plates you report results on.
 """
 
 import json

@@ -3,9 +3,12 @@
 An LP-LLM reading's score is the product of its tokens' probabilities (`modeling_lpllm.plate_scores`). A small model
 trained for minutes is over- or under-confident; one temperature `T`, dividing every step's log-probabilities before
 they are renormalised, moves the scores without changing any reading. `T` is the one whose scores best predict
-which validation plates were read right (lowest log loss), found on a grid in log space. The abstain threshold is
-then the lowest calibrated score whose accepted validation plates are `target_accuracy` right
-(`calibration.threshold_for_accuracy`). Both are saved in the processor (`LPLLMProcessor.set_score_calibration`).
+which validation plates were read right (lowest log loss), found on a grid in log space. Then the plates are read as
+the model reads them (its `num_beams`, candidates ranked by plate pattern) and a score map (`score_map`, beta
+calibration: `sigmoid(a log s - b log(1 - s) + c)`, `modeling_lpllm.plate_scores`) is fitted to those readings'
+scores at `T`, pulled towards the identity so that a few plates move it little. The abstain threshold is then the
+lowest mapped score whose accepted validation plates are `target_accuracy` right
+(`calibration.threshold_for_accuracy`). All three are saved in the processor (`LPLLMProcessor.set_score_calibration`).
 
 Refitting `T` needs every step's whole next-token distribution; the `STEP_TOP_K` most probable tokens of each step
 stand for it (the rest of a character-level vocabulary, or of a 151k-token one, holds a negligible share at the
@@ -28,6 +31,7 @@ from modeling_lpllm.plate_reading import (
     plate_reading_inputs,
     reading_group_sizes,
 )
+from modeling_lpllm.plate_scores import map_plate_score
 
 from .calibration import expected_calibration_error, threshold_for_accuracy
 
@@ -48,15 +52,20 @@ class ScoreCalibration:
 
     Args:
         temperature: the fitted `score_temperature`.
+        score_map: the fitted `score_map` `(a, b, c)`.
         abstain_threshold: the lowest score whose accepted plates reached `target_accuracy`; None if none did.
         target_accuracy: the accuracy the threshold was chosen for.
         num_plates: validation plates read.
-        accuracy: their exact-match accuracy.
-        ece_before / ece_after: expected calibration error at temperature 1 and at `temperature`.
-        log_loss_before / log_loss_after: the fitted objective at temperature 1 and at `temperature`.
+        accuracy: their exact-match accuracy, read as the model reads them (`num_beams`, pattern ranking).
+        ece_before / ece_after: expected calibration error of the greedy readings at temperature 1 and at
+            `temperature`.
+        log_loss_before / log_loss_after: the temperature's objective at temperature 1 and at `temperature`.
+        ece_read / ece_mapped: expected calibration error of the readings as the model reads them, at `temperature`
+            without and with `score_map`.
     """
 
     temperature: float
+    score_map: list[float]
     abstain_threshold: float | None
     target_accuracy: float
     num_plates: int
@@ -65,6 +74,8 @@ class ScoreCalibration:
     ece_after: float
     log_loss_before: float
     log_loss_after: float
+    ece_read: float
+    ece_mapped: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,6 +144,36 @@ def fit_temperature(distributions: list[np.ndarray], correct) -> float:
     return float(TEMPERATURE_GRID[int(np.argmin(losses))])
 
 
+def fit_score_map(scores, correct) -> list[float]:
+    """The score map `(a, b, c)` (`sigmoid(a log s - b log(1 - s) + c)`, a, b > 0) of lowest log loss against
+    `correct`, with a penalty of `(log a)^2 + (log b)^2 + c^2` over the number of plates: the identity `(1, 1, 0)` is
+    where the penalty is 0, so a few plates, or plates all right, move it little."""
+    scores, correct = np.asarray(scores, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    if len(scores) != len(correct) or not len(correct):
+        raise ValueError(
+            f"Fitting a score map needs one `correct` flag per plate and at least one plate; got {len(scores)} "
+            f"scores and {len(correct)} flags."
+        )
+    clipped = np.clip(scores, 1e-300, 1.0)
+    log_right = torch.from_numpy(np.log(clipped))
+    log_wrong = torch.from_numpy(np.log1p(-np.minimum(clipped, 1.0 - 1e-16)))
+    target = torch.from_numpy(correct)
+    params = torch.zeros(3, dtype=torch.float64, requires_grad=True)  # log a, log b, c
+    optimizer = torch.optim.LBFGS([params], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        logits = params[0].exp() * log_right - params[1].exp() * log_wrong + params[2]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+        loss = loss + params.pow(2).sum() / len(target)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    log_a, log_b, c = params.detach().tolist()
+    return [math.exp(log_a), math.exp(log_b), c]
+
+
 def calibrate_scores(
     recognizer, samples, normalizer, batch_size: int = 8, target_accuracy: float = DEFAULT_TARGET_ACCURACY
 ) -> ScoreCalibration:
@@ -156,26 +197,53 @@ def calibrate_scores(
     correct = np.array([normalizer(text, sample.region) == sample.label for text, sample in zip(texts, samples)])
     temperature = fit_temperature(distributions, correct)
     before, after = plate_log_scores(distributions, 1.0), plate_log_scores(distributions, temperature)
-    scores = np.exp(after)
-    threshold = threshold_for_accuracy(scores, correct, target_accuracy)
-    recognizer.processor.set_score_calibration(temperature, threshold)
+    recognizer.processor.set_score_calibration(temperature)
+    if recognizer.num_beams > 1:
+        # Beam search and pattern ranking may read other texts than the greedy pass: the map is fitted to what the
+        # model reads.
+        texts, scores = read_scores(recognizer, samples, batch_size)
+        read_correct = np.array(
+            [normalizer(text, sample.region) == sample.label for text, sample in zip(texts, samples)]
+        )
+    else:
+        scores, read_correct = np.exp(after), correct
+    score_map = fit_score_map(scores, read_correct)
+    mapped = np.array([map_plate_score(float(score), score_map) for score in scores])
+    threshold = threshold_for_accuracy(mapped, read_correct, target_accuracy)
+    recognizer.processor.set_score_calibration(temperature, threshold, score_map)
     fit = ScoreCalibration(
         temperature=temperature,
+        score_map=score_map,
         abstain_threshold=threshold,
         target_accuracy=target_accuracy,
         num_plates=len(samples),
-        accuracy=float(correct.mean()),
+        accuracy=float(read_correct.mean()),
         ece_before=expected_calibration_error(np.exp(before), correct),
-        ece_after=expected_calibration_error(scores, correct),
+        ece_after=expected_calibration_error(np.exp(after), correct),
         log_loss_before=log_loss(before, correct),
         log_loss_after=log_loss(after, correct),
+        ece_read=expected_calibration_error(scores, read_correct),
+        ece_mapped=expected_calibration_error(mapped, read_correct),
     )
     logger.warning(
         f"Score calibration on {fit.num_plates} validation plates ({100 * fit.accuracy:.2f}% right): temperature "
-        f"{fit.temperature:.3g}, ECE {100 * fit.ece_before:.2f}% -> {100 * fit.ece_after:.2f}%, abstain threshold "
+        f"{fit.temperature:.3g}, score map ({', '.join(f'{value:.3g}' for value in score_map)}), ECE "
+        f"{100 * fit.ece_before:.2f}% -> {100 * fit.ece_mapped:.2f}%, abstain threshold "
         f"{'none reaches' if threshold is None else f'{threshold:.4g}'} ({100 * target_accuracy:g}% of accepted right)"
     )
     return fit
+
+
+@torch.inference_mode()
+def read_scores(recognizer, samples, batch_size: int = 8) -> tuple[list[str], np.ndarray]:
+    """`samples` read as `recognizer` reads them (`read_scored`): each plate's text and score."""
+    texts, scores = [], []
+    for start in tqdm(range(0, len(samples), batch_size), desc="Reading as the model reads", unit="batch"):
+        batch = samples[start : start + batch_size]
+        readings = recognizer.read_scored([sample.images for sample in batch], [sample.prompt for sample in batch])
+        texts.extend(reading["text"] for reading in readings)
+        scores.extend(reading["score"] for reading in readings)
+    return texts, np.asarray(scores, dtype=np.float64)
 
 
 __all__ = [
@@ -184,8 +252,10 @@ __all__ = [
     "STEP_TOP_K",
     "ScoreCalibration",
     "calibrate_scores",
+    "fit_score_map",
     "fit_temperature",
     "log_loss",
     "plate_log_scores",
+    "read_scores",
     "read_step_distributions",
 ]

@@ -253,8 +253,8 @@ class PlateTrainingArguments:
     generation_batch_size: int = field(default=32, metadata={"help": "Batch size of greedy generation."})
     calibrate_scores: bool = field(
         default=True,
-        metadata={"help": "Beyond the paper: after training, fit the saved model's score temperature and abstain "
-        "threshold (the lowest score at which 99.5%% of accepted plates were right) on the `dataset_eval_split` plates, "
+        metadata={"help": "Beyond the paper: after training, fit the saved model's score temperature, score map and "
+        "abstain threshold (the lowest score at which 99.5%% of accepted plates were right) on the `dataset_eval_split` plates, "
         "and save them in its processor (score_calibration.json has the fit), before the final evaluation."},
     )
     calibration_samples: int = field(
