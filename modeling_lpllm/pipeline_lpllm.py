@@ -74,9 +74,8 @@ class PlateRecognitionPipeline(Pipeline):
     Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`; at most `MAX_PROMPT_CHARS` characters),
     `max_new_tokens` (1 to `MAX_NEW_TOKENS_LIMIT`), `batch_size` (plates, images or tracks, generated together,
     left-padded; default 8), `fusion` (how a track's frames are read together: `"late"`, each frame a prompt of its
-    own, or `"joint"`, all frames in one prompt; default: `"joint"` for a model with `cmrm_fuse_frames`, else
-    `"late"`), `num_views` (views a plate is read from, default: the processor's `num_views`; a track spreads them
-    over its frames, `plate_reading.py`), `top_k` (above 1: a `candidates` list of the `top_k` best readings `{"text",
+    own, the default, or `"joint"`, all frames in one prompt), `num_views` (views a plate is read from, default: the
+    processor's `num_views`; a track spreads them over its frames, `plate_reading.py`), `top_k` (above 1: a `candidates` list of the `top_k` best readings `{"text",
     "score", "char_scores"}`, best first; `generated_text` is the first), `num_beams` (readings searched per plate by
     beam search, at least `top_k`; default: the model's `generation_config.num_beams`, 1 when unset, i.e. greedy),
     `min_score` (a number in [0, 1], or `"saved"` for the processor's `abstain_threshold`: a reading scored below it
@@ -159,7 +158,7 @@ class PlateRecognitionPipeline(Pipeline):
         # In-memory images are named by their place in the call, files by their path.
         batch = [load_plate_sample(item, first_index + offset) for offset, item in enumerate(items)]
         num_views = resolve_num_views(self.processor, num_views)
-        fusion = resolve_fusion(self.model, fusion)
+        fusion = resolve_fusion(fusion)
         return {
             "inputs": plate_reading_inputs(self.processor, batch, [prompt] * len(batch), num_views, fusion),
             "group_sizes": reading_group_sizes(batch, num_views, fusion),

@@ -130,17 +130,18 @@ def test_prompts_and_images_that_do_not_match_are_a_clear_error(processor):
         model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"], first_prompt_only)
 
 
-def test_the_option_is_saved_and_sets_joint_reading_as_the_default(processor, tmp_path):
+def test_the_option_is_saved_and_its_model_reads_late_unless_asked_to_read_jointly(processor, tmp_path):
     model, _ = save_tiny_checkpoint(tmp_path, seed=4, cmrm_fuse_frames=True)
     loaded = Qwen3VLForPlateRecognition.from_pretrained(tmp_path).eval()
     assert loaded.config.cmrm_fuse_frames is True
     assert LPLLMConfig.from_pretrained(tmp_path).cmrm_fuse_frames is True
-    assert resolve_fusion(loaded) == "joint" and resolve_fusion(tiny_model(processor)) == "late"
-    assert resolve_fusion(loaded, "late") == "late"
+    assert resolve_fusion() == "late" and resolve_fusion("joint") == "joint"
     reader = VisionLanguageRecognizer(loaded, processor, name="fused", device=torch.device("cpu"))
-    assert reader.fusion == "joint" and reader.describe()["cmrm_fuse_frames"] is True
+    assert reader.fusion == "late" and reader.describe()["cmrm_fuse_frames"] is True
     track = [frames(1, 2)]
-    assert read_plate_readings(loaded, processor, track) == read_plate_readings(model, processor, track, fusion="joint")
+    assert read_plate_readings(loaded, processor, track) == read_plate_readings(model, processor, track, fusion="late")
+    joint = read_plate_readings(loaded, processor, track, fusion="joint")
+    assert joint == read_plate_readings(model, processor, track, fusion="joint")
     with pytest.raises(StrictDataclassFieldValidationError, match="cmrm_fuse_frames"):
         LPLLMConfig(cmrm_fuse_frames="yes")
 
@@ -197,7 +198,10 @@ def test_tracks_recipe_is_the_embedded_default_with_frames_fused(tmp_path):
     (_, demo_training, demo_model, demo_plate), (_, tracks_training, tracks_model, tracks_plate) = parsed.values()
     assert tracks_plate.cmrm_fuse_frames is True and demo_plate.cmrm_fuse_frames is None
     assert tracks_model.model_name_or_path == demo_model.model_name_or_path
-    assert {**vars(tracks_plate), "cmrm_fuse_frames": None} == vars(demo_plate)
+    # The same settings but the fusion and the budget: the demo trains for 15 minutes, the tracks recipe 800 steps.
+    budget = {"max_train_minutes": None, "cosine_over_budget": None}
+    assert {**vars(tracks_plate), "cmrm_fuse_frames": None, **budget} == {**vars(demo_plate), **budget}
+    assert tracks_plate.max_train_minutes is None and tracks_training.max_steps == 800
     assert tracks_training.learning_rate == demo_training.learning_rate
     assert tracks_training.per_device_train_batch_size == demo_training.per_device_train_batch_size
     model, _ = load_model_and_processor(tracks_model.model_name_or_path, tracks_plate)

@@ -95,9 +95,9 @@ def test_eval_track_frames_writes_the_block_the_section_and_the_plot(track_datas
     saved = json.loads((output / "results.json").read_text(encoding="utf-8"))
     block = saved["track_frames"]
     assert block == results["track_frames"]
-    assert block["frames"] == [1, 2] and block["num_tracks"] == 3 and block["fusion"] == "joint"
+    assert block["frames"] == [1, 2] and block["num_tracks"] == 3 and block["fusion"] == "late"
     assert sorted(block["per_degradation"]) == ["blur", "noise"] and len(block["accuracy"]) == 2
-    assert saved["model"]["description"]["generation"]["fusion"] == "joint"  # the model's default
+    assert saved["model"]["description"]["generation"]["fusion"] == "late"  # the default, for this model too
     markdown = (output / "results.md").read_text(encoding="utf-8")
     assert "## Accuracy vs frames per track" in markdown and "| Degradation | n | 1 frame | 2 frames |" in markdown
     assert "![Accuracy vs frames per track](track_frames.png)" in markdown

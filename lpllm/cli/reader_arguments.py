@@ -51,8 +51,8 @@ class ReaderArguments:
     fusion: Literal["late", "joint"] | None = field(
         default=None,
         metadata={"help": "How the frames of a track (a multi-frame sample) are read together: late (each frame a "
-        "prompt of its own, their next-token log-probabilities averaged) or joint (all frames in one prompt). None: "
-        "joint for an LP-LLM model with cmrm_fuse_frames, else late (an LP-LLM or Qwen3-VL model only)."},
+        "prompt of its own, their next-token log-probabilities averaged) or joint (all frames in one prompt; an LP-LLM "
+        "or Qwen3-VL model only). None: late."},
     )
 
     def __post_init__(self):

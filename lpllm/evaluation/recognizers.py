@@ -66,8 +66,8 @@ class VisionLanguageRecognizer:
     `region` (`"auto"`: those fitting some region's plate pattern first); `constrain` writes only texts fitting
     `region`'s patterns (`modeling_lpllm.read_plate_readings`). A sample of several images (a track, the frames of
     one plate) is read by `fusion`: `"late"`, each frame a prompt of its own, their next-token log-probabilities
-    averaged, or `"joint"`, all frames in one prompt; None takes the model's (`"joint"` with `cmrm_fuse_frames`, else
-    `"late"`: `modeling_lpllm.plate_reading.resolve_fusion`)."""
+    averaged (None: the default), or `"joint"`, all frames in one prompt
+    (`modeling_lpllm.plate_reading.resolve_fusion`)."""
 
     def __init__(
         self,
@@ -101,7 +101,7 @@ class VisionLanguageRecognizer:
         self.num_beams = resolve_num_beams(model, self.top_k, num_beams)
         self.region = check_region(region, processor, constrain)
         self.constrain = constrain
-        self.fusion = resolve_fusion(model, fusion)
+        self.fusion = resolve_fusion(fusion)
         self._constraints = {}  # the region's pattern constraint, built once (it reads the vocabulary)
         config = model.config
         self.model_type = config.model_type
