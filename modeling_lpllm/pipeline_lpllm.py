@@ -68,15 +68,16 @@ class PlateRecognitionPipeline(Pipeline):
     (`DEFAULT_MAX_NEW_TOKENS` when it has none); reading is `plate_reading.py`'s, the evaluation's.
 
     Each reading has `score`, the probability that the whole plate is right (calibrated when the processor holds a
-    fitted `score_temperature`), and `char_scores`, one probability per character of `generated_text`
+    fitted `score_temperature` and `score_map`), and `char_scores`, one probability per character of `generated_text`
     (`plate_scores.py`).
 
     Call arguments: `prompt` (the instruction, default `DEFAULT_PROMPT`; at most `MAX_PROMPT_CHARS` characters),
     `max_new_tokens` (1 to `MAX_NEW_TOKENS_LIMIT`), `batch_size` (plates, images or tracks, generated together,
     left-padded; default 8), `fusion` (how a track's frames are read together: `"late"`, each frame a prompt of its
     own, the default, or `"joint"`, all frames in one prompt), `num_views` (views a plate is read from, default: the
-    processor's `num_views`; a track spreads them over its frames, `plate_reading.py`), `top_k` (above 1: a `candidates` list of the `top_k` best readings `{"text",
-    "score", "char_scores"}`, best first; `generated_text` is the first), `num_beams` (readings searched per plate by
+    processor's `num_views`; a track spreads them over its frames, `plate_reading.py`), `top_k` (above 1: a
+    `candidates` list of the `top_k` best readings `{"text", "score", "char_scores"}`, best first; `generated_text` is
+    the first), `num_beams` (readings searched per plate by
     beam search, at least `top_k`; default: the model's `generation_config.num_beams`, 1 when unset, i.e. greedy),
     `min_score` (a number in [0, 1], or `"saved"` for the processor's `abstain_threshold`: a reading scored below it
     comes back with `generated_text` "" and `unreadable` True, its text in `rejected_text`), `region` (`"auto"`, the

@@ -181,7 +181,9 @@ def build_demo(model_path: str, device: str | None = None, trust_remote_code: bo
         gr.Markdown(f"## LP-LLM plate reader\nModel: `{html.escape(model_path)}`. Upload a plate crop (and any more frames of it) and press Read.")
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type="pil", image_mode="RGB", sources=["upload", "clipboard"], label="Plate crop", elem_id="crop")
+                image = gr.Image(
+                    type="pil", image_mode="RGB", sources=["upload", "clipboard"], label="Plate crop", elem_id="crop"
+                )
                 frames = gr.File(
                     file_count="multiple", file_types=["image"], type="filepath",
                     label="More frames of the same plate (optional: read as one track)",

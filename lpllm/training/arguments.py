@@ -254,8 +254,9 @@ class PlateTrainingArguments:
     calibrate_scores: bool = field(
         default=True,
         metadata={"help": "Beyond the paper: after training, fit the saved model's score temperature, score map and "
-        "abstain threshold (the lowest score at which 99.5%% of accepted plates were right) on the `dataset_eval_split` plates, "
-        "and save them in its processor (score_calibration.json has the fit), before the final evaluation."},
+        "abstain threshold (the lowest score at which 99.5%% of accepted plates were right) on the "
+        "`dataset_eval_split` plates, and save them in its processor (score_calibration.json has the fit), before "
+        "the final evaluation."},
     )
     calibration_samples: int = field(
         default=500, metadata={"help": "Validation plates of each training source read to calibrate the scores."}

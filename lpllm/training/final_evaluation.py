@@ -111,9 +111,9 @@ def calibrate_saved_model(
     charset: str = DEFAULT_PLATE_CHARSET,
     samples_per_source: int = 500,
 ) -> dict | None:
-    """Fits the saved model's score temperature, score map and abstain threshold on the first `samples_per_source` plates of
-    `split` (the validation split) of each local source (`lpllm.evaluation.score_calibration`), and saves them in its
-    processor, with the fit in `score_calibration.json`, before the final evaluation reads it.
+    """Fits the saved model's score temperature, score map and abstain threshold on the first `samples_per_source`
+    plates of `split` (the validation split) of each local source (`lpllm.evaluation.score_calibration`), and saves
+    them in its processor, with the fit in `score_calibration.json`, before the final evaluation reads it.
 
     Returns:
         The fit (`ScoreCalibration.to_dict()`), or None when no source has plates in `split`.
