@@ -17,11 +17,10 @@ from .plate_reading import (
     check_region,
     decode_plate_outputs,
     end_token_ids,
+    finish_readings,
     generate_plate_outputs,
     plate_reading_inputs,
-    rank_by_region,
     reading_group_sizes,
-    region_pattern_table,
     resolve_fusion,
     resolve_num_beams,
     resolve_num_views,
@@ -81,9 +80,10 @@ class PlateRecognitionPipeline(Pipeline):
     beam search, at least `top_k`; default: the model's `generation_config.num_beams`, 1 when unset, i.e. greedy),
     `min_score` (a number in [0, 1], or `"saved"` for the processor's `abstain_threshold`: a reading scored below it
     comes back with `generated_text` "" and `unreadable` True, its text in `rejected_text`), `region` (`"auto"`, the
-    default: candidates that fit some region's plate pattern first; a region code such as `"BR"`: candidates that
-    fit it first; None: the model's order; every reading and candidate lists the `regions` it fits), `constrain`
-    (True: generation writes only texts that fit `region`'s patterns), `generate_kwargs` (a dict passed to
+    default: candidates that fit some region's plate pattern first, if they have at least `AUTO_PROMOTION_FLOOR` of
+    the best one's probability; a region code such as `"BR"`: candidates that fit it first; None: the model's order;
+    every reading and candidate lists the `regions` it fits), `constrain` (True: generation writes only texts that fit
+    `region`'s patterns), `generate_kwargs` (a dict passed to
     `model.generate`). All are checked before the first image is read; every image passes `image_checks.py`'s gate,
     and a refused one is named ("image #i", or "image #i frame #j" in a track, and its path).
     """
@@ -183,7 +183,7 @@ class PlateRecognitionPipeline(Pipeline):
         group_sizes, num_beams = model_outputs["group_sizes"], model_outputs["num_beams"]
         readings = decode_plate_outputs(self.processor, model_outputs, group_sizes, num_beams, eos_token_ids)
         results = []
-        for reading in rank_by_region(readings, region, region_pattern_table(self.processor), top_k):
+        for reading in finish_readings(self.processor, readings, region, top_k):
             result = {"generated_text": reading.pop("text"), **reading}
             if min_score is not None:
                 result["unreadable"] = result["score"] < min_score

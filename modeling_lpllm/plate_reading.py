@@ -52,6 +52,11 @@ from .processing_lpllm import DEFAULT_PROMPT, plate_messages
 # Generation length cap for a model whose generation config sets none: a plate's characters and the end token, with
 # room for a stock model's tokenizer, which may spend several tokens on one character.
 DEFAULT_MAX_NEW_TOKENS = 16
+# `region="auto"` promotes a beam fitting some region's plate pattern over likelier beams fitting none only when it
+# has at least this share of the best beam's probability. Chosen on realtrain's TW/VN/CN splits and synthetic
+# validation plates (results/trust.md: 0.01 to 0.3 read the same there; 0 promoted wrong beams of regions without
+# patterns).
+AUTO_PROMOTION_FLOOR = 0.01
 # Upper bounds that keep one read from running for minutes: a plate instruction is a sentence (a 100k-character
 # prompt takes ~30 s a plate on a CPU), and a plate is a few dozen tokens even for a stock model answering in words.
 MAX_PROMPT_CHARS = 2000
@@ -340,10 +345,10 @@ def decode_plate_outputs(
 ) -> list[dict]:
     """One reading per sample of `generate_plate_outputs`' output (read with the same `group_sizes`): `{"text",
     "score", "char_scores"}`, plus, when `num_beams` > 1, `"candidates"`: the `num_beams` readings `{"text", "score",
-    "char_scores"}` best first, the first being the reading itself. Scores go through the processor's `score_map`.
-    A sample's rows all generated the same tokens, so its first row's readings are decoded."""
+    "char_scores"}` best first, the first being the reading itself; scores are the model's (tempered) probabilities
+    (`finish_readings` ranks them and maps them). A sample's rows all generated the same tokens, so its first row's
+    readings are decoded."""
     eos_token_ids = set(eos_token_ids or [processor.tokenizer.eos_token_id])
-    score_map = check_score_map(getattr(processor, "score_map", None))
     sequences, log_probs = outputs["sequences"].tolist(), outputs["token_log_probs"]
     readings = []
     for first_input_row in first_rows(group_sizes, len(sequences) // num_beams):
@@ -353,7 +358,7 @@ def decode_plate_outputs(
             tokens = sequences[row]
             end = next((index + 1 for index, token in enumerate(tokens) if token in eos_token_ids), len(tokens))
             text, char_scores = spell_with_scores(processor.tokenizer, tokens[:end], log_probs[row, :end].tolist())
-            score = map_plate_score(math.exp(float(log_probs[row].sum())), score_map)
+            score = math.exp(float(log_probs[row].sum()))
             candidates.append({"text": text, "score": score, "char_scores": char_scores})
         candidates.sort(key=lambda candidate: -candidate["score"])  # stable: generate's order among equals
         reading = dict(candidates[0])
@@ -411,8 +416,10 @@ def with_pattern_constraint(model, processor, region: str, generate_kwargs: dict
 
 def rank_by_region(readings: list[dict], region: str | None, table: Mapping, top_k: int | None = None) -> list[dict]:
     """Adds `regions`, the codes whose patterns a text fits, to every reading and candidate, and with `region`
-    re-ranks each reading's candidates: those fitting `region` (any region for `"auto"`) first, by score otherwise;
-    the reading takes the first candidate's text and scores. Nothing is forced: a plate no candidate fits keeps the
+    re-ranks each reading's candidates: those fitting `region` first, by score otherwise; the reading takes the first
+    candidate's text and scores. With `"auto"`, a candidate fitting any region's pattern goes first only if its score
+    is at least `AUTO_PROMOTION_FLOOR` of the best candidate's: among many regions' patterns, an improbable beam often
+    fits one by chance (a plate of a region the table lacks). Nothing is forced: a plate no candidate fits keeps the
     model's order. `top_k` keeps that many candidates after ranking (1: none listed); None keeps them all."""
     ranked = []
     for reading in readings:
@@ -420,14 +427,29 @@ def rank_by_region(readings: list[dict], region: str | None, table: Mapping, top
             {**candidate, "regions": matching_regions(candidate["text"], table)}
             for candidate in reading.get("candidates", [reading])
         ]
-        if region is not None:
-            candidates.sort(key=lambda candidate: not (
-                candidate["regions"] if region == "auto" else region in candidate["regions"]
-            ))  # fmt: skip
+        if region == "auto":
+            floor = AUTO_PROMOTION_FLOOR * max(candidate["score"] for candidate in candidates)
+            candidates.sort(key=lambda candidate: not (candidate["regions"] and candidate["score"] >= floor))
+        elif region is not None:
+            candidates.sort(key=lambda candidate: region not in candidate["regions"])
         result = dict(candidates[0])
         if "candidates" in reading and top_k != 1:
             result["candidates"] = candidates[:top_k]
         ranked.append(result)
+    return ranked
+
+
+def finish_readings(processor, readings: list[dict], region: str | None, top_k: int | None = None) -> list[dict]:
+    """`decode_plate_outputs`' readings ranked by `region` (`rank_by_region`, on the model's probabilities), then
+    every score, the readings' and their candidates', through the processor's `score_map`."""
+    ranked = rank_by_region(readings, region, region_pattern_table(processor), top_k)
+    score_map = check_score_map(getattr(processor, "score_map", None))
+    if score_map is None:
+        return ranked
+    for reading in ranked:
+        reading["score"] = map_plate_score(reading["score"], score_map)
+        for candidate in reading.get("candidates", []):
+            candidate["score"] = map_plate_score(candidate["score"], score_map)
     return ranked
 
 
@@ -448,7 +470,7 @@ def read_plate_readings(
     **generate_kwargs,
 ) -> list[dict]:
     """One reading per sample of `batch` (see `plate_reading_inputs`), on the model's device: `{"text", "score",
-    "char_scores", "regions"}`, and with `top_k` > 1 its `candidates` (`decode_plate_outputs`, `rank_by_region`).
+    "char_scores", "regions"}`, and with `top_k` > 1 its `candidates` (`decode_plate_outputs`, `finish_readings`).
     A sample of several frames is a track, read as one plate.
 
     Args:
@@ -476,7 +498,7 @@ def read_plate_readings(
         model, processor, inputs, group_sizes, max_new_tokens, num_beams, **generate_kwargs
     )
     readings = decode_plate_outputs(processor, outputs, group_sizes, num_beams, end_token_ids(model, processor))
-    return rank_by_region(readings, region, region_pattern_table(processor), top_k)
+    return finish_readings(processor, readings, region, top_k)
 
 
 def read_plates(
@@ -494,6 +516,7 @@ def read_plates(
 
 
 __all__ = [
+    "AUTO_PROMOTION_FLOOR",
     "DEFAULT_MAX_NEW_TOKENS",
     "FUSIONS",
     "MAX_NEW_TOKENS_LIMIT",
@@ -507,6 +530,7 @@ __all__ = [
     "check_region",
     "decode_plate_outputs",
     "end_token_ids",
+    "finish_readings",
     "first_rows",
     "generate_plate_outputs",
     "generation_settings",

@@ -16,7 +16,13 @@ from dataset_scripts.regions import LAYOUTS, REGIONS
 from dataset_scripts.synthetic.generate import SyntheticConfig, SyntheticSampleMaker
 from modeling_lpllm import PlatePatternLogitsProcessor, matching_regions, parse_plate_pattern, resolve_patterns
 from modeling_lpllm.plate_patterns import CN_ALNUM, CN_LETTERS, PLATE_LAYOUTS, REGION_PATTERNS, fits_pattern
-from modeling_lpllm.plate_reading import generate_plate_outputs, plate_reading_inputs
+from modeling_lpllm.plate_patterns import all_region_patterns
+from modeling_lpllm.plate_reading import (
+    AUTO_PROMOTION_FLOOR,
+    generate_plate_outputs,
+    plate_reading_inputs,
+    rank_by_region,
+)
 from modeling_lpllm.tokenization_lpllm import CN_PROVINCES
 from tiny_lpllm import random_plate_image, tiny_model, tiny_processor
 
@@ -233,3 +239,23 @@ def test_bpe_random_decoding_always_ends_with_a_pattern_text():
     resolved = [parse_plate_pattern(p) for p in patterns]
     assert all(any(fits_pattern(text, positions) for positions in resolved) for text in texts), texts
     assert any(" " in text for text in texts) and len(set(texts)) > 10
+
+
+def test_auto_ranking_promotes_a_fitting_candidate_only_above_its_share_of_the_best():
+    table = all_region_patterns({"XA": ["@@"]})
+    assert [matching_regions(text, table) for text in ("QQ", "Q1Q", "Q2Q")] == [["XA"], [], []]
+
+    def reading(fitting_score):
+        candidates = [
+            {"text": "Q1Q", "score": 0.9}, {"text": "Q2Q", "score": 0.05}, {"text": "QQ", "score": fitting_score}
+        ]
+        return {**candidates[0], "candidates": candidates}
+
+    above, below = AUTO_PROMOTION_FLOOR * 0.9 * 1.01, AUTO_PROMOTION_FLOOR * 0.9 * 0.99
+    (promoted,) = rank_by_region([reading(above)], "auto", table)
+    (kept,) = rank_by_region([reading(below)], "auto", table)
+    assert promoted["text"] == "QQ" and [c["text"] for c in promoted["candidates"]] == ["QQ", "Q1Q", "Q2Q"]
+    assert kept["text"] == "Q1Q" and [c["text"] for c in kept["candidates"]] == ["Q1Q", "Q2Q", "QQ"]
+    # A region named outright prefers its fitting candidates however improbable; None keeps the model's order.
+    assert rank_by_region([reading(below)], "XA", table)[0]["text"] == "QQ"
+    assert rank_by_region([reading(above)], None, table)[0]["text"] == "Q1Q"

@@ -40,8 +40,9 @@ class ReaderArguments:
     )
     region: str | None = field(
         default="auto",
-        metadata={"help": "How candidates are ranked: auto (those fitting some region's plate pattern first), a "
-        "region code such as BR (those fitting it first), or none (the model's order)."},
+        metadata={"help": "How candidates are ranked: auto (those fitting some region's plate pattern first, if they "
+        "have at least 1%% of the best one's probability), a region code such as BR (those fitting it first), or none "
+        "(the model's order)."},
     )
     constrain: bool = field(
         default=False,

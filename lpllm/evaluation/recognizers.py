@@ -63,7 +63,8 @@ class VisionLanguageRecognizer:
     `max_new_tokens` None takes the model's `generation_config.max_new_tokens` (`DEFAULT_MAX_NEW_TOKENS` when it
     has none), `num_beams` None its `num_beams` (readings searched per plate). `top_k` > 1 keeps the `top_k` best
     readings (each reading's `candidates`, searched with at least `top_k` beams), ranked by
-    `region` (`"auto"`: those fitting some region's plate pattern first); `constrain` writes only texts fitting
+    `region` (`"auto"`: those fitting some region's plate pattern first, above a share of the best one's probability:
+    `modeling_lpllm.plate_reading.rank_by_region`); `constrain` writes only texts fitting
     `region`'s patterns (`modeling_lpllm.read_plate_readings`). A sample of several images (a track, the frames of
     one plate) is read by `fusion`: `"late"`, each frame a prompt of its own, their next-token log-probabilities
     averaged (None: the default), or `"joint"`, all frames in one prompt
