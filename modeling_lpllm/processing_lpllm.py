@@ -138,10 +138,7 @@ class LPLLMProcessor(Qwen3VLProcessor):
         self.rectify_plate = check_rectify(rectify_plate)
         self.num_views = check_num_views(num_views)
         self.view_shift = list(check_view_shift(view_shift))
-        self.score_temperature = check_score_temperature(score_temperature)
-        score_map = check_score_map(score_map)
-        self.score_map = list(score_map) if score_map is not None else None  # a list, as JSON gives it back
-        self.abstain_threshold = check_min_score(abstain_threshold, "abstain_threshold")
+        self.set_score_calibration(score_temperature, abstain_threshold, score_map)
         all_region_patterns(plate_patterns)  # checked now, not at the first reading
         self.plate_patterns = {code: list(patterns) for code, patterns in (plate_patterns or {}).items()} or None
 

@@ -34,6 +34,7 @@ from modeling_lpllm.plate_reading import (
 from modeling_lpllm.plate_scores import map_plate_score
 
 from .calibration import expected_calibration_error, threshold_for_accuracy
+from .evaluation import read_all
 
 
 logger = logging.get_logger(__name__)
@@ -201,9 +202,10 @@ def calibrate_scores(
     if recognizer.num_beams > 1:
         # Beam search and pattern ranking may read other texts than the greedy pass: the map is fitted to what the
         # model reads.
-        texts, scores = read_scores(recognizer, samples, batch_size)
+        readings = read_all(recognizer, samples, batch_size)
+        scores = np.asarray(readings.scores, dtype=np.float64)
         read_correct = np.array(
-            [normalizer(text, sample.region) == sample.label for text, sample in zip(texts, samples)]
+            [normalizer(text, sample.region) == sample.label for text, sample in zip(readings.texts, samples)]
         )
     else:
         scores, read_correct = np.exp(after), correct
@@ -234,18 +236,6 @@ def calibrate_scores(
     return fit
 
 
-@torch.inference_mode()
-def read_scores(recognizer, samples, batch_size: int = 8) -> tuple[list[str], np.ndarray]:
-    """`samples` read as `recognizer` reads them (`read_scored`): each plate's text and score."""
-    texts, scores = [], []
-    for start in tqdm(range(0, len(samples), batch_size), desc="Reading as the model reads", unit="batch"):
-        batch = samples[start : start + batch_size]
-        readings = recognizer.read_scored([sample.images for sample in batch], [sample.prompt for sample in batch])
-        texts.extend(reading["text"] for reading in readings)
-        scores.extend(reading["score"] for reading in readings)
-    return texts, np.asarray(scores, dtype=np.float64)
-
-
 __all__ = [
     "DEFAULT_TARGET_ACCURACY",
     "SCORE_CALIBRATION_FILE",
@@ -256,6 +246,5 @@ __all__ = [
     "fit_temperature",
     "log_loss",
     "plate_log_scores",
-    "read_scores",
     "read_step_distributions",
 ]
