@@ -1,7 +1,8 @@
 """LP-LLM on one GPU: latency, CMRM overhead, throughput, a LoRA training step, static cache and torch.compile.
 
 Measures the paper-size model (the Qwen3-VL-2B-Instruct architecture plus CMRM, RANDOM weights, built from the
-config in `modeling_lpllm`, nothing from the Hub) and prints one table row per measurement:
+config in `modeling_lpllm`, nothing from the Hub; `--model_size 4b|8b` for the larger Qwen3-VL-Instruct
+architectures) and prints one table row per measurement:
 
   latency          batch-1 read of one plate: prefill + 8 greedy new tokens through `model.generate`, per image size
   cmrm_on_off      prefill and read with CMRM on and off, alternating, on the same weights; the ratio on/off, and the
@@ -19,11 +20,16 @@ shows what finished. A row that fails records its error and the others still run
     python benchmarks/gpu_suite.py                     # the 2B model on the GPU: ~4-5 min on an H200 (capped at
                                                        # --time_budget_s 330 s of measuring), results/gpu_suite.json
     python benchmarks/gpu_suite.py --skip_compile      # ~2-3 min
+    python benchmarks/gpu_suite.py --model_size 8b --skip_compile
     python benchmarks/gpu_suite.py --tiny --output /tmp/gpu_tiny.json   # a tiny random model: seconds, on a CPU
+
+`benchmarks/gpu_device_check.sh` runs the 2B and 8B suites as one device check, and `benchmarks/gpu_report.py`
+turns their JSON into results/gpu.md.
 
 Where to spend the time: --repeats (10), --throughput_budget_s (60), --compile_budget_s (120).
 
-Needs only torch, transformers, peft, numpy, pillow and `modeling_lpllm`.
+Needs only torch, transformers, peft, numpy, pillow and `modeling_lpllm`; runs on transformers 5.17 / peft 0.18 (the GPU
+machine's) as on the project's 5.25 / 0.21.
 """
 
 import argparse
@@ -84,6 +90,23 @@ PAPER_IMAGE_SIZE = (448, 448)
 STRIP_IMAGE_SIZE = (32, 672)
 PLATE_ANSWER = "A12345B"  # a 7-character plate: the answer of the training batch
 NEW_TOKENS = 8  # a plate's characters and the end of the answer
+
+# The larger Qwen3-VL-Instruct models, as their public config.json files differ from the 2B one (the same vocabulary,
+# rope, patches and merge): name -> (text changes, vision changes, tie_word_embeddings).
+MODEL_SIZES = {
+    "2b": ({}, {}, True),
+    "4b": (
+        {"hidden_size": 2560, "intermediate_size": 9728, "num_hidden_layers": 36, "num_attention_heads": 32},
+        {"out_hidden_size": 2560},
+        True,
+    ),
+    "8b": (
+        {"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36, "num_attention_heads": 32},
+        {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "out_hidden_size": 4096,
+         "deepstack_visual_indexes": [8, 16, 24]},
+        False,
+    ),
+}  # fmt: skip
 
 # The tiny architecture of the tests (recipes/models/lpllm_tiny.json), written out so that this script reads no file.
 TINY_TEXT_CONFIG = {
@@ -155,7 +178,13 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="A tiny random model instead of the 2B one (tests).")
+    parser.add_argument(
+        "--model_size", choices=sorted(MODEL_SIZES), default="2b",
+        help="Which Qwen3-VL-Instruct architecture carries CMRM (default 2b, the paper's).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tiny", action="store_true", help="A tiny random model instead (tests; overrides --model_size)."
+    )  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--dtype", choices=["bfloat16", "float16", "float32"], default=None,
@@ -354,21 +383,24 @@ def variant_support():
 # ---------------------------------------------------------------------------------------------- model, inputs
 
 
-def build_config(processor, tiny: bool) -> LPLLMConfig:
-    """The paper's model: Qwen3-VL-2B-Instruct's dimensions and the recipe's CMRM. The special tokens take the offline
-    processor's ids (within the 2B vocabulary), so its prompts feed the model directly; the ids' values do not change
-    the cost of anything measured here."""
-    text_config = copy.deepcopy(TINY_TEXT_CONFIG if tiny else QWEN3_VL_2B_TEXT_CONFIG)
-    vision_config = copy.deepcopy(TINY_VISION_CONFIG if tiny else QWEN3_VL_2B_VISION_CONFIG)
-    tokenizer = processor.tokenizer
+def build_config(processor, tiny: bool, model_size: str = "2b") -> LPLLMConfig:
+    """The paper's model: a Qwen3-VL-Instruct architecture (2B by default) and the recipe's CMRM. The special tokens
+    take the offline processor's ids (within the Qwen3-VL vocabulary), so its prompts feed the model directly; the
+    ids' values do not change the cost of anything measured here."""
+    text_changes, vision_changes, tie_word_embeddings = MODEL_SIZES[model_size]
     if tiny:
-        text_config["vocab_size"] = len(tokenizer)
-    text_config["pad_token_id"] = tokenizer.pad_token_id
+        text_config, vision_config = copy.deepcopy(TINY_TEXT_CONFIG), copy.deepcopy(TINY_VISION_CONFIG)
+        text_config["vocab_size"] = len(processor.tokenizer)
+        tie_word_embeddings = True
+    else:
+        text_config = {**copy.deepcopy(QWEN3_VL_2B_TEXT_CONFIG), **text_changes}
+        vision_config = {**copy.deepcopy(QWEN3_VL_2B_VISION_CONFIG), **vision_changes}
+    text_config["pad_token_id"] = processor.tokenizer.pad_token_id
     cmrm = {**PAPER_CMRM, "cmrm_num_heads": 2} if tiny else PAPER_CMRM
     return LPLLMConfig(
         text_config=text_config,
         vision_config=vision_config,
-        tie_word_embeddings=True,  # as Qwen3-VL-2B-Instruct
+        tie_word_embeddings=tie_word_embeddings,
         **cmrm,
         **processor.special_token_ids(),
     )
@@ -1013,10 +1045,14 @@ def run_compile_rows_for(report: Report, model, prompt: PlatePrompt, args, compi
         run_row(report, "compile", f"{name} {prompt.label}", capped_measure, args.device)
 
 
+def architecture_name(args) -> str:
+    return "tiny LP-LLM (tests)" if args.tiny else f"Qwen3-VL-{args.model_size.upper()}-Instruct + CMRM"
+
+
 def model_description(model, prompts: list[PlatePrompt], args) -> dict:
     config = model.config
     return {
-        "architecture": "tiny LP-LLM (tests)" if args.tiny else "Qwen3-VL-2B-Instruct + CMRM",
+        "architecture": architecture_name(args),
         "weights": f"random (seed {args.seed})",
         "parameters": count_parameters(model),
         "cmrm_parameters": count_parameters(model.model.cmrm),
@@ -1057,7 +1093,7 @@ def run(args) -> dict:
 
     build_start = time.perf_counter()
     processor = build_offline_processor()
-    config = build_config(processor, args.tiny)
+    config = build_config(processor, args.tiny, args.model_size)
     model = build_model(config, processor.tokenizer, args.device, getattr(torch, args.dtype), args.seed)
     prompts = [build_prompt(model, size, args.seed) for size in args.sizes]
     for prompt in prompts:

@@ -4,6 +4,9 @@ measurement that fails, runs out of memory or is unsupported becomes a row inste
 import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,12 +23,17 @@ QUICK = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def suite():
-    spec = importlib.util.spec_from_file_location("gpu_suite", SUITE_FILE)
+def load_script(path: Path):
+    """A benchmark script as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return load_script(SUITE_FILE)
 
 
 @pytest.fixture(autouse=True)
@@ -155,8 +163,28 @@ def test_rows_past_the_time_budget_are_recorded_as_skipped(suite, tmp_path):
 
 def test_the_defaults_are_the_papers_sizes_and_batch(suite):
     args = suite.parse_args([])
-    assert args.sizes == [(448, 448), (32, 672)] and args.train_batch_size == 16
+    assert args.sizes == [(448, 448), (32, 672)] and args.train_batch_size == 16 and args.model_size == "2b"
     assert args.device.type in ("cpu", "cuda") and args.output == Path("results/gpu_suite.json")
+
+
+# The parameter counts of Qwen/Qwen3-VL-{2B,4B,8B}-Instruct's published safetensors: the configs built here must give
+# these to the parameter, CMRM aside.
+PUBLISHED_PARAMETERS = {"2b": 2_127_532_032, "4b": 4_437_815_808, "8b": 8_767_123_696}
+
+
+@pytest.mark.parametrize("model_size", sorted(PUBLISHED_PARAMETERS))
+def test_each_model_size_has_its_published_parameter_count(suite, model_size):
+    from modeling_lpllm import Qwen3VLForPlateRecognition, build_offline_processor
+
+    config = suite.build_config(build_offline_processor(), tiny=False, model_size=model_size)
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = Qwen3VLForPlateRecognition(config)
+    cmrm = suite.count_parameters(model.model.cmrm)
+    assert suite.count_parameters(model) - cmrm == PUBLISHED_PARAMETERS[model_size]
+    assert cmrm > 0 and config.cmrm_num_slots == suite.PAPER_CMRM["cmrm_num_slots"]
+    assert suite.architecture_name(suite.parse_args(["--model_size", model_size])).startswith(
+        f"Qwen3-VL-{model_size.upper()}-Instruct"
+    )
 
 
 def test_an_image_size_off_the_patch_grid_is_snapped_to_the_nearest_valid_one(suite):
@@ -185,3 +213,113 @@ def test_a_variant_that_fails_is_unsupported_and_one_past_its_cap_is_skipped(sui
     with suite.time_cap(5):  # a block that ends in time is not interrupted later
         pass
     time.sleep(0.1)
+
+
+# ------------------------------------------------------------------------------------------- report, device check
+
+REPORT_FILE = SUITE_FILE.with_name("gpu_report.py")
+DEVICE_CHECK = SUITE_FILE.with_name("gpu_device_check.sh")
+
+
+@pytest.fixture(scope="module")
+def report():
+    return load_script(REPORT_FILE)
+
+
+def suite_result(rows: list[dict]) -> dict:
+    """A gpu_suite.py JSON with the given rows (the header as an H200 run would write it)."""
+    return {
+        "environment": {
+            "python": "3.12.3", "torch": "2.11.0+cu130", "transformers": "5.17.0", "peft": "0.18.0", "cuda": "13.0",
+            "device": "cuda", "dtype": "bfloat16", "cpu_count": 16, "device_name": "NVIDIA H200",
+            "device_memory_gib": 139.8, "compute_capability": "9.0",
+        },
+        "settings": {"tiny": False, "model_size": "2b", "time_budget_s": 230.0, "repeats": 10, "skip_compile": False},
+        "model": {
+            "architecture": "Qwen3-VL-2B-Instruct + CMRM", "weights": "random (seed 0)", "parameters": 2_161_127_424,
+            "cmrm_parameters": 33_595_392, "image_sizes": [{"size": "448x448", "visual_tokens": 196}],
+        },
+        "status": "finished",
+        "elapsed_s": 250.0,
+        "rows": rows,
+    }  # fmt: skip
+
+
+def latency_row(read_ms: float) -> dict:
+    return {
+        "kind": "latency", "case": "448x448", "status": "ok", "image_size": "448x448", "read_ms": read_ms,
+        "prefill_ms": read_ms / 2, "new_tokens": 8, "decode_ms_per_step": read_ms / 14, "visual_tokens": 196,
+        "prompt_tokens": 207,
+    }  # fmt: skip
+
+
+def cmrm_row(read_ratio: float) -> dict:
+    return {
+        "kind": "cmrm_on_off", "case": "448x448", "status": "ok", "image_size": "448x448",
+        "prefill_on_ms": 20.4, "prefill_off_ms": 20.0, "prefill_ratio_on_off": 1.02, "read_on_ms": 100 * read_ratio,
+        "read_off_ms": 100.0, "read_ratio_on_off": read_ratio, "cmrm_module_ms": 0.2,
+        "cmrm_module_share_of_prefill": 0.01,
+    }  # fmt: skip
+
+
+def training_row(peak_gib: float | None) -> dict:
+    return {
+        "kind": "lora_train_step", "case": "448x448 batch 16", "status": "ok", "batch": 16, "step_ms": 850.0,
+        "plates_per_s": 18.8, "peak_memory_gib": peak_gib, "trainable_parameters": 100, "lora_parameters": 90,
+        "trainable_cmrm_parameters": 10,
+    }  # fmt: skip
+
+
+def test_the_report_judges_each_target_from_the_rows(report):
+    verdicts = {target.split(" ")[0]: verdict for target, _, verdict in report.target_rows(
+        suite_result([latency_row(120.0), cmrm_row(1.004), training_row(31.5)])
+    )}  # fmt: skip
+    assert verdicts == {"batch-1": "met", "CMRM's": "met", "one": "reported"}
+
+    missed = report.target_rows(suite_result([latency_row(500.0), cmrm_row(1.02), training_row(None)]))
+    assert [verdict for _, _, verdict in missed] == ["not met", "not met", "partly"]
+    assert "+2.00%" in missed[1][1]
+
+    failed = {**latency_row(1.0), "status": "error", "reason": "out of memory: CUDA"}
+    unmeasured = report.target_rows(suite_result([failed]))
+    assert [verdict for _, _, verdict in unmeasured] == ["-", "-", "-"]
+    assert "error: out of memory" in unmeasured[0][1] and "no row" in unmeasured[1][1]
+
+
+def test_the_report_names_a_file_that_is_not_a_suite_result(report, tmp_path):
+    output = tmp_path / "gpu.md"
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(suite_result([latency_row(120.0)])))
+    not_json = tmp_path / "broken.json"
+    not_json.write_text("{")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"rows": []}))
+    for bad, expected in ((not_json, "not JSON"), (other, "lacks environment, model, status"),
+                          (tmp_path / "missing.json", "no such file")):  # fmt: skip
+        with pytest.raises(SystemExit, match=expected) as raised:
+            report.main([str(good), str(bad), "--output", str(output)])
+        assert str(bad) in str(raised.value)
+    assert not output.exists()  # every input is checked before the report is written
+
+
+@pytest.mark.slow
+def test_the_device_check_runs_both_sizes_and_writes_the_report(tmp_path):
+    """The script the GPU machine runs, on the tiny model on this CPU: every file it promises, and a report with
+    both runs' rows and the targets."""
+    quick = ["--tiny", "--device", "cpu", "--repeats", "1", "--warmups", "0", "--batch_sizes", "1,2"]
+    environment = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        ["bash", str(DEVICE_CHECK), *quick, "--train_batch_size", "2"],
+        cwd=SUITE_FILE.parents[1], env=environment, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = {"machine.txt", "gpu_suite_2b.json", "gpu_suite_2b.log", "gpu_suite_8b.json", "gpu_suite_8b.log", "gpu.md"}
+    assert {path.name for path in tmp_path.iterdir()} == names
+    assert "torch " in (tmp_path / "machine.txt").read_text()
+    for size in ("2b", "8b"):
+        data = json.loads((tmp_path / f"gpu_suite_{size}.json").read_text())
+        assert data["status"] == "finished" and {row["kind"] for row in data["rows"]} == ROW_KINDS
+    assert json.loads((tmp_path / "gpu_suite_8b.json").read_text())["settings"]["skip_compile"]
+    text = (tmp_path / "gpu.md").read_text()
+    assert text.count("## tiny LP-LLM (tests)") == 2 and text.count("| lora_train_step |") == 2
+    assert "below the paper's 435 ms" in text
