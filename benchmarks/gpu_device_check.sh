@@ -11,7 +11,7 @@
 # and .log, gpu.md. Copy gpu.md to results/gpu.md and the JSON beside it.
 #
 # It runs on the machine's own torch, transformers and peft: the suite was checked with transformers 5.17 / peft 0.18
-# (the GPU image's, per .library/device/KINDS.md) as well as this project's 5.25 / 0.21, so no wheels need carrying.
+# (the GPU image's) as well as this project's 5.25 / 0.21, so no wheels need carrying.
 set -uo pipefail
 
 out="${OUT:-results/gpu_run}"
