@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from lpllm.cli.evaluate import parse_arguments
+from lpllm.cli.read import parse_arguments as parse_read_arguments
 from lpllm.cli.recognizers import load_recognizer
 from lpllm.evaluation.data import load_eval_data
 from lpllm.evaluation.model_sources import check_model_reference, is_project_checkpoint
@@ -169,3 +170,18 @@ def test_read_samples_asks_for_the_flag_and_checks_its_paths(tmp_path, tiny_chec
 def test_reading_arguments_are_checked_when_parsed(plate_dataset, extra, message):
     with pytest.raises(ValueError, match=message):
         parse_arguments(eval_arguments("--model_name_or_path", "m", "--dataset_name", str(plate_dataset), *extra))
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--batch_size", "0", "`batch_size` must be an integer >= 1, got 0"),
+        ("--max_new_tokens", "-2", "`max_new_tokens` must be an integer >= 1, got -2"),
+        ("--num_views", "0", "`num_views` must be an integer >= 1, got 0"),
+    ],
+)
+def test_read_and_eval_refuse_the_same_bad_counts_in_the_same_words(plate_dataset, option, value, message):
+    with pytest.raises(ValueError, match=message):
+        parse_arguments(eval_arguments("--model_name_or_path", "m", "--dataset_name", str(plate_dataset), option, value))
+    with pytest.raises(ValueError, match=message):
+        parse_read_arguments([str(plate_dataset), "--model", "m", option, value])

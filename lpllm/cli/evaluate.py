@@ -12,7 +12,7 @@ from typing import Literal
 from trl import TrlParser
 
 from modeling_lpllm import DEFAULT_PLATE_CHARSET
-from modeling_lpllm.plate_reading import check_max_new_tokens, check_prompt
+from modeling_lpllm.plate_reading import check_prompt
 
 from ..baselines.rapidocr import RAPIDOCR_READER, check_rapidocr_settings
 from ..evaluation.attention_maps import ATTENTION_MAPS_FILE, attention_sheet, check_slot_attention
@@ -20,7 +20,7 @@ from ..evaluation.model_sources import check_model_reference
 from ..evaluation.normalization import DEFAULT_SEPARATORS, PlateNormalizer, parse_region_maps
 from ..evaluation.outputs import atomic_save_figure, prepare_output_dir
 from ..evaluation.tables import ablation_table, comparison_table
-from .reader_arguments import ReaderArguments
+from .reader_arguments import ReaderArguments, check_counts
 from .recognizers import check_reader_options, load_recognizer, one_text_reader
 
 
@@ -138,12 +138,7 @@ class EvalArguments(ReaderArguments):
                 raise ValueError("`names` names the rows of `compare` / `ablation_table`: give one of them.")
             if len(self.names) != len(paths):
                 raise ValueError(f"`names` has {len(self.names)} entries for {len(paths)} paths: give one per path.")
-        for name in ("batch_size", "max_new_tokens", "num_views", "max_samples"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
-        if self.max_new_tokens is not None:
-            check_max_new_tokens(self.max_new_tokens)
+        check_counts(self, ("num_views", "max_samples"))
         check_prompt(self.prompt)
         for name in ("latency_runs", "latency_warmup", "top_k_confusions", "attention_maps"):
             value = getattr(self, name)

@@ -44,14 +44,14 @@ from trl import TrlParser
 
 from modeling_lpllm.image_checks import ImageInputError, load_image_input
 from modeling_lpllm.plate_patterns import matching_regions
-from modeling_lpllm.plate_reading import check_max_new_tokens, check_prompt
+from modeling_lpllm.plate_reading import check_prompt
 from modeling_lpllm.plate_scores import check_min_score
 
 from ..evaluation.model_sources import check_model_reference
 from ..evaluation.outputs import atomic_write_text
 from ..evaluation.report import format_candidates
 from ..evaluation.sharding import end_processes, gather_shards, process_state, reading_device, shard
-from .reader_arguments import ReaderArguments
+from .reader_arguments import ReaderArguments, check_counts
 from .recognizers import load_recognizer
 
 
@@ -116,12 +116,7 @@ class ReadArguments(ReaderArguments):
     def __post_init__(self):
         super().__post_init__()
         self.min_score = parse_min_score(self.min_score)
-        for name in ("batch_size", "num_views"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
-        if self.max_new_tokens is not None:
-            check_max_new_tokens(self.max_new_tokens)
+        check_counts(self, ("num_views",))
         check_prompt(self.prompt)
         if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
             raise ValueError(f"`log_level` must be a logging level such as INFO or WARNING, got {self.log_level!r}.")

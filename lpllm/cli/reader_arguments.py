@@ -4,7 +4,16 @@ commands cannot drift apart."""
 from dataclasses import dataclass, field
 from typing import Literal
 
+from modeling_lpllm.plate_reading import check_max_new_tokens
 from modeling_lpllm.plate_scores import check_top_k
+
+
+def check_counts(arguments, names: tuple[str, ...]) -> None:
+    """Each named option is None (its default applies) or a whole number >= 1; a bool is no count."""
+    for name in names:
+        value = getattr(arguments, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
 
 
 @dataclass(kw_only=True)
@@ -57,6 +66,9 @@ class ReaderArguments:
     )
 
     def __post_init__(self):
+        check_counts(self, ("batch_size", "max_new_tokens"))
+        if self.max_new_tokens is not None:
+            check_max_new_tokens(self.max_new_tokens)
         self.top_k = check_top_k(self.top_k)
         if self.num_beams is not None:
             self.num_beams = check_top_k(self.num_beams, "num_beams")
