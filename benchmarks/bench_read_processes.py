@@ -17,7 +17,6 @@ else running. The numbers depend on the machine; nothing here is asserted by the
 """
 
 import argparse
-import json
 import os
 import re
 import subprocess

@@ -702,7 +702,8 @@ def measure_lora_step(model, args) -> dict:
         seconds = time_calls(step, args.device, TRAIN_WARMUP_STEPS, TRAIN_TIMED_STEPS)
         peak = peak_memory(args.device)
     finally:
-        del peft_model, train_model, optimizer, batch
+        # Frees the copies; `step` shares these variables, so they are emptied rather than deleted.
+        peft_model = train_model = optimizer = batch = None
         free_memory(args.device)
     step_ms = median_ms(seconds)
     return {

@@ -11,7 +11,7 @@ import torch
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
 from modeling_lpllm import LPLLMConfig, Qwen3VLForPlateRecognition, plate_messages
-from tiny_lpllm import random_plate_image, run_without_the_package, save_tiny_checkpoint, tiny_config, tiny_model, tiny_processor
+from tiny_lpllm import forward_in_a_fresh_process, random_plate_image, save_tiny_checkpoint, tiny_config, tiny_model, tiny_processor
 
 
 @pytest.fixture(scope="module")
@@ -398,13 +398,7 @@ def test_save_and_load_in_a_fresh_process_without_the_package(tmp_path, processo
     assert set(auto_map) >= {"AutoConfig", "AutoModel", "AutoModelForImageTextToText", "AutoModelForCausalLM"}
 
     inputs = dict(plate_inputs(processor, [random_plate_image(1), random_plate_image(2, size=(50, 50))]))
-    torch.save(inputs, tmp_path / "inputs.pt")
-    with torch.no_grad():
-        expected = model(**inputs).logits
-    run_without_the_package(
-        FRESH_PROCESS_SCRIPT, checkpoint, tmp_path / "inputs.pt", tmp_path / "out.pt", work_dir=tmp_path
-    )
-    results = torch.load(tmp_path / "out.pt")
+    expected, results = forward_in_a_fresh_process(FRESH_PROCESS_SCRIPT, model, inputs, checkpoint, tmp_path)
     assert results["processor_class"] == "LPLLMProcessor"
     assert results["text"] == processor.apply_chat_template(plate_messages(), add_generation_prompt=True, tokenize=False)
     for auto_name in ("AutoModel", "AutoModelForImageTextToText", "AutoModelForCausalLM"):

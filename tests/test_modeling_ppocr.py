@@ -23,7 +23,7 @@ from modeling_lpllm.ppocr_recognizer import PPOCRRecognizer
 from modeling_lpllm.ppocr_vision import PPOCRVisionModel, unpatchify
 from test_modeling_lpllm import plate_inputs
 from test_train_sft import final_weights, plate_split, run
-from tiny_lpllm import TINY_MODEL_CONFIG, random_plate_image, run_without_the_package, tiny_model, tiny_processor
+from tiny_lpllm import TINY_MODEL_CONFIG, forward_in_a_fresh_process, random_plate_image, tiny_model, tiny_processor
 
 
 @pytest.fixture(scope="module")
@@ -140,13 +140,7 @@ def test_save_and_load_in_a_fresh_process_without_the_package(model, processor, 
     processor.save_pretrained(checkpoint)
     assert {"ppocr_vision.py", "ppocr_recognizer.py"} <= {path.name for path in checkpoint.iterdir()}
     inputs = dict(plate_inputs(processor, [random_plate_image(1), random_plate_image(2, size=(60, 40))]))
-    torch.save(inputs, tmp_path / "inputs.pt")
-    with torch.no_grad():
-        expected = model(**inputs).logits
-    run_without_the_package(
-        FRESH_PROCESS_SCRIPT, checkpoint, tmp_path / "inputs.pt", tmp_path / "out.pt", work_dir=tmp_path
-    )
-    results = torch.load(tmp_path / "out.pt")
+    expected, results = forward_in_a_fresh_process(FRESH_PROCESS_SCRIPT, model, inputs, checkpoint, tmp_path)
     assert results["class"] == "PPOCRVisionModel"
     # The same weights and inputs; the convolution kernels oneDNN picks may sum in another order in another process.
     torch.testing.assert_close(results["logits"], expected, rtol=1e-5, atol=1e-6)

@@ -23,7 +23,7 @@ from modeling_lpllm.configuration_lpllm import PPOCR_CTC_NUM_CLASSES
 from modeling_lpllm.ppocr_recognizer import PPOCRRecognizer, PPOCRRecognizerConfig, ctc_greedy_decode
 from modeling_lpllm.ppocr_vision import CTC_CHUNK_LOGITS
 from test_modeling_lpllm import plate_inputs
-from tiny_lpllm import TINY_MODEL_CONFIG, random_plate_image, run_without_the_package, tiny_model, tiny_processor
+from tiny_lpllm import TINY_MODEL_CONFIG, forward_in_a_fresh_process, random_plate_image, tiny_model, tiny_processor
 
 
 # Every image read at 48x96 by the encoder (12 positions), as in test_modeling_ppocr.py.
@@ -200,13 +200,7 @@ def test_save_and_load_in_a_fresh_process_keep_the_classes_and_the_head(processo
     processor.save_pretrained(checkpoint)
     assert json.loads((checkpoint / "config.json").read_text())["ppocr_ctc_classes"] == CLASSES
     inputs = dict(image_inputs(processor))
-    torch.save(inputs, tmp_path / "inputs.pt")
-    with torch.no_grad():
-        expected = model(**inputs).logits
-    run_without_the_package(
-        FRESH_PROCESS_SCRIPT, checkpoint, tmp_path / "inputs.pt", tmp_path / "out.pt", work_dir=tmp_path
-    )
-    results = torch.load(tmp_path / "out.pt")
+    expected, results = forward_in_a_fresh_process(FRESH_PROCESS_SCRIPT, model, inputs, checkpoint, tmp_path)
     assert results["classes"] == CLASSES
     for name, tensor in model.model.visual.head.state_dict().items():
         assert torch.equal(results["head"][name], tensor), name

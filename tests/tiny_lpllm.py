@@ -95,6 +95,17 @@ def run_without_the_package(script: str, *args: str, work_dir) -> subprocess.Com
     return completed
 
 
+def forward_in_a_fresh_process(script: str, model, inputs: dict, checkpoint, work_dir) -> tuple:
+    """`model`'s logits on `inputs` here, and what `script` saved when run without this package
+    (`run_without_the_package`) with the arguments CHECKPOINT INPUTS_FILE OUTPUT_FILE: (logits, the loaded output)."""
+    inputs_file, output_file = Path(work_dir) / "inputs.pt", Path(work_dir) / "out.pt"
+    torch.save(inputs, inputs_file)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    run_without_the_package(script, checkpoint, inputs_file, output_file, work_dir=work_dir)
+    return expected, torch.load(output_file)
+
+
 def assert_same_readings(actual, expected, rtol: float = 1e-4):
     """Readings (pipeline outputs, or lists/dicts of them) are equal: the same structure and texts, and the same
     scores up to float rounding (a batch's padding changes the order of the sums behind them)."""

@@ -12,12 +12,17 @@ plate is read from several views; the maps are the crop's own (the first view).
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 
 from modeling_lpllm import to_rgb
+
+
+if TYPE_CHECKING:  # matplotlib is imported where a sheet is drawn: reading plates does not need it
+    from matplotlib.figure import Figure
 
 
 ATTENTION_MAPS_FILE = "attention_maps.png"
