@@ -9,7 +9,8 @@ architectures) and prints one table row per measurement:
                    CMRM module alone
   lora_train_step  one LoRA (r=64, alpha=16) + CMRM step of the paper's recipe at batch 16, 448x448: forward,
                    backward and AdamW, and the peak memory
-  throughput       plates/s of batched reads at growing batch sizes, until out of memory or the time cap
+  throughput       plates/s of batched reads at growing batch sizes, until out of memory or the time cap; the
+                   batch that would fill the memory, from the peaks of the largest two
   static_cache     the batch-1 read with `cache_implementation="static"` (no compile)
   compile          torch.compile: the decode step through generate's own compile (static cache, CUDA graphs), and
                    the prefill forward; capped by --compile_budget_s
@@ -263,6 +264,13 @@ def peak_memory(device: torch.device) -> int | None:
     if backend is None or not hasattr(backend, "max_memory_allocated"):
         return None
     return backend.max_memory_allocated(device)
+
+
+def total_memory(device: torch.device) -> int | None:
+    backend = device_module(device)
+    if backend is None or not hasattr(backend, "get_device_properties"):
+        return None
+    return backend.get_device_properties(device).total_memory
 
 
 def gib(num_bytes: int | None) -> float | None:
@@ -627,6 +635,7 @@ def measure_throughput(model, prompt: PlatePrompt, args, budget_s: float) -> dic
     if not points:
         raise RuntimeError(f"no batch size ran ({stopped_by})")
     best = max(points, key=lambda point: point["plates_per_s"])
+    per_plate_gib, filling_batch = memory_filling_batch(points, gib(total_memory(args.device)))
     return {
         "image_size": prompt.label,
         "method": f"model.generate of identical plates, {NEW_TOKENS} new tokens each; "
@@ -634,8 +643,24 @@ def measure_throughput(model, prompt: PlatePrompt, args, budget_s: float) -> dic
         "best_plates_per_s": best["plates_per_s"],
         "best_batch": best["batch"],
         "stopped_by": stopped_by,
+        "memory_per_plate_gib": per_plate_gib,
+        "memory_filling_batch_estimate": filling_batch,
         "points": points,
     }
+
+
+def memory_filling_batch(points: list[dict], capacity_gib: float | None) -> tuple[float | None, int | None]:
+    """(GiB per plate, the batch whose peak would fill `capacity_gib`) on the line through the peaks of the two
+    largest batches measured: a read's memory is the weights once plus the activations and cache of each plate.
+    (None, None) without two measured peaks, a capacity, or growth between them."""
+    measured = [point for point in points if point.get("peak_memory_gib") is not None]
+    if capacity_gib is None or len(measured) < 2:
+        return None, None
+    smaller, larger = measured[-2], measured[-1]
+    per_plate = (larger["peak_memory_gib"] - smaller["peak_memory_gib"]) / (larger["batch"] - smaller["batch"])
+    if per_plate <= 0:
+        return None, None
+    return per_plate, int(larger["batch"] + (capacity_gib - larger["peak_memory_gib"]) / per_plate)
 
 
 def throughput_point(model, prompt: PlatePrompt, batch: int, device: torch.device) -> dict | None:
@@ -866,9 +891,15 @@ def summarize_training(row: dict) -> str:
 
 def summarize_throughput(row: dict) -> str:
     sweep = ", ".join(f"{point['batch']}: {point['plates_per_s']:.0f}" for point in row["points"])
+    filling = row.get("memory_filling_batch_estimate")
+    memory = (
+        ""
+        if filling is None
+        else f"; {1024 * row['memory_per_plate_gib']:.0f} MiB a plate, memory full at ~{filling} plates (estimate)"
+    )
     return (
         f"best {row['best_plates_per_s']:.1f} plates/s at batch {row['best_batch']} (plates/s by batch: {sweep}); "
-        f"stopped: {row['stopped_by']}"
+        f"stopped: {row['stopped_by']}{memory}"
     )
 
 

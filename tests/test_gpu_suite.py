@@ -98,6 +98,7 @@ def test_the_tiny_suite_records_every_measurement(suite, tmp_path, capsys):
         assert row["status"] == "ok" and row["best_plates_per_s"] > 0
         assert [point["batch"] for point in row["points"]] == [1, 2, 4]
         assert row["stopped_by"] == "end of the batch-size list"
+        assert row["memory_filling_batch_estimate"] is None  # no device memory to fill on a CPU
 
     for row in rows_of(data, "static_cache"):
         assert row["status"] in ("ok", "unsupported")
@@ -185,6 +186,29 @@ def test_each_model_size_has_its_published_parameter_count(suite, model_size):
     assert suite.architecture_name(suite.parse_args(["--model_size", model_size])).startswith(
         f"Qwen3-VL-{model_size.upper()}-Instruct"
     )
+
+
+def test_the_memory_filling_batch_is_read_off_the_two_largest_peaks(suite):
+    points = [
+        {"batch": 1, "peak_memory_gib": 4.5},
+        {"batch": 8, "peak_memory_gib": 5.0},
+        {"batch": 32, "peak_memory_gib": 6.0},  # 1/24 GiB a plate above the weights
+    ]
+    per_plate, batch = suite.memory_filling_batch(points, capacity_gib=80.0)
+    assert per_plate == pytest.approx(1 / 24) and batch == 32 + 74 * 24
+    assert suite.memory_filling_batch(points, capacity_gib=None) == (None, None)  # a CPU: no capacity
+    assert suite.memory_filling_batch(points[:1], capacity_gib=80.0) == (None, None)
+    flat = [{"batch": 1, "peak_memory_gib": 5.0}, {"batch": 8, "peak_memory_gib": 5.0}]
+    assert suite.memory_filling_batch(flat, capacity_gib=80.0) == (None, None)
+    unmeasured = [{"batch": 1, "peak_memory_gib": None}, {"batch": 8, "peak_memory_gib": None}]
+    assert suite.memory_filling_batch(unmeasured, capacity_gib=80.0) == (None, None)
+
+    row = {
+        "kind": "throughput", "status": "ok", "best_plates_per_s": 900.0, "best_batch": 32, "stopped_by": "time cap",
+        "points": [{"batch": 32, "plates_per_s": 900.0}], "memory_per_plate_gib": per_plate,
+        "memory_filling_batch_estimate": batch,
+    }  # fmt: skip
+    assert suite.summarize(row).endswith("; 43 MiB a plate, memory full at ~1808 plates (estimate)")
 
 
 def test_an_image_size_off_the_patch_grid_is_snapped_to_the_nearest_valid_one(suite):
