@@ -18,23 +18,10 @@ from lpllm.evaluation.data import load_eval_data
 from lpllm.evaluation.model_sources import check_model_reference, is_project_checkpoint
 from lpllm.evaluation.recognizers import load_vision_language_recognizer
 from test_eval_helpers import noise_image, plate_row, save_plate_dataset
-from tiny_lpllm import save_tiny_checkpoint
 
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tiny_lpllm")
-    save_tiny_checkpoint(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from lpllm.evaluation.recognizers import extract_plate_text
 from lpllm.evaluation.report import render_markdown
 from modeling_lpllm import DEFAULT_PLATE_CHARSET, DEFAULT_PROMPT
 from test_eval_helpers import plate_row, save_plate_dataset, standard_splits, write_crop_folder
-from tiny_lpllm import save_tiny_checkpoint, tiny_config, tiny_model, tiny_processor
+from tiny_lpllm import tiny_config, tiny_model, tiny_processor
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,18 +30,6 @@ from lpllm.cli import evaluate as eval_cli  # noqa: E402
 
 FAST = ["--latency_runs", "2", "--latency_warmup", "1", "--batch_size", "2", "--log_level", "WARNING"]
 PLOTS = ("accuracy_vs_severity.png", "confusion_heatmap.png", "per_position_accuracy.png")
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tiny_lpllm")
-    save_tiny_checkpoint(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")

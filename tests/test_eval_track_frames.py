@@ -21,11 +21,6 @@ from tiny_lpllm import save_tiny_checkpoint
 FAST = ["--latency_runs", "0", "--batch_size", "2", "--log_level", "WARNING"]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def track_dataset(tmp_path_factory):
     """Test split: tracks of 3, 2 and 3 frames (blur, blur, noise) and a single crop."""
