@@ -188,6 +188,37 @@ def test_each_model_size_has_its_published_parameter_count(suite, model_size):
     )
 
 
+@pytest.mark.slow
+def test_the_compile_rows_compile_and_read_what_eager_reads(suite, monkeypatch, request):
+    """The compile rows run on accelerators only; here generate is let compile on the CPU (CompileConfig's
+    `_compile_all_devices`, without CUDA graphs) so that the rows' code runs, with both transformers versions in use."""
+    compile_config_class = suite.CompileConfig
+    if not hasattr(compile_config_class(), "_compile_all_devices"):
+        pytest.skip("this transformers has no switch to compile generate's decode step on a CPU")
+
+    def cpu_compile_config(**kwargs):
+        config = compile_config_class(**kwargs)
+        config._compile_all_devices, config.mode = True, "default"
+        return config
+
+    monkeypatch.setattr(suite, "CompileConfig", cpu_compile_config)
+    request.addfinalizer(torch._dynamo.reset)  # no compiled graphs or guards left behind for later tests
+    args = suite.parse_args(["--tiny", "--device", "cpu", "--repeats", "1", "--warmups", "1"])
+    processor = suite.build_offline_processor()
+    model = suite.build_model(suite.build_config(processor, True), processor.tokenizer, args.device, torch.float32, 0)
+    prompt = suite.build_prompt(model, (32, 672), seed=0)
+    eager = suite.read_plates(model, prompt.inputs)
+
+    decode = suite.measure_compiled_decode(model, prompt, args, cap_s=300, eager_read_ms=10.0)
+    assert decode["compiled"] and decode["new_tokens"] == suite.NEW_TOKENS and decode["read_ms"] > 0
+    static_cache = {"cache_implementation": "static", "compile_config": cpu_compile_config()}
+    compiled = suite.read_plates(model, prompt.inputs, **static_cache)
+    assert torch.equal(compiled, eager)
+
+    prefill = suite.measure_compiled_prefill(model, prompt, args, cap_s=300, eager_prefill_ms=4.0)
+    assert prefill["prefill_ms"] > 0 and prefill["ratio_to_eager"] == pytest.approx(prefill["prefill_ms"] / 4.0)
+
+
 def test_the_memory_filling_batch_is_read_off_the_two_largest_peaks(suite):
     points = [
         {"batch": 1, "peak_memory_gib": 4.5},
