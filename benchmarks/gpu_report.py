@@ -9,9 +9,18 @@
 import argparse
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
+
+
+try:
+    import lpllm  # noqa: F401
+except ImportError:  # a plain copy of the repository (the GPU machine's): the package sits beside this folder
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# Both import only the standard library, as the GPU machine needs.
+from lpllm.evaluation.outputs import atomic_write_text
+from lpllm.evaluation.tables import markdown_table
 
 
 # The paper's figures for LP-LLM on an A100: a plate read in 435 ms, 15 ms (3.6%) of it CMRM's.
@@ -98,16 +107,6 @@ def target_rows(data: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
-def escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(escape(cell) for cell in row) + " |" for row in rows]
-    return lines
-
-
 def command_line(data: dict) -> str:
     settings = data.get("settings", {})
     parts = ["python benchmarks/gpu_suite.py"]
@@ -124,7 +123,7 @@ def command_line(data: dict) -> str:
 
 
 def run_section(data: dict, source: Path, suite) -> list[str]:
-    model = data["model"]
+    model, rows = data["model"], data["rows"]
     count = suite.format_count
     lines = [
         f"## {model['architecture']}",
@@ -138,11 +137,11 @@ def run_section(data: dict, source: Path, suite) -> list[str]:
         "",
         "Targets:",
         "",
-        *table(("target", "measured", "verdict"), target_rows(data)),
+        markdown_table(["target", "measured", "verdict"], target_rows(data)),
         "",
         "Every row:",
         "",
-        *table(("kind", "case", "result"), [(row["kind"], row["case"], suite.summarize(row)) for row in data["rows"]]),
+        markdown_table(["kind", "case", "result"], [[row["kind"], row["case"], suite.summarize(row)] for row in rows]),
         "",
     ]
     return lines
@@ -163,13 +162,6 @@ def render(runs: list[tuple[Path, dict]], suite) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, nargs="+", help="JSON files written by benchmarks/gpu_suite.py --output.")
@@ -181,7 +173,7 @@ def main(argv=None) -> str:
     args = parse_args(argv)
     runs = [(path, read_run(path)) for path in args.runs]  # every input checked before anything is written
     text = render(runs, load_suite())
-    write_atomically(args.output, text)
+    atomic_write_text(args.output, text)
     print(f"{len(runs)} run(s) -> {args.output}", file=sys.stderr)
     return text
 

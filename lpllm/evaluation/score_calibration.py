@@ -198,6 +198,8 @@ def calibrate_scores(
     correct = np.array([normalizer(text, sample.region) == sample.label for text, sample in zip(texts, samples)])
     temperature = fit_temperature(distributions, correct)
     before, after = plate_log_scores(distributions, 1.0), plate_log_scores(distributions, temperature)
+    # The temperature alone for now: an earlier map or threshold in the processor must not bend the scores the map
+    # is fitted to.
     recognizer.processor.set_score_calibration(temperature)
     if recognizer.num_beams > 1:
         # Beam search and pattern ranking may read other texts than the greedy pass: the map is fitted to what the

@@ -24,7 +24,8 @@ def _row(cells) -> str:
     return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; `|` inside a cell is escaped."""
     lines = [_row(header), _row(["---"] * len(header))]
     lines.extend(_row(row) for row in rows)
     return "\n".join(lines)
@@ -96,7 +97,7 @@ def comparison_table(results_list: list[dict], names: list[str] | None = None) -
         if budget:
             note += f"; training budget: {budget}"
         notes.append(note)
-    return _table(header, rows) + "\n\n" + "\n".join(notes) + "\n"
+    return markdown_table(header, rows) + "\n\n" + "\n".join(notes) + "\n"
 
 
 def _cmrm_cell(model: dict) -> str:
@@ -144,7 +145,9 @@ def ablation_table(results_list: list[dict], labels: list[str] | None = None) ->
                 "0.00 (ref.)" if index == 0 else delta,
             ]
         )
-    return _table(header, rows) + "\n"
+    return markdown_table(header, rows) + "\n"
 
 
-__all__ = ["ablation_table", "comparison_table", "format_count", "format_number", "format_percent"]
+__all__ = [
+    "ablation_table", "comparison_table", "format_count", "format_number", "format_percent", "markdown_table",
+]
