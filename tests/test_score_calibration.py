@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lpllm.evaluation.calibration import expected_calibration_error
+from lpllm.evaluation.evaluation import read_all
 from lpllm.evaluation.normalization import PlateNormalizer
 from lpllm.evaluation.recognizers import VisionLanguageRecognizer
 from lpllm.evaluation.score_calibration import (
@@ -34,7 +35,7 @@ def recognizer():
 
 def samples(count: int, label: str = "AB123"):
     return [
-        SimpleNamespace(images=[random_plate_image(seed)], prompt=None, label=label, region=None)
+        SimpleNamespace(id=f"plate{seed}", images=[random_plate_image(seed)], prompt=None, label=label, region=None)
         for seed in range(count)
     ]
 
@@ -105,6 +106,33 @@ def test_calibrating_sets_the_processors_temperature_and_it_is_saved(recognizer,
         processor.set_score_calibration(1.0)
     with pytest.raises(ValueError, match="needs validation plates"):
         calibrate_scores(recognizer, [], PlateNormalizer())
+
+
+def test_with_beams_the_map_is_fitted_to_the_readings_the_model_makes():
+    """A model that reads with beams is calibrated on its beam readings (their texts and scores at the fitted
+    temperature), not on the greedy pass the temperature is fitted on: a region whose one pattern is a beam the greedy
+    pass does not read makes the two differ."""
+    processor, normalizer, plates = tiny_processor(), PlateNormalizer(), samples(6)
+    model = tiny_model(processor, seed=9)
+    searched = VisionLanguageRecognizer(model, processor, "tiny", torch.device("cpu"), max_new_tokens=8, num_beams=3,
+                                        top_k=3, region=None)  # fmt: skip
+    candidates = searched.read_scored([plates[0].images])[0]["candidates"]
+    best, other_beam = candidates[0]["text"], candidates[1]["text"]
+    processor.plate_patterns = {"XX": [other_beam]}  # a literal pattern: that text alone fits it
+    beams = VisionLanguageRecognizer(
+        model, processor, "tiny", torch.device("cpu"), max_new_tokens=8, num_beams=3, region="XX"
+    )
+    read = beams.read_scored([plate.images for plate in plates])
+    assert normalizer(read[0]["text"], None) != normalizer(best, None)
+    for plate, reading in zip(plates[:3], read):  # half the plates labelled with what the beams read
+        plate.label = normalizer(reading["text"], None)
+    fit = calibrate_scores(beams, plates, normalizer, batch_size=4)
+
+    processor.set_score_calibration(fit.temperature)  # the scores the map was fitted to: at the temperature alone
+    readings = read_all(beams, plates, batch_size=4)
+    right = [normalizer(text, None) == plate.label for text, plate in zip(readings.texts, plates)]
+    assert right == [True] * 3 + [False] * 3 and fit.accuracy == 0.5
+    assert fit.score_map == pytest.approx(fit_score_map(readings.scores, right), rel=1e-6)
 
 
 def test_lpllm_calibrate_writes_a_calibrated_copy_and_refuses_to_replace_anything(tmp_path):
